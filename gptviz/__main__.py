@@ -1,0 +1,5 @@
+import sys
+
+from gptviz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Qt-free, synchronous engine: weights, training, generation, snapshots, the session facade."""

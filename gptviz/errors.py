@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI prints them as one line; the GUI shows them in a dialog."""
+
+
+class GptvizError(Exception):
+    """Base class: the message is written for the user, not the developer."""
+
+
+class ConfigError(GptvizError, ValueError):
+    """A model or training setting that cannot work (heads not dividing the width, sizes <= 0, ...)."""
+
+
+class DataError(GptvizError, ValueError):
+    """A corpus that cannot be read or is too short."""
+
+
+class WeightsError(GptvizError, ValueError):
+    """A checkpoint or weight file that cannot be loaded safely or does not fit the model."""
+
+
+class TokenizerError(GptvizError, RuntimeError):
+    """The bundled tokenizer file is missing or corrupt."""

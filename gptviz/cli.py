@@ -25,7 +25,9 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gptviz", description="See inside a GPT while it reads, learns and writes.")
+    parser = argparse.ArgumentParser(
+        prog="gptviz", description="See inside a GPT while it reads, learns and writes."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         module = _command_module(name)

@@ -112,4 +112,6 @@ def make_loader(
     windows: SlidingWindows, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0
 ) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(windows, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator)
+    return DataLoader(
+        windows, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator
+    )

@@ -124,7 +124,9 @@ class MultiHeadAttention(nn.Module):
             drop = self.dropout.p if self.training else 0.0
             if past == 0 or T == 1:
                 # T == 1: the one query may see every stored key, so no mask is needed.
-                context = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=past == 0 and T > 1)
+                context = F.scaled_dot_product_attention(
+                    q, k, v, dropout_p=drop, is_causal=past == 0 and T > 1
+                )
             else:
                 allowed = ~causal_mask(T, S, past, x.device)  # (T, S)
                 context = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
@@ -228,7 +230,9 @@ def _init_weights(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def generate_greedy(model: GPTModel, idx: torch.Tensor, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:
+def generate_greedy(
+    model: GPTModel, idx: torch.Tensor, max_new_tokens: int, use_cache: bool = True
+) -> torch.Tensor:
     """Greedy decoding (book ch. 4 `generate_text_simple`), optionally with the KV cache. idx (B, T)."""
     ctx = model.cfg.context_length
     if not use_cache:

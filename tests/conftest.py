@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny seeded models so every test runs in well under a second."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from gptviz.config import GPTConfig  # noqa: E402
+from gptviz.model.gpt import GPTModel  # noqa: E402
+
+
+@pytest.fixture
+def tiny_cfg() -> GPTConfig:
+    return GPTConfig(
+        vocab_size=50257, context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0, name="t"
+    )
+
+
+@pytest.fixture
+def tiny_model(tiny_cfg: GPTConfig) -> GPTModel:
+    torch.manual_seed(123)
+    return GPTModel(tiny_cfg).eval()

@@ -1,0 +1,121 @@
+"""`gptviz inspect CKPT_DIR --prompt TEXT --out FILE.npz`: one forward pass, every tap a view needs, saved.
+
+The .npz holds exactly:
+  token_ids  (T,)          int64    the prompt's tokens (the last context_length of them)
+  logits     (T, V)        float32
+  attention  (L, H, T, T)  float32  weights after softmax, row = query, column = key
+  hidden     (L+1, T, D)   float32  the residual stream: embeddings, then after each block (before final norm)
+CKPT_DIR may be `demo` for the bundled demo model, or any source `gptviz import` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gptviz.errors import GptvizError, WeightsError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a gptviz checkpoint directory, `demo`, or GPT-2 weights")
+    parser.add_argument("--prompt", required=True, help="the text to run through the model")
+    parser.add_argument("--out", required=True, help="the .npz file to write (replaced atomically)")
+    parser.add_argument("--heads", type=int, default=None, help="attention heads, if the source cannot say")
+
+
+def resolve_model_source(name: str) -> Path:
+    """`demo` means the bundled demo checkpoint; anything else is a path."""
+    if name == "demo":
+        from gptviz.resources import DEMO_MODEL_DIR
+
+        if not DEMO_MODEL_DIR.is_dir():
+            raise WeightsError(f"the demo model is not installed (expected {DEMO_MODEL_DIR})")
+        return DEMO_MODEL_DIR
+    return Path(name)
+
+
+def inspect_arrays(model: torch.nn.Module, token_ids: list[int]) -> dict[str, np.ndarray]:
+    """Run the model once in eval mode and return the four arrays of the .npz contract."""
+    from gptviz.model import capture
+
+    cfg = model.cfg
+    names = ["hook_embed"]
+    names += [f"blocks.{i}.attn.hook_weights" for i in range(cfg.n_layers)]
+    names += [f"blocks.{i}.hook_resid_post" for i in range(cfg.n_layers)]
+    model.eval()
+    idx = torch.tensor([token_ids], dtype=torch.long)  # (1, T)
+    with torch.no_grad(), capture(model, names) as taps:
+        logits = model(idx)  # (1, T, V)
+    attention = torch.stack(
+        [taps[f"blocks.{i}.attn.hook_weights"][0] for i in range(cfg.n_layers)]
+    )  # (L, H, T, T)
+    resid = [taps["hook_embed"][0]] + [taps[f"blocks.{i}.hook_resid_post"][0] for i in range(cfg.n_layers)]
+    hidden = torch.stack(resid)  # (L+1, T, D)
+    return {
+        "token_ids": np.asarray(token_ids, dtype=np.int64),  # (T,)
+        "logits": logits[0].float().cpu().numpy(),  # (T, V)
+        "attention": attention.float().cpu().numpy(),  # (L, H, T, T)
+        "hidden": hidden.float().cpu().numpy(),  # (L+1, T, D)
+    }
+
+
+def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptviz.engine.weights import import_weights
+    from gptviz.tokenizer import default_tokenizer
+
+    if args.prompt == "":
+        raise GptvizError("the prompt is empty; give some text with --prompt")
+    source = resolve_model_source(args.checkpoint)
+    notes: list[str] = []
+    model = import_weights(source, args.heads, warnings=notes)
+    for note in notes:
+        print(f"gptviz inspect: warning: {note}", file=sys.stderr)
+    ids = default_tokenizer().encode(args.prompt)
+    if not ids:
+        raise GptvizError("the prompt has no tokens")
+    too_big = [i for i in ids if i >= model.cfg.vocab_size]
+    if too_big:
+        raise GptvizError(
+            f"token id {too_big[0]} is outside the model's vocabulary of {model.cfg.vocab_size}; "
+            "this model was not trained with the GPT-2 tokenizer"
+        )
+    ctx = model.cfg.context_length
+    if len(ids) > ctx:
+        print(
+            f"gptviz inspect: note: the prompt has {len(ids)} tokens; kept the last {ctx} "
+            f"(context length), cropped {len(ids) - ctx}",
+            file=sys.stderr,
+        )
+        ids = ids[-ctx:]
+    arrays = inspect_arrays(model, ids)
+    out = Path(args.out)
+    write_npz_atomically(out, arrays)
+    L, H, T, _ = arrays["attention"].shape
+    print(
+        f"wrote {out}: {T} tokens, {L} layers x {H} heads, width {model.cfg.emb_dim}, vocab {model.cfg.vocab_size}"
+    )
+    return 0

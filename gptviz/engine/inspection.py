@@ -1,0 +1,379 @@
+"""One forward pass with the taps the Attention and Activations panes need, turned into a plain snapshot.
+
+The snapshot holds numpy copies only (never tensors), is read-only, and is small enough to keep around:
+the naive all-heads fp32 attention of the 124M preset at 1024 tokens is 12*12*1024^2*4 B = 576 MiB, which
+no pane should hold. Three facts make it small without losing what a view can show:
+
+* attention is causal, so only the lower triangle (T(T+1)/2 of T^2 weights) carries information;
+* weights are stored at float16 precision: relative error <= 2^-11 (about 5e-4) for weights >= 6.1e-5 and
+  absolute error <= 3e-8 below that, far under what a colour map can show;
+* a float16 number in [0, 1] never sets the top two of its 16 bits, so four weights fit in seven bytes.
+
+That is 124M/1024 -> about 126 MiB of attention (plus 12 MiB for one layer's MLP activations), and a
+dense (T, T) float32 map is rebuilt for the one head a view opens, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from gptviz.errors import ConfigError
+from gptviz.model.hooks import capture
+
+THUMBNAIL_SIZE = 64  # the overview shows each head at most this many cells a side
+_NAN_CODE = 0x3FFF  # float16 bits of 1.999..., never a softmax weight: stands for NaN in the packed form
+_CODE_MASK = 0x3FFF  # 14 bits
+
+
+@functools.lru_cache(maxsize=4)
+def _tril_mask(n_tokens: int) -> np.ndarray:
+    """(T, T) bool, True on and below the diagonal: the cells a causal query may attend to."""
+    mask = np.tril(np.ones((n_tokens, n_tokens), dtype=bool))
+    mask.flags.writeable = False
+    return mask
+
+
+def _pack14(half: np.ndarray) -> np.ndarray:
+    """(..., n) float16 in [0, 1] (or NaN) -> (..., 7 * ceil(n / 4)) uint8, four 14-bit codes per 7 bytes."""
+    bits = half.view(np.uint16)
+    bits = np.where(np.isnan(half), np.uint16(_NAN_CODE), bits)
+    lead, n = bits.shape[:-1], bits.shape[-1]
+    groups = -(-n // 4)
+    quads = np.zeros((*lead, groups * 4), dtype=np.uint64)
+    quads[..., :n] = bits
+    quads = quads.reshape(*lead, groups, 4)
+    words = quads[..., 0] | (quads[..., 1] << 14) | (quads[..., 2] << 28) | (quads[..., 3] << 42)
+    octets = words.astype("<u8").view(np.uint8).reshape(*lead, groups, 8)
+    return np.ascontiguousarray(octets[..., :7]).reshape(*lead, groups * 7)
+
+
+def _unpack14(packed: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of _pack14: (..., 7 * g) uint8 -> (..., n) float32."""
+    lead, groups = packed.shape[:-1], packed.shape[-1] // 7
+    octets = np.zeros((*lead, groups, 8), dtype=np.uint8)
+    octets[..., :7] = packed.reshape(*lead, groups, 7)
+    words = octets.view("<u8")[..., 0]
+    codes = np.empty((*lead, groups, 4), dtype=np.uint16)
+    for slot, shift in enumerate((0, 14, 28, 42)):
+        codes[..., slot] = (words >> np.uint64(shift)) & np.uint64(_CODE_MASK)
+    codes = codes.reshape(*lead, groups * 4)[..., :n]
+    values = codes.view(np.float16).astype(np.float32)
+    values[codes == _NAN_CODE] = np.nan
+    return values
+
+
+def packed_attention_nbytes(n_tokens: int) -> int:
+    """Bytes one head's causal map takes in the packed form."""
+    return 7 * -(-(n_tokens * (n_tokens + 1) // 2) // 4)
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionMaps:
+    """Attention weights of every layer and head, shaped (L, H, T, T) to its readers, stored compactly.
+
+    Index it like the array it stands for: `maps[layer, head]` -> (T, T) float32 (zeros above the
+    diagonal), `maps[layer]` -> (H, T, T), `np.asarray(maps)` -> (L, H, T, T). Values are float16-exact
+    (see the module docstring). `thumbnails` holds each map max-pooled to at most THUMBNAIL_SIZE cells a
+    side, so one-token-wide patterns stay visible in an overview; `thumbnails_skip_first` the same after
+    renormalising each row over keys 1..t (row 0 then has nothing left and is all zeros).
+    """
+
+    n_layers: int
+    n_heads: int
+    n_tokens: int
+    packed: np.ndarray  # (L, H, packed_attention_nbytes(T)) uint8
+    thumbnails: np.ndarray  # (L, H, S, S) float16, S = min(T, THUMBNAIL_SIZE)
+    thumbnails_skip_first: np.ndarray  # (L, H, S, S) float16
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.n_layers, self.n_heads, self.n_tokens, self.n_tokens)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return self.packed.nbytes + self.thumbnails.nbytes + self.thumbnails_skip_first.nbytes
+
+    def __len__(self) -> int:
+        return self.n_layers
+
+    def _dense(self, packed: np.ndarray) -> np.ndarray:
+        """(..., packed bytes) -> (..., T, T) float32, zeros above the diagonal."""
+        T = self.n_tokens
+        values = _unpack14(packed, T * (T + 1) // 2)
+        out = np.zeros((*packed.shape[:-1], T, T), dtype=np.float32)
+        out[..., _tril_mask(T)] = values
+        return out
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """(T, T) float32: row = query, column = key."""
+        layer = range(self.n_layers)[layer]
+        head = range(self.n_heads)[head]
+        return self._dense(self.packed[layer, head])
+
+    def layer(self, layer: int) -> np.ndarray:
+        """(H, T, T) float32."""
+        return self._dense(self.packed[range(self.n_layers)[layer]])
+
+    def mean_heads(self, layer: int) -> np.ndarray:
+        """(T, T) float32: the average over the heads of one layer (rows still sum to 1)."""
+        return self.layer(layer).mean(axis=0)
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.layer(int(key))
+        if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, (int, np.integer)) for k in key):
+            return self.head(int(key[0]), int(key[1]))
+        return np.asarray(self)[key]
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        dense = self._dense(self.packed)  # (L, H, T, T)
+        return dense if dtype is None else dense.astype(dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class InspectionSnapshot:
+    """What one inspection pass saw, as read-only numpy arrays and plain values (safe to hand across threads).
+
+    Shapes use L layers, H heads, T tokens (after cropping to the context), D width, k = lens_top_k.
+    """
+
+    token_ids: np.ndarray  # (T,) int64
+    pieces: tuple[str, ...]  # how each token looks on its own
+    attention: AttentionMaps  # (L, H, T, T) float16-exact, see AttentionMaps
+    residual_norms: np.ndarray  # (L+1, T) float32: L2 norm after the embeddings, then after each block
+    mlp_layer: int
+    mlp_post: np.ndarray  # (T, 4D) float32: MLP activations after GELU in block `mlp_layer`
+    ln_stats: np.ndarray  # (L, 2, 2, 2, T) float32: layer, (norm1, norm2), (input, output), (mean, var)
+    lens_position: int  # which token the logit lens looks at (0-based index into token_ids)
+    lens_ids: np.ndarray  # (L+1, k) int64: top tokens the residual stream after each layer would predict
+    lens_probs: np.ndarray  # (L+1, k) float32; the last row is the model's real next-token distribution
+    lens_pieces: tuple[tuple[str, ...], ...]
+    next_ids: np.ndarray  # (k,) int64: top next tokens after the last position
+    next_probs: np.ndarray  # (k,) float32
+    next_pieces: tuple[str, ...]
+    cropped: int  # tokens dropped from the front to fit the context
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        for array in (self.attention.packed, self.attention.thumbnails, self.attention.thumbnails_skip_first):
+            array.flags.writeable = False
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    @property
+    def n_layers(self) -> int:
+        return self.attention.n_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.attention.n_heads
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays (the token strings add a few bytes a token)."""
+        total = self.attention.nbytes
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                total += value.nbytes
+        return total
+
+
+def snapshot_nbytes(n_layers: int, n_heads: int, n_tokens: int, emb_dim: int, top_k: int = 8) -> int:
+    """InspectionSnapshot.nbytes from shapes alone, so the 124M preset at 1024 tokens is sized without running."""
+    L, H, T, D, k = n_layers, n_heads, n_tokens, emb_dim, top_k
+    thumb = min(T, THUMBNAIL_SIZE)
+    attention = L * H * packed_attention_nbytes(T) + 2 * L * H * thumb * thumb * 2
+    arrays = T * 8 + (L + 1) * T * 4 + T * 4 * D * 4 + L * 8 * T * 4 + (L + 1) * k * (8 + 4) + k * (8 + 4)
+    return attention + arrays
+
+
+def _pack_layer(weights: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H, T, T) float attention -> packed (H, bytes) uint8, thumbnails and skip-first thumbnails (H, S, S)."""
+    H, T, _ = weights.shape
+    w = weights.float()  # (H, T, T)
+    lower = w[:, torch.ones(T, T, dtype=torch.bool).tril()]  # (H, T(T+1)/2), row-major like _tril_mask
+    half = lower.clamp(0.0, 1.0).half().numpy()  # NaN survives clamp and becomes _NAN_CODE
+    packed = _pack14(half)  # (H, bytes)
+    size = min(T, THUMBNAIL_SIZE)
+    rest = w.clone()  # (H, T, T)
+    rest[:, :, 0] = 0.0
+    rest = rest / rest.sum(dim=-1, keepdim=True).clamp_min(1e-30)  # (H, T, T), row 0 stays all zero
+    thumbs = torch.nn.functional.adaptive_max_pool2d(w, size)  # (H, S, S)
+    thumbs_skip = torch.nn.functional.adaptive_max_pool2d(rest, size)  # (H, S, S)
+    return packed, thumbs.half().numpy(), thumbs_skip.half().numpy()
+
+
+def _safe_piece(tokenizer: object, token_id: int) -> str:
+    try:
+        return tokenizer.piece(token_id)  # type: ignore[attr-defined]
+    except (KeyError, ValueError):
+        return f"<{token_id}>"  # an id the tokenizer does not know (a padded vocabulary)
+
+
+def _needed_taps(n_layers: int, mlp_layer: int) -> set[str]:
+    names = {"hook_embed", "hook_logits", f"blocks.{mlp_layer}.ff.hook_post"}
+    for i in range(n_layers):
+        names |= {
+            f"blocks.{i}.attn.hook_weights",
+            f"blocks.{i}.hook_ln1",
+            f"blocks.{i}.hook_resid_mid",
+            f"blocks.{i}.hook_ln2",
+            f"blocks.{i}.hook_resid_post",
+        }
+    return names
+
+
+def _mean_var(x: torch.Tensor) -> torch.Tensor:
+    """(T, D) -> (2, T): mean and biased variance over the features, as LayerNorm computes them."""
+    return torch.stack([x.mean(dim=-1), x.var(dim=-1, unbiased=False)])  # (2, T)
+
+
+def inspect_tokens(
+    model: torch.nn.Module,
+    tokenizer: object,
+    ids: Sequence[int],
+    *,
+    mlp_layer: int = 0,
+    lens_position: int = -1,
+    lens_top_k: int = 8,
+) -> InspectionSnapshot:
+    """Run `model` once over `ids` (eval mode, no grad) and keep what the Attention and Activations panes show.
+
+    Ids beyond the context keep the last `context_length` (the count dropped is `cropped`). `lens_position`
+    indexes the tokens that were run (negative counts from the end).
+    """
+    cfg = model.cfg
+    L = cfg.n_layers
+    ids = [int(i) for i in ids]
+    if not ids:
+        raise ConfigError("nothing to inspect: there are no tokens")
+    if isinstance(mlp_layer, bool) or not 0 <= int(mlp_layer) < L:
+        raise ConfigError(f"MLP layer {mlp_layer} is out of range: the model has layers 0..{L - 1}")
+    mlp_layer = int(mlp_layer)
+    bad = [i for i in ids if not 0 <= i < cfg.vocab_size]
+    if bad:
+        raise ConfigError(f"token id {bad[0]} is outside the model's vocabulary of {cfg.vocab_size}")
+    if not 1 <= lens_top_k <= cfg.vocab_size:
+        raise ConfigError(f"lens_top_k must be between 1 and {cfg.vocab_size}, got {lens_top_k}")
+    cropped = max(0, len(ids) - cfg.context_length)
+    ids = ids[cropped:]
+    T = len(ids)
+    if not -T <= lens_position < T:
+        raise ConfigError(f"lens position {lens_position} is outside the {T} tokens inspected")
+    position = lens_position % T
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), capture(model, _needed_taps(L, mlp_layer)) as taps:
+            idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+            model(idx)  # (1, T, V), read back through hook_logits
+        with torch.no_grad():
+            return _build_snapshot(model, tokenizer, ids, taps, mlp_layer, position, lens_top_k, cropped)
+    finally:
+        model.train(was_training)
+
+
+def _build_snapshot(
+    model: torch.nn.Module,
+    tokenizer: object,
+    ids: list[int],
+    taps: dict[str, torch.Tensor],
+    mlp_layer: int,
+    position: int,
+    top_k: int,
+    cropped: int,
+) -> InspectionSnapshot:
+    L, H, T = model.cfg.n_layers, model.cfg.n_heads, len(ids)
+    size = min(T, THUMBNAIL_SIZE)
+    packed = np.empty((L, H, packed_attention_nbytes(T)), dtype=np.uint8)
+    thumbs = np.empty((L, H, size, size), dtype=np.float16)
+    thumbs_skip = np.empty((L, H, size, size), dtype=np.float16)
+    for i in range(L):
+        weights = taps.pop(f"blocks.{i}.attn.hook_weights")[0].cpu()  # (H, T, T), freed once packed
+        packed[i], thumbs[i], thumbs_skip[i] = _pack_layer(weights)
+        del weights
+
+    resid = [taps["hook_embed"][0].float()]  # (T, D) entering block 0
+    resid += [taps[f"blocks.{i}.hook_resid_post"][0].float() for i in range(L)]  # each (T, D)
+    residual_norms = torch.stack([r.norm(dim=-1) for r in resid])  # (L+1, T)
+
+    ln_stats = torch.stack(
+        [
+            torch.stack(
+                [
+                    torch.stack([_mean_var(resid[i]), _mean_var(taps[f"blocks.{i}.hook_ln1"][0].float())]),
+                    torch.stack(
+                        [
+                            _mean_var(taps[f"blocks.{i}.hook_resid_mid"][0].float()),
+                            _mean_var(taps[f"blocks.{i}.hook_ln2"][0].float()),
+                        ]
+                    ),
+                ]
+            )  # (2, 2, 2, T)
+            for i in range(L)
+        ]
+    )  # (L, 2, 2, 2, T)
+
+    logits = taps["hook_logits"][0].float()  # (T, V)
+    rows = torch.stack([r[position] for r in resid[:-1]])  # (L, D): embeddings, after blocks 0..L-2
+    lens_logits = model.out_head(model.final_norm(rows.to(model.out_head.weight.dtype))).float()  # (L, V)
+    lens_logits = torch.cat([lens_logits, logits[position : position + 1]])  # (L+1, V): last row is real
+    k = min(top_k, logits.shape[-1])
+    lens_top = torch.softmax(lens_logits, dim=-1).topk(k, dim=-1)  # values/indices (L+1, k)
+    next_top = torch.softmax(logits[-1], dim=-1).topk(k)  # (k,)
+
+    lens_ids = lens_top.indices.cpu().numpy().astype(np.int64)  # (L+1, k)
+    next_ids = next_top.indices.cpu().numpy().astype(np.int64)  # (k,)
+    return InspectionSnapshot(
+        token_ids=np.asarray(ids, dtype=np.int64),
+        pieces=tuple(_safe_piece(tokenizer, i) for i in ids),
+        attention=AttentionMaps(L, H, T, packed, thumbs, thumbs_skip),
+        residual_norms=residual_norms.cpu().numpy().astype(np.float32),
+        mlp_layer=mlp_layer,
+        mlp_post=taps[f"blocks.{mlp_layer}.ff.hook_post"][0].float().cpu().numpy().copy(),  # (T, 4D)
+        ln_stats=ln_stats.cpu().numpy().astype(np.float32),
+        lens_position=position,
+        lens_ids=lens_ids,
+        lens_probs=lens_top.values.cpu().numpy().astype(np.float32),
+        lens_pieces=tuple(tuple(_safe_piece(tokenizer, int(i)) for i in row) for row in lens_ids),
+        next_ids=next_ids,
+        next_probs=next_top.values.cpu().numpy().astype(np.float32),
+        next_pieces=tuple(_safe_piece(tokenizer, int(i)) for i in next_ids),
+        cropped=cropped,
+    )
+
+
+def mib(nbytes: int) -> float:
+    return nbytes / 2**20
+
+
+__all__ = [
+    "THUMBNAIL_SIZE",
+    "AttentionMaps",
+    "InspectionSnapshot",
+    "inspect_tokens",
+    "mib",
+    "packed_attention_nbytes",
+    "snapshot_nbytes",
+]

@@ -1,0 +1,344 @@
+"""A matrix as one pyqtgraph image with token labels on both axes, a colour bar and a hover readout.
+
+Speed comes from drawing the whole matrix as one ImageItem (float32, C-contiguous, fixed levels, a
+256-entry lookup table) instead of one item per cell. Labels are chosen for the visible range and the
+pixels it has, so zooming in shows more of them and they never overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPen
+from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+
+MAX_LABEL_CHARS = 14
+LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones to it)
+
+
+def display_label(text: str) -> str:
+    """A token as a tick label: control characters made visible, long ones shortened."""
+    shown = text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    if len(shown) > MAX_LABEL_CHARS:
+        shown = shown[: MAX_LABEL_CHARS - 1] + "\u2026"
+    return shown
+
+
+def nice_step(minimum: float) -> int:
+    """The smallest of 1, 2, 3, 4, 5, 10, 20, 50, 100, ... that is >= minimum."""
+    if minimum <= 5:
+        return max(1, math.ceil(minimum))
+    power = 10 ** math.floor(math.log10(minimum))
+    for factor in (1, 2, 5, 10):
+        if factor * power >= minimum:
+            return int(factor * power)
+    return int(10 * power)
+
+
+class TokenAxis(pg.AxisItem):
+    """An axis whose ticks sit at cell centres and read as the tokens (or any labels) of the rows/columns.
+
+    Only as many labels as fit in the axis's pixels are shown (every 1st, 2nd, 5th, 10th ... cell);
+    zooming in shows more.
+    """
+
+    def __init__(self, orientation: str, **kwargs: object) -> None:
+        super().__init__(orientation, **kwargs)
+        self._labels: list[str] = []
+        self._widths: np.ndarray = np.zeros(0)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        self._labels = [display_label(str(s)) for s in labels]
+        metrics = QFontMetrics(self.style.get("tickFont") or QFont())
+        self._widths = np.array([metrics.horizontalAdvance(s) for s in self._labels], dtype=np.float32)
+        self._line_height = metrics.height()
+        self.picture = None
+        self.update()
+
+    def label_step(self, lo: float, hi: float, size: float) -> int:
+        """How many cells apart the labels must be so the ones in [lo, hi) fit in `size` pixels."""
+        n = len(self._labels)
+        first, last = max(0, int(math.floor(lo))), min(n - 1, int(math.ceil(hi)) - 1)
+        if last < first or size <= 0:
+            return 0
+        if self.orientation in ("left", "right"):
+            needed = self._line_height + 2.0
+        else:
+            needed = float(self._widths[first : last + 1].max()) + 10.0
+        pixels_per_cell = size / max(hi - lo, 1e-9)
+        return nice_step(needed / pixels_per_cell)
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list:  # noqa: N802 (pyqtgraph API)
+        minVal, maxVal = min(minVal, maxVal), max(minVal, maxVal)  # an inverted axis passes them swapped
+        step = self.label_step(minVal, maxVal, size)
+        if step == 0:
+            return []
+        first = max(0, int(math.floor(minVal)))
+        last = min(len(self._labels) - 1, int(math.ceil(maxVal)) - 1)
+        start = -(-first // step) * step
+        return [(float(step), [i + 0.5 for i in range(start, last + 1, step)])]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        out = []
+        for v in values:
+            i = int(math.floor(v))
+            out.append(self._labels[i] if 0 <= i < len(self._labels) else "")
+        return out
+
+
+class HeatmapView(QWidget):
+    """A (rows, columns) matrix drawn as one image: row 0 at the top, labels on the left and top axes.
+
+    Levels are fixed (default (0, 1), right for probabilities) or None for autoscale. Masked cells
+    (`set_mask`) are drawn hatched grey instead of with a colour. Hovering shows
+    "query 'you' -> key 'Every': 0.41" in the readout line (names set by `row_name`/`col_name`).
+    """
+
+    cellHovered = Signal(int, int)  # (row, column) under the mouse
+    cellClicked = Signal(int, int)  # (row, column) clicked
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        row_name: str = "query",
+        col_name: str = "key",
+        value_name: str = "",
+        levels: tuple[float, float] | None = (0.0, 1.0),
+        colormap: str = "viridis",
+        value_format: str = "{:.2f}",
+    ) -> None:
+        super().__init__(parent)
+        self.row_name, self.col_name, self.value_name = row_name, col_name, value_name
+        self.value_format = value_format
+        self._default_levels = levels
+        self._levels_override: tuple[float, float] | None = None
+        self._log = False
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._display = np.zeros((0, 0), dtype=np.float32)
+        self._mask: np.ndarray | None = None
+        self._levels: tuple[float, float] = (0.0, 1.0)
+        self._row_labels_full: list[str] = []
+        self._col_labels_full: list[str] = []
+
+        self._row_axis = TokenAxis("left")
+        self._col_axis = TokenAxis("top")
+        self.plot_widget = pg.PlotWidget(axisItems={"left": self._row_axis, "top": self._col_axis})
+        self.plot_widget.setBackground("w")
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.showAxis("top")
+        self.plot.hideAxis("bottom")
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        for axis in (self._row_axis, self._col_axis):
+            axis.setPen(pg.mkPen("#555"))
+            axis.setTextPen(pg.mkPen("#222"))
+        self.view_box = self.plot.getViewBox()
+        self.view_box.invertY(True)
+        self.view_box.setDefaultPadding(0.0)
+
+        self._hatch = QGraphicsRectItem()
+        self._hatch.setBrush(QBrush(QColor("#9a9a9a"), Qt.BrushStyle.BDiagPattern))
+        self._hatch.setPen(QPen(Qt.PenStyle.NoPen))
+        self._hatch.setZValue(-1)
+        self._hatch.setVisible(False)
+        self.plot.addItem(self._hatch)
+
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setAutoDownsample(True)
+        self.plot.addItem(self.image)
+        self.colormap = pg.colormap.get(colormap)
+        self.lut = self.colormap.getLookupTable(nPts=256)  # (256, 3) uint8
+        self.image.setLookupTable(self.lut)
+        self.color_bar = pg.ColorBarItem(
+            values=(0.0, 1.0), colorMap=self.colormap, interactive=False, width=12, colorMapMenu=False
+        )
+        self.color_bar.setImageItem(self.image, insert_in=self.plot)
+        self.color_bar.axis.setTextPen(pg.mkPen("#222"))
+
+        self.readout = QLabel("Hover a cell to read its value; drag to pan, wheel to zoom.")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self.readout)
+
+        scene = self.plot_widget.scene()
+        scene.sigMouseMoved.connect(self._on_mouse_moved)
+        scene.sigMouseClicked.connect(self._on_mouse_clicked)
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The values as given to set_matrix (float32), before log scale or mask."""
+        return self._matrix
+
+    @property
+    def display_matrix(self) -> np.ndarray:
+        """What is drawn: log10 when the log scale is on, NaN (hatched) where masked."""
+        return self._display
+
+    @property
+    def levels(self) -> tuple[float, float]:
+        """The drawn colour range (in log10 units when the log scale is on)."""
+        return self._levels
+
+    @property
+    def log_scale(self) -> bool:
+        return self._log
+
+    @property
+    def row_labels(self) -> list[str]:
+        return self._row_labels_full
+
+    @property
+    def col_labels(self) -> list[str]:
+        return self._col_labels_full
+
+    def set_matrix(
+        self,
+        matrix: np.ndarray,
+        row_labels: Sequence[str] | None = None,
+        col_labels: Sequence[str] | None = None,
+        levels: tuple[float, float] | None = None,
+        mask: np.ndarray | None = None,
+    ) -> None:
+        """Show `matrix` (R, C). Labels default to row/column numbers; `levels` overrides the default range
+        for this matrix; `mask` (R, C) bool marks cells to hatch instead of colour."""
+        data = np.ascontiguousarray(matrix, dtype=np.float32)  # (R, C)
+        if data.ndim != 2:
+            raise ValueError(f"a heatmap needs a 2-D matrix, got shape {data.shape}")
+        rows, cols = data.shape
+        self._matrix = data
+        self._row_labels_full = [str(s) for s in row_labels] if row_labels is not None else _numbers(rows)
+        self._col_labels_full = [str(s) for s in col_labels] if col_labels is not None else _numbers(cols)
+        if len(self._row_labels_full) != rows or len(self._col_labels_full) != cols:
+            raise ValueError(
+                f"{len(self._row_labels_full)} row and {len(self._col_labels_full)} column labels "
+                f"for a {rows} x {cols} matrix"
+            )
+        self._row_axis.set_labels(self._row_labels_full)
+        self._col_axis.set_labels(self._col_labels_full)
+        self._levels_override = levels
+        self._mask = None if mask is None else np.asarray(mask, dtype=bool)
+        self._redraw()
+        self.view_box.setLimits(
+            xMin=0,
+            xMax=max(cols, 1),
+            yMin=0,
+            yMax=max(rows, 1),
+            minXRange=min(cols, 2),
+            minYRange=min(rows, 2),
+        )
+        self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
+
+    def set_mask(self, mask: np.ndarray | None) -> None:
+        self._mask = None if mask is None else np.asarray(mask, dtype=bool)
+        self._redraw()
+
+    def set_log_scale(self, enabled: bool) -> None:
+        """Colour by log10 of the value (clamped at LOG_FLOOR), to see the small weights a linear scale hides."""
+        if bool(enabled) != self._log:
+            self._log = bool(enabled)
+            self._redraw()
+
+    def set_default_levels(self, levels: tuple[float, float] | None) -> None:
+        """Fixed range for every matrix, or None to autoscale to each matrix's own range."""
+        self._default_levels = levels
+        self._redraw()
+
+    def _linear_levels(self) -> tuple[float, float]:
+        if self._levels_override is not None:
+            return self._levels_override
+        if self._default_levels is not None:
+            return self._default_levels
+        finite = self._matrix[np.isfinite(self._matrix)]
+        if self._mask is not None and self._mask.shape == self._matrix.shape:
+            finite = self._matrix[np.isfinite(self._matrix) & ~self._mask]
+        if finite.size == 0:
+            return (0.0, 1.0)
+        lo, hi = float(finite.min()), float(finite.max())
+        return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+    def _redraw(self) -> None:
+        lo, hi = self._linear_levels()
+        if self._log:
+            floor = max(lo, LOG_FLOOR) if lo > 0 else LOG_FLOOR
+            top = max(hi, floor * 10)
+            display = np.log10(np.maximum(self._matrix, floor))  # (R, C)
+            levels = (math.log10(floor), math.log10(top))
+            self.color_bar.axis.setLabel("log10")
+        else:
+            display = self._matrix
+            levels = (lo, hi)
+            self.color_bar.axis.setLabel("")
+        masked = self._mask is not None and self._mask.shape == self._matrix.shape and bool(self._mask.any())
+        if masked:
+            display = np.array(display, dtype=np.float32, copy=True)
+            display[self._mask] = np.nan  # transparent: the hatched rectangle behind shows through
+        self._display = np.ascontiguousarray(display, dtype=np.float32)
+        self._levels = levels
+        rows, cols = self._matrix.shape
+        self._hatch.setRect(QRectF(0, 0, cols, rows))
+        self._hatch.setVisible(masked)
+        self.image.setImage(self._display, levels=levels, autoLevels=False)
+        self.image.setRect(QRectF(0, 0, cols, rows))
+        self.color_bar.setLevels(levels)
+
+    # ------------------------------------------------------------------ mouse
+
+    def cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
+        """(row, column) under a scene position, or None outside the matrix."""
+        if not self.view_box.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = self.view_box.mapSceneToView(scene_pos)
+        row, col = int(math.floor(point.y())), int(math.floor(point.x()))
+        rows, cols = self._matrix.shape
+        if 0 <= row < rows and 0 <= col < cols:
+            return row, col
+        return None
+
+    def readout_text(self, row: int, col: int) -> str:
+        """ "query 'you' -> key 'Every': 0.41" for one cell."""
+        value = float(self._matrix[row, col])
+        masked = (
+            self._mask is not None and self._mask.shape == self._matrix.shape and bool(self._mask[row, col])
+        )
+        shown = "masked" if masked else self.value_format.format(value)
+        if self.value_name:
+            shown = f"{self.value_name} {shown}"
+        row_label, col_label = self._row_labels_full[row], self._col_labels_full[col]
+        return f"{self.row_name} {row_label!r} -> {self.col_name} {col_label!r}: {shown}"
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        cell = self.cell_at(scene_pos)
+        if cell is None:
+            return
+        self.readout.setText(self.readout_text(*cell))
+        self.cellHovered.emit(*cell)
+
+    def _on_mouse_clicked(self, event: object) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
+            return
+        cell = self.cell_at(event.scenePos())  # type: ignore[attr-defined]
+        if cell is not None:
+            self.readout.setText(self.readout_text(*cell))
+            self.cellClicked.emit(*cell)
+
+    def reset_view(self) -> None:
+        rows, cols = self._matrix.shape
+        self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
+
+
+def _numbers(n: int) -> list[str]:
+    return [str(i) for i in range(n)]

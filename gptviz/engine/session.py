@@ -1,0 +1,600 @@
+"""The synchronous, Qt-free facade a GUI or CLI drives: one model, one tokenizer, one corpus, one generation,
+one training run.
+
+Every method returns frozen dataclasses of numpy arrays and plain values, so a GUI worker thread can hand
+the results to the GUI thread without sharing a tensor. Nothing here blocks on anything but the computation
+asked for; a GUI makes training "live" by calling `train_step()` repeatedly between other commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gptviz.config import PRESETS, GPTConfig, preset
+from gptviz.data import BUILTIN, SlidingWindows, encode_corpus, load_corpus
+from gptviz.engine.generator import Generator, GenStep
+from gptviz.engine.sampling import SamplingSettings
+from gptviz.errors import ConfigError, DataError, GptvizError
+from gptviz.model.gpt import GPTModel
+from gptviz.resources import DEMO_MODEL_DIR
+from gptviz.tokenizer import Tokenizer, default_tokenizer
+
+DEFAULT_PROMPT = "Every effort moves you"
+MAX_WINDOW_ROWS = 64  # windows one `windows()` call returns at most: a view shows a page, not the corpus
+
+
+# ------------------------------------------------------------------------------------------ snapshots
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the status bar and the panes need to know about the loaded model."""
+
+    name: str
+    source: str  # "demo", "preset", "checkpoint", "import", "injected"
+    path: str
+    params: int
+    bytes: int
+    device: str
+    n_layers: int
+    n_heads: int
+    emb_dim: int
+    context_length: int
+    vocab_size: int
+    note: str = ""  # e.g. "demo model not found: using a freshly initialised tiny model"
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokensView:
+    """A text split into GPT-2 tokens: ids, display pieces, raw bytes and character spans."""
+
+    text: str
+    ids: np.ndarray  # (T,) int64
+    pieces: tuple[str, ...]
+    data: tuple[bytes, ...]
+    starts: np.ndarray  # (T,) int64, first character each token touches
+    ends: np.ndarray  # (T,) int64, one past its last character
+    special: np.ndarray  # (T,) bool, <|endoftext|>
+    complete: np.ndarray  # (T,) bool, False for a partial UTF-8 character
+
+    @property
+    def n_chars(self) -> int:
+        return len(self.text)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.ids.shape[0])
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    name: str
+    path: str
+    n_chars: int
+    n_tokens: int
+    replacements: int
+
+
+@dataclass(frozen=True)
+class WindowsView:
+    """A page of the book's sliding windows over the corpus: inputs (n, L) and targets shifted by one."""
+
+    corpus_name: str
+    max_length: int
+    stride: int
+    total: int  # windows in the whole corpus
+    first: int  # index of the first window in this page
+    inputs: np.ndarray  # (n, L) int64
+    targets: np.ndarray  # (n, L) int64
+    input_pieces: tuple[tuple[str, ...], ...]
+    target_pieces: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    id: int
+    piece: str
+    prob_raw: float  # before temperature and filters
+    prob_final: float  # after them; 0 when filtered out
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class GenerationView:
+    """The whole generated sequence and the last step's candidates."""
+
+    prompt_ids: np.ndarray  # (P,) int64
+    new_ids: np.ndarray  # (N,) int64
+    new_pieces: tuple[str, ...]
+    new_probs: np.ndarray  # (N,) float32, probability each generated token had when it was chosen (final)
+    new_forced: np.ndarray  # (N,) bool
+    prompt_pieces: tuple[str, ...]
+    candidates: tuple[CandidateRow, ...]  # of the last step; empty before the first
+    last: GenStep | None
+    cropped: int
+    stopped: bool
+    settings: SamplingSettings
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.concatenate([self.prompt_ids, self.new_ids])  # (P + N,)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA GPU; use --device cpu")
+    return resolved
+
+
+def model_bytes(model: GPTModel) -> int:
+    seen: set[int] = set()
+    total = 0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def process_rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 where that is unavailable)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+# -------------------------------------------------------------------------------------------- session
+
+
+class Session:
+    """One model + tokenizer + corpus + generation (+ training), driven one call at a time.
+
+    `model` may be injected (tests, embedding); otherwise the bundled demo checkpoint is loaded, and a freshly
+    initialised tiny model stands in (with `info.note` saying so) when the demo is not there.
+    """
+
+    def __init__(
+        self,
+        model: GPTModel | None = None,
+        tokenizer: Tokenizer | None = None,
+        *,
+        device: str = "cpu",
+        corpus: str | os.PathLike | None = BUILTIN,
+        prompt: str = DEFAULT_PROMPT,
+        sampling: SamplingSettings | None = None,
+        demo_dir: str | os.PathLike = DEMO_MODEL_DIR,
+        seed: int = 0,
+    ) -> None:
+        self.tokenizer = tokenizer or default_tokenizer()
+        self.device = _resolve_device(device)
+        self.seed = seed
+        self.sampling = sampling or SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, seed=seed)
+        self.prompt = prompt
+        self._corpus_text = ""
+        self._corpus_ids = torch.zeros(0, dtype=torch.long)  # (N,)
+        self.corpus: CorpusInfo | None = None
+        self.generator: Generator | None = None
+        self.trainer: Any = None  # gptviz.engine.trainer.Trainer while a run exists
+        self.train_settings: Any = None
+        if model is not None:
+            self._set_model(model, "injected", "", getattr(model.cfg, "name", "model"))
+        else:
+            self._load_default(Path(demo_dir))
+        if corpus is not None:
+            self.load_corpus(corpus)
+
+    # ------------------------------------------------------------------------------------------ models
+
+    def _load_default(self, demo_dir: Path) -> None:
+        from gptviz.engine.weights import load_checkpoint
+
+        if (demo_dir / "config.json").is_file():
+            try:
+                model, meta = load_checkpoint(demo_dir, self.device)
+                self._set_model(model, "demo", str(demo_dir), str(meta.get("name") or "demo"))
+                return
+            except GptvizError as exc:
+                note = f"demo model unreadable ({exc}): using a freshly initialised tiny model"
+        else:
+            note = "demo model not found: using a freshly initialised (untrained) tiny model"
+        torch.manual_seed(self.seed)
+        self._set_model(GPTModel(preset("tiny")), "preset", "", "tiny (untrained)", note)
+
+    def _set_model(self, model: GPTModel, source: str, path: str, name: str, note: str = "") -> ModelInfo:
+        model.to(self.device).eval()
+        self.model = model
+        self.model_source = source
+        self.model_path = path
+        self.model_name = name
+        self.model_note = note
+        self.trainer = None
+        self.generator = None
+        return self.info()
+
+    def info(self) -> ModelInfo:
+        cfg = self.model.cfg
+        return ModelInfo(
+            name=self.model_name,
+            source=self.model_source,
+            path=self.model_path,
+            params=self.model.num_parameters(),
+            bytes=model_bytes(self.model),
+            device=str(self.device),
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            emb_dim=cfg.emb_dim,
+            context_length=cfg.context_length,
+            vocab_size=cfg.vocab_size,
+            note=self.model_note,
+            config=cfg.to_dict(),
+        )
+
+    def load_checkpoint(self, directory: str | os.PathLike) -> ModelInfo:
+        """Open a gptviz checkpoint directory (or a run directory holding `checkpoint/`)."""
+        from gptviz.engine.weights import load_checkpoint
+
+        path = Path(directory)
+        if (path / "checkpoint" / "config.json").is_file() and not (path / "config.json").is_file():
+            path = path / "checkpoint"
+        model, meta = load_checkpoint(path, self.device)
+        name = str(meta.get("name") or path.name if path.name != "checkpoint" else path.parent.name)
+        return self._set_model(model, "checkpoint", str(path), name)
+
+    def import_weights(self, source: str | os.PathLike, n_heads: int | None = None) -> ModelInfo:
+        """GPT-2 weights from a Hugging Face folder/file, the book's .pth, or a gptviz checkpoint."""
+        from gptviz.engine.weights import import_weights
+
+        warnings: list[str] = []
+        model = import_weights(source, n_heads, warnings=warnings)
+        name = Path(source).name or model.cfg.name
+        return self._set_model(model, "import", str(source), name, "; ".join(warnings))
+
+    def new_model(self, preset_name: str | GPTConfig, seed: int | None = None) -> ModelInfo:
+        """A freshly initialised model of a preset (or any config)."""
+        cfg = preset(preset_name) if isinstance(preset_name, str) else preset_name
+        torch.manual_seed(self.seed if seed is None else seed)
+        return self._set_model(GPTModel(cfg), "preset", "", f"{cfg.name} (untrained)")
+
+    def save_checkpoint(self, directory: str | os.PathLike) -> Path:
+        from gptviz.engine.weights import save_checkpoint
+
+        if self.trainer is not None and hasattr(self.trainer, "save"):
+            return Path(self.trainer.save(directory))
+        return save_checkpoint(self.model, directory, meta={"name": self.model_name})
+
+    @staticmethod
+    def presets() -> list[str]:
+        return list(PRESETS)
+
+    # --------------------------------------------------------------------------------------- tokens, data
+
+    def tokenize(self, text: str) -> TokensView:
+        pieces = self.tokenizer.tokenize(text)
+        return TokensView(
+            text=text,
+            ids=np.array([p.id for p in pieces], dtype=np.int64),  # (T,)
+            pieces=tuple(p.display for p in pieces),
+            data=tuple(p.data for p in pieces),
+            starts=np.array([p.start for p in pieces], dtype=np.int64),  # (T,)
+            ends=np.array([p.end for p in pieces], dtype=np.int64),  # (T,)
+            special=np.array([p.special for p in pieces], dtype=bool),  # (T,)
+            complete=np.array([p.complete for p in pieces], dtype=bool),  # (T,)
+        )
+
+    def load_corpus(self, source: str | os.PathLike, lenient: bool = False) -> CorpusInfo:
+        corpus = load_corpus(source, lenient=lenient)
+        ids = encode_corpus(self.tokenizer, corpus.text)  # (N,)
+        self._corpus_text = corpus.text
+        self._corpus_ids = ids
+        self.corpus_source = str(source)
+        self.corpus = CorpusInfo(
+            name=corpus.name,
+            path=str(source),
+            n_chars=len(corpus.text),
+            n_tokens=int(ids.numel()),
+            replacements=corpus.replacements,
+        )
+        return self.corpus
+
+    @property
+    def corpus_ids(self) -> torch.Tensor:
+        return self._corpus_ids  # (N,)
+
+    def windows(self, max_length: int, stride: int, first: int = 0, count: int = 8) -> WindowsView:
+        """Windows first..first+count of SlidingWindows(corpus, max_length, stride), inputs and targets."""
+        if self.corpus is None:
+            raise DataError("no corpus loaded; open a text file first")
+        dataset = SlidingWindows(self._corpus_ids, max_length, stride)
+        count = max(0, min(count, MAX_WINDOW_ROWS))
+        first = max(0, min(first, len(dataset) - 1))
+        last = min(len(dataset), first + count)
+        rows = [dataset[i] for i in range(first, last)]
+        inputs = np.stack([x.numpy() for x, _ in rows]).astype(np.int64)  # (n, L)
+        targets = np.stack([y.numpy() for _, y in rows]).astype(np.int64)  # (n, L)
+        piece = self.tokenizer.piece
+        return WindowsView(
+            corpus_name=self.corpus.name,
+            max_length=max_length,
+            stride=stride,
+            total=len(dataset),
+            first=first,
+            inputs=inputs,
+            targets=targets,
+            input_pieces=tuple(tuple(piece(int(i)) for i in row) for row in inputs),
+            target_pieces=tuple(tuple(piece(int(i)) for i in row) for row in targets),
+        )
+
+    # --------------------------------------------------------------------------------------- inspection
+
+    def inspect(
+        self, ids: Sequence[int] | None = None, *, mlp_layer: int = 0, lens_position: int = -1
+    ) -> Any:
+        """Run the model once over `ids` (default: the current generation sequence) with the taps the
+        Attention and Activations panes need; returns gptviz.engine.inspection.InspectionSnapshot."""
+        from gptviz.engine.inspection import inspect_tokens
+
+        if ids is None:
+            ids = self.current_ids()
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ConfigError("nothing to inspect: the text has no tokens")
+        # A pane's choices may outlive the sequence or model they were made for: clamp them, don't fail.
+        mlp_layer = max(0, min(int(mlp_layer), self.model.cfg.n_layers - 1))
+        shown = min(len(ids), self.model.cfg.context_length)
+        if not -shown <= lens_position < shown:
+            lens_position = -1
+        return inspect_tokens(
+            self.model, self.tokenizer, ids, mlp_layer=mlp_layer, lens_position=lens_position
+        )
+
+    # --------------------------------------------------------------------------------------- generation
+
+    def _ensure_generator(self) -> Generator:
+        if self.generator is None:
+            ids = self.tokenizer.encode(self.prompt) or [self.tokenizer.eot_id]
+            self.generator = Generator(self.model, self.tokenizer, ids, self.sampling)
+        return self.generator
+
+    def current_ids(self) -> list[int]:
+        """The shared cursor every pane follows: prompt plus what has been generated."""
+        return self._ensure_generator().ids
+
+    def set_prompt(self, prompt: str) -> GenerationView:
+        """A new prompt starts a new generation (an empty prompt means "<|endoftext|>")."""
+        self.prompt = prompt
+        ids = self.tokenizer.encode(prompt) or [self.tokenizer.eot_id]
+        gen = self._ensure_generator()
+        gen.reset(ids)
+        return self.generation_view()
+
+    def set_sampling(self, settings: SamplingSettings) -> SamplingSettings:
+        self.sampling = settings
+        if self.generator is not None:
+            self.generator.settings = settings
+        return settings
+
+    def gen_step(self, force_id: int | None = None) -> GenerationView:
+        gen = self._ensure_generator()
+        if gen.stopped and force_id is None:
+            raise ConfigError("generation stopped at <|endoftext|>; press Undo or Reset to go on")
+        gen.step(force_id)
+        return self.generation_view()
+
+    def force(self, token_id: int) -> GenerationView:
+        """Take `token_id` instead of the last step's choice (the same distribution, a different branch)."""
+        gen = self._ensure_generator()
+        if gen.history:
+            gen.undo()
+        gen.step(int(token_id))
+        return self.generation_view()
+
+    def undo(self) -> GenerationView:
+        self._ensure_generator().undo()
+        return self.generation_view()
+
+    def reset_generation(self) -> GenerationView:
+        self._ensure_generator().reset()
+        return self.generation_view()
+
+    def generation_view(self) -> GenerationView:
+        gen = self._ensure_generator()
+        history = gen.history
+        last = history[-1] if history else None
+        candidates: tuple[CandidateRow, ...] = ()
+        if last is not None:
+            candidates = tuple(
+                CandidateRow(c.id, c.piece, c.prob_raw, c.prob_final, c.id == last.chosen_id)
+                for c in last.candidates
+            )
+        piece = self.tokenizer.piece
+        return GenerationView(
+            prompt_ids=np.array(gen.prompt_ids, dtype=np.int64),  # (P,)
+            new_ids=np.array(gen.new_ids, dtype=np.int64),  # (N,)
+            new_pieces=tuple(s.chosen_piece for s in history),
+            new_probs=np.array([s.chosen_prob_final for s in history], dtype=np.float32),  # (N,)
+            new_forced=np.array([s.forced for s in history], dtype=bool),  # (N,)
+            prompt_pieces=tuple(piece(i) for i in gen.prompt_ids),
+            candidates=candidates,
+            last=last,
+            cropped=last.cropped if last else 0,
+            stopped=gen.stopped,
+            settings=gen.settings,
+        )
+
+    # ----------------------------------------------------------------------------------------- training
+
+    def start_training(
+        self, settings: Any = None, run_dir: str | os.PathLike | None = None
+    ) -> dict[str, Any]:
+        """Start a training run of the current model on the current corpus (in memory unless `run_dir`)."""
+        from gptviz.data import split_ids
+        from gptviz.engine.trainer import Trainer, TrainSettings
+
+        if self.corpus is None:
+            raise DataError("no corpus loaded; open a text file (or the built-in corpus) first")
+        settings = (
+            settings
+            if settings is not None
+            else TrainSettings(steps=200, batch_size=4, eval_freq=20, eval_iter=2, device=str(self.device))
+        )
+        if settings.device == "auto":
+            settings = settings.replace(device=str(self.device))  # the panes' model must stay where it is
+        train_ids, val_ids = split_ids(self._corpus_ids, settings.val_ratio)  # (N_train,), (N_val,)
+        corpus = {"name": self.corpus.name, "source": self.corpus_source}
+        self.trainer = Trainer(
+            self.model, self.tokenizer, train_ids, val_ids, settings, run_dir, corpus=corpus
+        )
+        self.train_settings = settings
+        self._probes_sent = 0
+        if self.model_source in ("demo", "checkpoint", "import") and not self.model_name.endswith(
+            "(training)"
+        ):
+            self.model_name = f"{self.model_name} (training)"
+        return self.trainer.model_summary()
+
+    def train_step(self) -> TrainingUpdate:
+        """One optimizer step of the current run, plus the probes recorded since the last call."""
+        if self.trainer is None:
+            raise ConfigError("no training run: press Start first")
+        result = self.trainer.step()
+        self._weights_changed()
+        probes = tuple(self.trainer.probes[self._probes_sent :])
+        self._probes_sent = len(self.trainer.probes)
+        settings = self.trainer.settings
+        return TrainingUpdate(
+            result=result,
+            new_probes=probes,
+            batch_tokens=settings.batch_size * self.trainer.context,
+            corpus_name=self.corpus.name if self.corpus else "",
+        )
+
+    def stop_training(self) -> None:
+        """End the run (the weights stay as trained; Save writes them)."""
+        if self.trainer is not None:
+            self.trainer.close()
+        self.trainer = None
+        self.model.eval()
+        self._weights_changed()
+
+    def _weights_changed(self) -> None:
+        """The generator's KV cache holds keys of the old weights: make it recompute from the start."""
+        cache = getattr(self.generator, "_cache", None)
+        if cache is not None:
+            cache.reset()
+
+    # ---------------------------------------------------------------------------------- following a run
+
+    def follow_run(self, run_dir: str | os.PathLike) -> RunFollower:
+        """Watch a run directory written by another process (gptviz train, torchrun): metrics and probes.
+
+        The run's latest checkpoint, when there is one, becomes the session's model.
+        """
+        from gptviz.engine.rundir import MetricsFollower, checkpoint_path, read_settings
+
+        path = Path(run_dir)
+        settings = read_settings(path)
+        follower = RunFollower(path, MetricsFollower(path), dict(settings))
+        if (checkpoint_path(path) / "config.json").is_file():
+            self.load_checkpoint(checkpoint_path(path))
+            self.model_name = f"{path.name} (followed)"
+        return follower
+
+    def poll_run(self, follower: RunFollower) -> FollowBatch | None:
+        """New metrics lines and probes since the last poll; None when nothing changed."""
+        from gptviz.engine.probe import read_probes
+        from gptviz.engine.rundir import RESTART_EVENT, probes_path
+
+        records = follower.metrics.poll()
+        restart = any(r.get("event") == RESTART_EVENT for r in records)
+        if restart:
+            follower.probes_seen = 0
+        steps = tuple(r for r in records if isinstance(r.get("step"), int) and "event" not in r)
+        index = read_probes(follower.run_dir, attention=False)
+        fresh = []
+        for record in index[follower.probes_seen :]:
+            file = probes_path(follower.run_dir) / f"probe-{record.step:06d}.npz"
+            try:
+                with np.load(file) as arrays:
+                    attention = arrays["attention"].astype(np.float32)  # (L, H, T, T)
+            except (OSError, KeyError, ValueError):
+                attention = None
+            fresh.append(dataclasses.replace(record, attention=attention))
+        follower.probes_seen = len(index)
+        if not steps and not fresh and not restart:
+            return None
+        return FollowBatch(
+            run_dir=str(follower.run_dir),
+            records=steps,
+            probes=tuple(fresh),
+            restart=restart,
+            total_steps=int(follower.settings.get("total_steps") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingUpdate:
+    """One training step as the Training pane needs it (StepResult and ProbeRecord are plain values)."""
+
+    result: Any  # gptviz.engine.trainer.StepResult
+    new_probes: tuple  # ProbeRecord, in step order (the step-0 probe arrives with step 1)
+    batch_tokens: int
+    corpus_name: str
+
+    @property
+    def step(self) -> int:
+        return self.result.step
+
+    @property
+    def total_steps(self) -> int:
+        return self.result.total_steps
+
+    @property
+    def done(self) -> bool:
+        return self.result.done
+
+    @property
+    def evaluated(self) -> bool:
+        return self.result.train_eval_loss is not None or self.result.val_loss is not None
+
+
+@dataclass
+class RunFollower:
+    """Where a followed run is and how far it has been read (lives in the worker thread only)."""
+
+    run_dir: Path
+    metrics: Any  # gptviz.engine.rundir.MetricsFollower
+    settings: dict
+    probes_seen: int = 0
+
+
+@dataclass(frozen=True)
+class FollowBatch:
+    """What a followed run appended since the last poll."""
+
+    run_dir: str
+    records: tuple  # metrics.jsonl dicts with a "step"
+    probes: tuple  # ProbeRecord
+    restart: bool  # the file was cut back or replaced: clear the curves first
+    total_steps: int

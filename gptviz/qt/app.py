@@ -1,0 +1,71 @@
+"""The desktop app's entry point: QApplication, pyqtgraph options, the main window, a clean exit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gptviz.resources import RESOURCES_DIR
+
+STYLE_SHEET = RESOURCES_DIR / "style.qss"
+
+
+def _needs_offscreen() -> bool:
+    return sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def configure_pyqtgraph() -> None:
+    """Light background, antialiased curves, row-major images (query rows down, keys across)."""
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(antialias=True, imageAxisOrder="row-major", background="w", foreground="#222222")
+
+
+def create_application(argv: list[str] | None = None) -> Any:
+    """The one QApplication (reused when a test or a caller already made it)."""
+    if _needs_offscreen():
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(["gptviz", *(argv or [])])
+    app.setOrganizationName("gptviz")
+    app.setApplicationName("gptviz")
+    app.setApplicationDisplayName("gptviz")
+    configure_pyqtgraph()
+    if STYLE_SHEET.is_file():
+        app.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gptviz", description="Open the gptviz desktop app.")
+    parser.add_argument("--open", dest="open_path", help="a checkpoint directory or corpus file to open")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    return parser
+
+
+def main(argv: list[str] | None = None, session_factory: Callable[[], Any] | None = None) -> int:
+    """Open the main window with the demo model, the built-in corpus and a default prompt; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [a for a in argv if not a.startswith("-psn")]  # macOS Finder adds a process serial number
+    args = build_parser().parse_args(argv)
+    app = create_application()
+    from gptviz.engine.session import Session
+    from gptviz.qt.main_window import MainWindow
+
+    factory = session_factory or (lambda: Session(device=args.device))
+    window = MainWindow(factory)
+    window.show()
+    if args.open_path:
+        window.open_path(Path(args.open_path))
+    code = app.exec()
+    window.host.shutdown(2000)
+    return int(code)

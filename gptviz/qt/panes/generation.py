@@ -1,0 +1,349 @@
+"""Pane 5, Generation (book ch. 4-5): one token at a time, with the candidates of each step laid open.
+
+The pane only shows the newest GenerationView and emits what the user asks for (step, play, undo, reset,
+force a candidate, new sampling settings); the worker does the work.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gptviz.engine.sampling import SamplingSettings
+from gptviz.errors import ConfigError
+from gptviz.qt.panes.tokens import visible_whitespace
+
+COLUMNS = ("", "token", "id", "p before", "p after")
+
+
+def probability_color(p: float) -> QColor:
+    """Red for an unlikely choice through yellow to green for a confident one (hue 0 -> 120)."""
+    p = float(np.clip(p, 0.0, 1.0))
+    return QColor.fromHsl(int(120 * p**0.5), 200, 205)
+
+
+class GenerationPane(QWidget):
+    promptSubmitted = Signal(str)
+    stepRequested = Signal()
+    playToggled = Signal(bool)
+    undoRequested = Signal()
+    resetRequested = Signal()
+    forceRequested = Signal(int)
+    samplingChanged = Signal(object)  # SamplingSettings
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.view = None
+        # -- prompt and buttons
+        self.prompt = QLineEdit()
+        self.prompt.setPlaceholderText("Prompt (Enter to start over from it)")
+        self.prompt.returnPressed.connect(lambda: self.promptSubmitted.emit(self.prompt.text()))
+        self.step_button = QPushButton("Step ▶")
+        self.step_button.setToolTip("Generate one token (Ctrl+Right)")
+        self.step_button.setShortcut(QKeySequence("Ctrl+Right"))
+        self.play_button = QPushButton("Play")
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Keep generating until paused, <|endoftext|> or the limit (Ctrl+P)")
+        self.play_button.setShortcut(QKeySequence("Ctrl+P"))
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip("Take back the last token (Ctrl+Left)")
+        self.undo_button.setShortcut(QKeySequence("Ctrl+Left"))
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.setToolTip("Back to the prompt")
+        self.step_button.clicked.connect(self.stepRequested)
+        self.play_button.toggled.connect(self._on_play)
+        self.undo_button.clicked.connect(self.undoRequested)
+        self.reset_button.clicked.connect(self.resetRequested)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Prompt"))
+        top.addWidget(self.prompt, 1)
+        for button in (self.step_button, self.play_button, self.undo_button, self.reset_button):
+            top.addWidget(button)
+
+        # -- sampling controls
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setDecimals(2)
+        self.temperature.setToolTip("0 = greedy; below 1 sharpens, above 1 flattens the distribution")
+        self.top_k = QSpinBox()
+        self.top_k.setRange(0, 50257)
+        self.top_k.setSpecialValueText("off")
+        self.top_k.setToolTip("keep only the k most likely tokens (0 = off)")
+        self.top_p = QDoubleSpinBox()
+        self.top_p.setRange(0.01, 1.0)
+        self.top_p.setSingleStep(0.05)
+        self.top_p.setDecimals(2)
+        self.top_p.setToolTip(
+            "nucleus: keep the smallest set of tokens whose probability reaches p (1 = off)"
+        )
+        self.seed = QSpinBox()
+        self.seed.setRange(-1, 2**31 - 1)
+        self.seed.setSpecialValueText("random")
+        self.seed.setToolTip("seed of the random choice (applies from the next Reset)")
+        self.stop_at_eot = QCheckBox("stop at <|endoftext|>")
+        controls = QHBoxLayout()
+        for label, widget in (
+            ("temperature", self.temperature),
+            ("top-k", self.top_k),
+            ("top-p", self.top_p),
+            ("seed", self.seed),
+        ):
+            controls.addWidget(QLabel(label))
+            controls.addWidget(widget)
+        controls.addWidget(self.stop_at_eot)
+        controls.addStretch(1)
+        self.set_sampling(SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, seed=0))
+        for box in (self.temperature, self.top_k, self.top_p, self.seed):
+            box.valueChanged.connect(self._emit_sampling)
+        self.stop_at_eot.toggled.connect(self._emit_sampling)
+
+        # -- generated text
+        self.text = QTextBrowser()
+        self.text.setOpenLinks(False)
+        self.text.setMinimumHeight(70)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        # -- candidates: bar chart + table
+        self.plot = pg.PlotWidget()
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "probability")
+        self.plot.getViewBox().invertY(True)
+        self.plot.setXRange(0, 1, padding=0.02)
+        self.plot.setMinimumHeight(160)
+        self.bars_raw = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], brush="#c8c8c8", pen=None)
+        self.bars_final = pg.BarGraphItem(x0=[], y=[], height=0.45, width=[], brush="#1f77b4", pen=None)
+        self.bars_chosen = pg.BarGraphItem(x0=[], y=[], height=0.45, width=[], brush="#ff7f0e", pen=None)
+        for item in (self.bars_raw, self.bars_final, self.bars_chosen):
+            self.plot.addItem(item)
+        legend = QLabel(
+            "<span style='color:#999'>■</span> before filters &nbsp; <span style='color:#1f77b4'>■</span> after "
+            "temperature / top-k / top-p &nbsp; <span style='color:#ff7f0e'>■</span> chosen"
+        )
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.setToolTip("Click a candidate to take it instead of the chosen token")
+        self.table.cellClicked.connect(self._on_cell_clicked)
+
+        candidates = QWidget()
+        cand_layout = QVBoxLayout(candidates)
+        cand_layout.setContentsMargins(0, 0, 0, 0)
+        cand_layout.addWidget(QLabel("<b>Candidates for the last token</b> (click one to take it instead)"))
+        charts = QSplitter(Qt.Orientation.Horizontal)
+        charts.addWidget(self.plot)
+        charts.addWidget(self.table)
+        charts.setStretchFactor(0, 1)
+        charts.setStretchFactor(1, 1)
+        cand_layout.addWidget(charts, 1)
+        cand_layout.addWidget(legend)
+
+        text_box = QWidget()
+        text_layout = QVBoxLayout(text_box)
+        text_layout.setContentsMargins(0, 0, 0, 0)
+        text_layout.addWidget(self.text, 1)
+        text_layout.addWidget(self.status)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(text_box)
+        splitter.addWidget(candidates)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addLayout(controls)
+        layout.addWidget(splitter, 1)
+
+    # ------------------------------------------------------------------------------------------ controls
+
+    def sampling(self) -> SamplingSettings:
+        seed = self.seed.value()
+        return SamplingSettings(
+            temperature=float(self.temperature.value()),
+            top_k=int(self.top_k.value()) or None,
+            top_p=float(self.top_p.value()),
+            seed=None if seed < 0 else seed,
+            stop_at_eot=self.stop_at_eot.isChecked(),
+        )
+
+    def set_sampling(self, settings: SamplingSettings) -> None:
+        widgets = (self.temperature, self.top_k, self.top_p, self.seed, self.stop_at_eot)
+        for w in widgets:
+            w.blockSignals(True)
+        self.temperature.setValue(settings.temperature)
+        self.top_k.setValue(settings.top_k or 0)
+        self.top_p.setValue(settings.top_p)
+        self.seed.setValue(-1 if settings.seed is None else settings.seed)
+        self.stop_at_eot.setChecked(settings.stop_at_eot)
+        for w in widgets:
+            w.blockSignals(False)
+
+    def _emit_sampling(self) -> None:
+        try:
+            self.samplingChanged.emit(self.sampling())
+        except ConfigError as exc:
+            self.status.setText(str(exc))
+
+    def _on_play(self, checked: bool) -> None:
+        self.play_button.setText("Pause" if checked else "Play")
+        self.playToggled.emit(checked)
+
+    def set_playing(self, playing: bool) -> None:
+        """The worker's word on whether Play runs (it stops on its own at <|endoftext|> or the limit)."""
+        self.play_button.blockSignals(True)
+        self.play_button.setChecked(playing)
+        self.play_button.setText("Pause" if playing else "Play")
+        self.play_button.blockSignals(False)
+
+    def _on_cell_clicked(self, row: int, _column: int) -> None:
+        item = self.table.item(row, 2)
+        if item is not None:
+            self.forceRequested.emit(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    # ------------------------------------------------------------------------------------------ results
+
+    def set_generation(self, view) -> None:  # view: gptviz.engine.session.GenerationView
+        self.view = view
+        self._show_text(view)
+        self._show_candidates(view)
+        self.undo_button.setEnabled(len(view.new_ids) > 0)
+
+    def _show_text(self, view) -> None:
+        parts = [
+            "<span style='color:#666'>"
+            + html.escape("".join(view.prompt_pieces)).replace("\n", "<br>")
+            + "</span>"
+        ]
+        for piece, p, forced in zip(view.new_pieces, view.new_probs, view.new_forced, strict=True):
+            color = probability_color(float(p)).name()
+            border = "text-decoration: underline;" if forced else ""
+            text = html.escape(piece).replace("\n", "↵<br>")
+            parts.append(f"<span style='background-color:{color}; color:#111; {border}'>{text}</span>")
+        self.text.setHtml("<div style='font-size:12pt'>" + "".join(parts) + "</div>")
+        self.text.verticalScrollBar().setValue(self.text.verticalScrollBar().maximum())
+        n = len(view.new_ids)
+        status = [f"{len(view.prompt_ids)} prompt tokens + {n} generated"]
+        if n:
+            status.append(f"mean p of the chosen tokens {float(np.mean(view.new_probs)):.2f}")
+        if view.last is not None:
+            last = view.last
+            kind = "forced" if last.forced else ("greedy" if last.greedy else "sampled")
+            status.append(
+                f"last: {visible_whitespace(last.chosen_piece)!r} ({kind}, rank {last.chosen_rank + 1}, "
+                f"{last.kept_count:,} tokens survived the filters)"
+            )
+        if view.cropped:
+            status.append(
+                f"context full: the model sees the last tokens only ({view.cropped} cut from the front)"
+            )
+        if view.stopped:
+            status.append("stopped at <|endoftext|>")
+        self.status.setText(
+            " · ".join(status) + "   — colour: probability of each chosen token (red low, green high)"
+        )
+
+    def _show_candidates(self, view) -> None:
+        rows = view.candidates
+        self.table.setRowCount(len(rows))
+        bold = QFont(self.table.font())
+        bold.setBold(True)
+        for r, cand in enumerate(rows):
+            cells = (
+                "▶" if cand.chosen else str(r + 1),
+                repr(visible_whitespace(cand.piece))[1:-1],
+                str(cand.id),
+                f"{cand.prob_raw:.4f}",
+                f"{cand.prob_final:.4f}",
+            )
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c == 2:
+                    item.setData(Qt.ItemDataRole.UserRole, cand.id)
+                if c == 3:
+                    item.setData(Qt.ItemDataRole.UserRole, cand.prob_raw)
+                if c == 4:
+                    item.setData(Qt.ItemDataRole.UserRole, cand.prob_final)
+                if c >= 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if cand.chosen:
+                    item.setFont(bold)
+                    item.setBackground(QColor("#ffe0bf"))
+                    item.setForeground(QColor("#111111"))
+                self.table.setItem(r, c, item)
+        y = np.arange(len(rows), dtype=float)  # (n,)
+        raw = np.array([c.prob_raw for c in rows], dtype=float)  # (n,)
+        final = np.array([c.prob_final for c in rows], dtype=float)  # (n,)
+        chosen = np.array([c.chosen for c in rows], dtype=bool)  # (n,)
+        zeros = np.zeros_like(y)
+        self.bars_raw.setOpts(x0=zeros, y=y, width=raw, height=0.8)
+        self.bars_final.setOpts(x0=zeros, y=y, width=np.where(chosen, 0.0, final), height=0.45)
+        self.bars_chosen.setOpts(x0=zeros, y=y, width=np.where(chosen, final, 0.0), height=0.45)
+        labels = [(i, repr(visible_whitespace(c.piece))[1:-1][:14]) for i, c in enumerate(rows)]
+        self.plot.getAxis("left").setTicks([labels])
+        top = float(max(raw.max(initial=0.0), final.max(initial=0.0)))
+        self.plot.setXRange(0, max(0.05, min(1.0, top * 1.1)), padding=0.02)
+        self.plot.setYRange(-0.6, max(len(rows), 1) - 0.4, padding=0)
+
+    def table_probabilities(self) -> list[tuple[int, float, float]]:
+        """(id, p before, p after) per table row, read back from the cells (tests, export)."""
+        out = []
+        for r in range(self.table.rowCount()):
+            out.append(
+                (
+                    int(self.table.item(r, 2).data(Qt.ItemDataRole.UserRole)),
+                    float(self.table.item(r, 3).data(Qt.ItemDataRole.UserRole)),
+                    float(self.table.item(r, 4).data(Qt.ItemDataRole.UserRole)),
+                )
+            )
+        return out
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        if self.view is None:
+            return {}
+        v = self.view
+        return {
+            "prompt_ids": v.prompt_ids,
+            "new_ids": v.new_ids,
+            "new_probs": v.new_probs,
+            "candidate_ids": np.array([c.id for c in v.candidates], dtype=np.int64),
+            "candidate_prob_before": np.array([c.prob_raw for c in v.candidates], dtype=np.float32),
+            "candidate_prob_after": np.array([c.prob_final for c in v.candidates], dtype=np.float32),
+        }
+
+    def export_table(self) -> tuple[list[str], list[list[object]]]:
+        rows = []
+        if self.view is not None:
+            for c in self.view.candidates:
+                rows.append([c.id, c.piece, c.prob_raw, c.prob_final, int(c.chosen)])
+        return ["id", "piece", "p_before", "p_after", "chosen"], rows

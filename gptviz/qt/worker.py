@@ -1,0 +1,389 @@
+"""One QObject on one QThread that owns the engine Session; the GUI talks to it only through queued signals.
+
+Commands go in as `(request id, channel, name, kwargs)` through one queued signal. Results come out as
+`(request id, channel, payload)` where the payload is a frozen dataclass of numpy arrays or plain values;
+`WorkerHost` (in the GUI thread) drops a result whose request id is older than the newest request on its
+channel, and the worker skips a queued command that a newer one on the same channel has already replaced
+(typing in the token box sends one request per key; only the last one is computed).
+
+Training and Play are repeated single steps, each posted back to the worker's own event loop, so a pause,
+a stop, a prompt change or a shutdown is handled between any two steps.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+
+from gptviz.errors import GptvizError
+
+# Channels: results on one channel replace each other (the newest request wins).
+MODEL = "model"
+CORPUS = "corpus"
+TOKENS = "tokens"
+WINDOWS = "windows"
+INSPECTION = "inspection"
+GENERATION = "generation"
+TRAINING = "training"
+TRAIN_STATE = "train_state"
+PLAY_STATE = "play_state"
+SAVED = "saved"
+FOLLOW = "follow"
+
+WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
+
+
+class Worker(QObject):
+    """Lives in the worker thread. Every public slot runs there; nothing here touches a widget."""
+
+    result = Signal(int, str, object)  # request id, channel, payload
+    error = Signal(str, str)  # command, message for the user
+    activity = Signal(str)  # what the worker is doing ("" when idle)
+    progress = Signal(int, int)  # done, total (0, 0 hides the bar)
+    ready = Signal()
+
+    def __init__(self, session_factory: Callable[[], Any]) -> None:
+        super().__init__()
+        self._factory = session_factory
+        self.session: Any = None
+        self.latest: dict[str, int] = {}  # written by the host (GUI thread), read here; ints are atomic
+        self.abort = threading.Event()
+        self.training = "idle"  # idle | running | paused
+        self.playing = False
+        self.play_interval_ms = 120
+        self.play_limit = 200
+        self.inspect_args: dict[str, int] = {"mlp_layer": 0, "lens_position": -1}
+        self.auto_inspect = True
+        self._follower: Any = None
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    @Slot()
+    def start(self) -> None:
+        """Build the session in this thread (loading a model can take a while) and announce it."""
+        self.activity.emit("loading model")
+        try:
+            self.session = self._factory()
+        except Exception as exc:  # noqa: BLE001 - reported, the host decides what to do
+            self.error.emit("start", _message(exc))
+            self.activity.emit("")
+            return
+        self._emit_model()
+        if self.session.corpus is not None:
+            self.result.emit(WORKER_ORIGIN, CORPUS, self.session.corpus)
+        self._emit_generation()
+        self.activity.emit("")
+        self.ready.emit()
+
+    @Slot(int, str, str, object)
+    def run_command(self, request: int, channel: str, name: str, kwargs: object) -> None:
+        if self.abort.is_set() or self.session is None and name != "start":
+            return
+        if channel and request < self.latest.get(channel, 0):
+            return  # a newer request on this channel is queued behind us
+        handler = getattr(self, f"cmd_{name}", None)
+        if handler is None:
+            self.error.emit(name, f"unknown command {name!r}")
+            return
+        self.activity.emit(_ACTIVITY.get(name, name.replace("_", " ")))
+        try:
+            handler(request, channel, **(kwargs or {}))
+        except GptvizError as exc:
+            self.error.emit(name, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker thread
+            traceback.print_exc()
+            self.error.emit(name, _message(exc))
+        finally:
+            if self.training != "running" and not self.playing:
+                self.activity.emit("")
+
+    def _emit_model(self) -> None:
+        self.result.emit(WORKER_ORIGIN, MODEL, self.session.info())
+
+    def _emit_generation(self, request: int = WORKER_ORIGIN) -> None:
+        self.result.emit(request, GENERATION, self.session.generation_view())
+        if self.auto_inspect:
+            self._inspect()
+
+    def _inspect(self, request: int = WORKER_ORIGIN) -> None:
+        try:
+            snapshot = self.session.inspect(**self.inspect_args)
+        except ImportError:
+            return  # the inspection module is not part of this build
+        self.result.emit(request, INSPECTION, snapshot)
+
+    def _model_changed(self, request: int) -> None:
+        self.training = "idle"
+        self.playing = False
+        self.result.emit(request, TRAIN_STATE, "idle")
+        self.result.emit(request, PLAY_STATE, False)
+        self._emit_model()
+        self._emit_generation()
+
+    # ---------------------------------------------------------------------------------------- commands
+
+    def cmd_load_checkpoint(self, request: int, channel: str, path: str) -> None:
+        self.session.load_checkpoint(path)
+        self._model_changed(request)
+
+    def cmd_import_weights(self, request: int, channel: str, path: str, n_heads: int | None = None) -> None:
+        self.session.import_weights(path, n_heads=n_heads)
+        self._model_changed(request)
+
+    def cmd_new_model(self, request: int, channel: str, preset: str) -> None:
+        self.session.new_model(preset)
+        self._model_changed(request)
+
+    def cmd_save_checkpoint(self, request: int, channel: str, path: str) -> None:
+        saved = self.session.save_checkpoint(path)
+        self.result.emit(request, SAVED, str(saved))
+
+    def cmd_load_corpus(self, request: int, channel: str, path: str, lenient: bool = False) -> None:
+        info = self.session.load_corpus(path, lenient=lenient)
+        self.result.emit(request, CORPUS, info)
+
+    def cmd_tokenize(self, request: int, channel: str, text: str) -> None:
+        self.result.emit(request, TOKENS, self.session.tokenize(text))
+
+    def cmd_windows(
+        self, request: int, channel: str, max_length: int, stride: int, first: int, count: int
+    ) -> None:
+        self.result.emit(request, WINDOWS, self.session.windows(max_length, stride, first, count))
+
+    def cmd_inspect(self, request: int, channel: str, **args: int) -> None:
+        self.inspect_args.update({k: int(v) for k, v in args.items()})
+        self._inspect(request)
+
+    def cmd_set_prompt(self, request: int, channel: str, prompt: str) -> None:
+        self.playing = False
+        self.result.emit(request, PLAY_STATE, False)
+        self.session.set_prompt(prompt)
+        self._emit_generation(request)
+
+    def cmd_set_sampling(self, request: int, channel: str, settings: Any) -> None:
+        self.session.set_sampling(settings)
+
+    def cmd_gen_step(self, request: int, channel: str) -> None:
+        self.session.gen_step()
+        self._emit_generation(request)
+
+    def cmd_force(self, request: int, channel: str, token_id: int) -> None:
+        self.session.force(token_id)
+        self._emit_generation(request)
+
+    def cmd_undo(self, request: int, channel: str) -> None:
+        self.session.undo()
+        self._emit_generation(request)
+
+    def cmd_reset(self, request: int, channel: str) -> None:
+        self.playing = False
+        self.result.emit(request, PLAY_STATE, False)
+        self.session.reset_generation()
+        self._emit_generation(request)
+
+    def cmd_play(self, request: int, channel: str, interval_ms: int = 120, limit: int = 200) -> None:
+        self.play_interval_ms = max(0, int(interval_ms))
+        self.play_limit = int(limit)
+        if not self.playing:
+            self.playing = True
+            self.result.emit(request, PLAY_STATE, True)
+            QTimer.singleShot(0, self._play_tick)
+
+    def cmd_pause_play(self, request: int, channel: str) -> None:
+        self.playing = False
+        self.result.emit(request, PLAY_STATE, False)
+
+    @Slot()
+    def _play_tick(self) -> None:
+        if not self.playing or self.abort.is_set():
+            return
+        self.activity.emit("generating")
+        try:
+            view = self.session.gen_step()
+        except GptvizError as exc:
+            self.playing = False
+            self.result.emit(WORKER_ORIGIN, PLAY_STATE, False)
+            self.error.emit("play", str(exc))
+            self.activity.emit("")
+            return
+        self._emit_generation()
+        if view.stopped or len(view.new_ids) >= self.play_limit:
+            self.playing = False
+            self.result.emit(WORKER_ORIGIN, PLAY_STATE, False)
+            self.activity.emit("")
+            return
+        QTimer.singleShot(self.play_interval_ms, self._play_tick)
+
+    # ---------------------------------------------------------------------------------------- training
+
+    def cmd_train_start(
+        self, request: int, channel: str, settings: Any = None, preset: str | None = None
+    ) -> None:
+        """Start a new run (a fresh model of `preset`, or the current model) or resume a paused one."""
+        if self.training == "paused" and settings is None:
+            self.training = "running"
+        else:
+            if preset:
+                self.session.new_model(preset)
+                self._emit_model()
+            self.session.start_training(settings)
+            self.training = "running"
+            self._emit_generation()
+        self.result.emit(request, TRAIN_STATE, "running")
+        QTimer.singleShot(0, self._train_tick)
+
+    def cmd_train_pause(self, request: int, channel: str) -> None:
+        if self.training == "running":
+            self.training = "paused"
+            self.result.emit(request, TRAIN_STATE, "paused")
+
+    def cmd_train_stop(self, request: int, channel: str) -> None:
+        if self.training != "idle":
+            self.training = "idle"
+            self.session.stop_training()
+            self.result.emit(request, TRAIN_STATE, "idle")
+            self._emit_generation()
+
+    @Slot()
+    def _train_tick(self) -> None:
+        if self.training != "running" or self.abort.is_set():
+            return
+        try:
+            update = self.session.train_step()
+        except GptvizError as exc:
+            self.training = "idle"
+            self.session.stop_training()
+            self.result.emit(WORKER_ORIGIN, TRAIN_STATE, "idle")
+            self.error.emit("training", str(exc))
+            self.activity.emit("")
+            self.progress.emit(0, 0)
+            return
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.training = "idle"
+            self.result.emit(WORKER_ORIGIN, TRAIN_STATE, "idle")
+            self.error.emit("training", _message(exc))
+            self.activity.emit("")
+            return
+        self.result.emit(WORKER_ORIGIN, TRAINING, update)
+        self.activity.emit(f"training step {update.step}/{update.total_steps}")
+        self.progress.emit(update.step, update.total_steps)
+        if update.evaluated:
+            self._emit_generation()
+        if update.done:
+            self.training = "idle"
+            self.session.stop_training()
+            self.result.emit(WORKER_ORIGIN, TRAIN_STATE, "finished")
+            self.activity.emit("")
+            self.progress.emit(0, 0)
+            return
+        QTimer.singleShot(0, self._train_tick)
+
+    # ------------------------------------------------------------------------------------- run follower
+
+    def cmd_follow(self, request: int, channel: str, path: str | None) -> None:
+        """Follow (or, with None, stop following) a run directory written by another process."""
+        self._follower = None if path is None else self.session.follow_run(path)
+        if self._follower is not None:
+            self.cmd_poll_follow(request, channel)
+
+    def cmd_poll_follow(self, request: int, channel: str) -> None:
+        if self._follower is None:
+            return
+        batch = self.session.poll_run(self._follower)
+        if batch is not None:
+            self.result.emit(request, FOLLOW, batch)
+
+
+_ACTIVITY = {
+    "load_checkpoint": "loading checkpoint",
+    "import_weights": "importing weights",
+    "new_model": "building model",
+    "save_checkpoint": "saving checkpoint",
+    "load_corpus": "reading corpus",
+    "tokenize": "tokenizing",
+    "windows": "slicing windows",
+    "inspect": "inspecting",
+    "gen_step": "generating",
+    "force": "generating",
+    "train_start": "starting training",
+    "poll_follow": "reading run directory",
+}
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, GptvizError) else text
+
+
+class WorkerHost(QObject):
+    """GUI-thread side: owns the thread, numbers requests, drops stale results, shuts down cleanly."""
+
+    _submit = Signal(int, str, str, object)
+    resultReady = Signal(str, object)  # channel, payload (only the newest per channel)
+    errorRaised = Signal(str, str)
+    activityChanged = Signal(str)
+    progressChanged = Signal(int, int)
+    ready = Signal()
+
+    def __init__(self, session_factory: Callable[[], Any], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._counter = 0
+        self.latest: dict[str, int] = {}
+        self.thread = QThread()
+        self.thread.setObjectName("gptviz-worker")
+        self.worker = Worker(session_factory)
+        self.worker.latest = self.latest  # shared dict: the worker reads, this side writes
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.start)
+        self._submit.connect(self.worker.run_command, Qt.ConnectionType.QueuedConnection)
+        self.worker.result.connect(self._on_result, Qt.ConnectionType.QueuedConnection)
+        self.worker.error.connect(self.errorRaised, Qt.ConnectionType.QueuedConnection)
+        self.worker.activity.connect(self.activityChanged, Qt.ConnectionType.QueuedConnection)
+        self.worker.progress.connect(self.progressChanged, Qt.ConnectionType.QueuedConnection)
+        self.worker.ready.connect(self.ready, Qt.ConnectionType.QueuedConnection)
+        self._stopped = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, name: str, channel: str = "", **kwargs: Any) -> int:
+        """Queue a command; returns its request id.
+
+        With a `channel` (views: tokens, windows, inspection) a newer request replaces an older one: the
+        worker skips the older one if it has not started, and its result is dropped if it has. Actions (a
+        generation step, a training command) pass no channel: every one of them runs.
+        """
+        if self._stopped:
+            return -1
+        self._counter += 1
+        if channel:
+            self.latest[channel] = self._counter
+        self._submit.emit(self._counter, channel, name, kwargs)
+        return self._counter
+
+    @Slot(int, str, object)
+    def _on_result(self, request: int, channel: str, payload: object) -> None:
+        if self._stopped:
+            return
+        if request != WORKER_ORIGIN and request < self.latest.get(channel, 0):
+            return
+        self.resultReady.emit(channel, payload)
+
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def shutdown(self, timeout_ms: int = 2000) -> bool:
+        """Stop training/play, end the thread's event loop and wait; True when the thread has finished."""
+        self._stopped = True
+        self.worker.abort.set()
+        self.worker.training = "idle"
+        self.worker.playing = False
+        if not self.thread.isRunning():
+            return True
+        self.thread.quit()
+        return self.thread.wait(timeout_ms)

@@ -48,6 +48,9 @@ class TokenAxis(pg.AxisItem):
 
     def __init__(self, orientation: str, **kwargs: object) -> None:
         super().__init__(orientation, **kwargs)
+        if orientation in ("top", "bottom"):
+            # let the first and last labels run a little past the ends of the axis instead of vanishing
+            self.style["hideOverlappingLabels"] = 40
         self._labels: list[str] = []
         self._widths: np.ndarray = np.zeros(0)
 
@@ -214,11 +217,13 @@ class HeatmapView(QWidget):
         mask: np.ndarray | None = None,
     ) -> None:
         """Show `matrix` (R, C). Labels default to row/column numbers; `levels` overrides the default range
-        for this matrix; `mask` (R, C) bool marks cells to hatch instead of colour."""
+        for this matrix; `mask` (R, C) bool marks cells to hatch instead of colour. A matrix of the same
+        shape as the last keeps the zoom and pan; a new shape shows the whole matrix."""
         data = np.ascontiguousarray(matrix, dtype=np.float32)  # (R, C)
         if data.ndim != 2:
             raise ValueError(f"a heatmap needs a 2-D matrix, got shape {data.shape}")
         rows, cols = data.shape
+        same_shape = data.shape == self._matrix.shape
         self._matrix = data
         self._row_labels_full = [str(s) for s in row_labels] if row_labels is not None else _numbers(rows)
         self._col_labels_full = [str(s) for s in col_labels] if col_labels is not None else _numbers(cols)
@@ -240,7 +245,8 @@ class HeatmapView(QWidget):
             minXRange=min(cols, 2),
             minYRange=min(rows, 2),
         )
-        self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
+        if not same_shape:  # same shape (another head, a toggled option): keep the user's zoom
+            self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         self._mask = None if mask is None else np.asarray(mask, dtype=bool)

@@ -125,6 +125,7 @@ def test_book_chapter5_checkpoint_dict_and_tied_head(tmp_path: Path) -> None:
     torch.save(payload, tmp_path / "model_and_optimizer.pth")
     model = import_weights(tmp_path / "model_and_optimizer.pth", n_heads=4)
     assert model.cfg.tie_weights is True
+    assert model.out_head.weight is model.tok_emb.weight
     idx = _ids()  # (2, 12)
     with torch.no_grad():
         assert torch.allclose(model(idx), book(idx), atol=1e-5)
@@ -165,6 +166,7 @@ def test_own_checkpoint_round_trip(tmp_path: Path) -> None:
     loaded, meta = load_checkpoint(tmp_path / "ckpt")
     assert meta == {"note": "hello"}
     assert loaded.cfg == model.cfg
+    assert loaded.out_head.weight is loaded.tok_emb.weight  # still tied
     for key, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
     via_import = read_weights(tmp_path / "ckpt")

@@ -106,6 +106,7 @@ def test_save_pretrained_folder_matches_hf(hf_folder, ids, hf_outputs) -> None:
     )
     assert cfg.qkv_bias and cfg.tie_weights and cfg.drop_rate == 0.0
     assert not imported.model.training
+    assert imported.model.out_head.weight is imported.model.tok_emb.weight
     _assert_matches_hf(imported.model, ids, hf_outputs)
 
 

@@ -287,9 +287,16 @@ class Worker(QObject):
 
     def cmd_follow(self, request: int, channel: str, path: str | None) -> None:
         """Follow (or, with None, stop following) a run directory written by another process."""
-        self._follower = None if path is None else self.session.follow_run(path)
-        if self._follower is not None:
-            self.cmd_poll_follow(request, channel)
+        if path is None:
+            self._follower = None
+            return
+        if self.training != "idle":
+            self.training = "idle"
+            self.session.stop_training()
+        self._follower = None
+        self._follower = self.session.follow_run(path)
+        self._model_changed(request)
+        self.cmd_poll_follow(request, channel)
 
     def cmd_poll_follow(self, request: int, channel: str) -> None:
         if self._follower is None:

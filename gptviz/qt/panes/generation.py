@@ -132,6 +132,7 @@ class GenerationPane(QWidget):
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "probability")
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.getViewBox().invertY(True)
         self.plot.setXRange(0, 1, padding=0.02)
         self.plot.setMinimumHeight(160)
@@ -153,6 +154,8 @@ class GenerationPane(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(40)
+        self.table.setMinimumWidth(300)
         self.table.setToolTip("Click a candidate to take it instead of the chosen token")
         self.table.cellClicked.connect(self._on_cell_clicked)
 
@@ -163,8 +166,8 @@ class GenerationPane(QWidget):
         charts = QSplitter(Qt.Orientation.Horizontal)
         charts.addWidget(self.plot)
         charts.addWidget(self.table)
-        charts.setStretchFactor(0, 1)
-        charts.setStretchFactor(1, 1)
+        charts.setStretchFactor(0, 2)
+        charts.setStretchFactor(1, 3)
         cand_layout.addWidget(charts, 1)
         cand_layout.addWidget(legend)
 

@@ -1,0 +1,754 @@
+"""The main window: docks, menus, status bar, and the redraw timer. Layout and wiring only.
+
+Results from the worker are stored as "newest per channel" and drawn by a ~30 Hz timer, so a fast training
+run or Play never queues one redraw per step. Nothing here runs the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QToolBar,
+    QWidget,
+)
+
+from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
+from gptviz.config import PRESETS
+from gptviz.engine.session import process_rss_bytes
+from gptviz.qt import worker as w
+from gptviz.qt.panes.generation import GenerationPane
+from gptviz.qt.panes.tokens import TokensPane
+from gptviz.qt.panes.training import TrainingPane
+from gptviz.qt.settings import AppSettings
+from gptviz.qt.worker import WorkerHost
+
+REDRAW_INTERVAL_MS = 33  # ~30 Hz
+FOLLOW_POLL_MS = 1000
+DEFAULT_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+SHORTCUTS = (
+    ("Ctrl+O", "open a corpus file"),
+    ("Ctrl+Shift+O", "open a checkpoint directory"),
+    ("Ctrl+S", "save the model as a checkpoint"),
+    ("Ctrl+E", "export the current pane as PNG"),
+    ("Ctrl+Shift+E", "export the current pane's data (CSV or NPZ)"),
+    ("Ctrl+Right", "generate one token"),
+    ("Ctrl+Left", "undo the last token"),
+    ("Ctrl+P", "play / pause generation"),
+    ("Ctrl+T", "start / resume training"),
+    ("Ctrl+Shift+T", "pause training"),
+    ("Ctrl+1 … Ctrl+5", "show and focus a pane"),
+    ("Ctrl+Q", "quit"),
+)
+
+
+def _try_pane(module: str, cls: str) -> type | None:
+    """The Attention and Activations panes come from their own modules; a build without them still runs."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        return None
+
+
+class ErrorBanner(QToolBar):
+    """A non-modal strip under the menu bar: the worker's last error, dismissable; the app keeps working."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Messages", parent)
+        self.setObjectName("errorBanner")
+        self.setMovable(False)
+        self.setFloatable(False)
+        box = QWidget()
+        layout = QHBoxLayout(box)
+        layout.setContentsMargins(8, 2, 8, 2)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.addWidget(box)
+        self.setStyleSheet("QToolBar#errorBanner { background: #fde7e9; border-bottom: 1px solid #e0a0a8; }")
+        self.toggleViewAction().setVisible(False)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        session_factory: Callable[[], Any],
+        settings: AppSettings | None = None,
+        *,
+        start: bool = True,
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("gptviz — inside a GPT")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self.settings = settings or AppSettings()
+        self.model_info = None
+        self.last_error = ""
+        self.errors: list[str] = []
+        self._pending: dict[str, Any] = {}
+        self._follow_dir: str | None = None
+        self._memory_tick = 0
+
+        self.host = WorkerHost(session_factory, self)
+        self.host.resultReady.connect(self._on_result)
+        self.host.errorRaised.connect(self._on_error)
+        self.host.activityChanged.connect(self._on_activity)
+        self.host.progressChanged.connect(self._on_progress)
+        self.host.ready.connect(self._on_ready)
+
+        self.banner = ErrorBanner(self)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.banner)
+        self._build_panes()
+        self._build_menus()
+        self._build_status_bar()
+        self._restore_settings()
+        self._connect_panes()
+
+        self.redraw_timer = QTimer(self)
+        self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
+        self.redraw_timer.timeout.connect(self.redraw)
+        self.redraw_timer.start()
+        self.follow_timer = QTimer(self)
+        self.follow_timer.setInterval(FOLLOW_POLL_MS)
+        self.follow_timer.timeout.connect(self._poll_follow)
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.fileChanged.connect(self._poll_follow)
+        if start:
+            self.host.start()
+
+    # ------------------------------------------------------------------------------------------ building
+
+    def _build_panes(self) -> None:
+        self.tokens_pane = TokensPane()
+        self.generation_pane = GenerationPane()
+        self.training_pane = TrainingPane()
+        attention_cls = _try_pane("gptviz.qt.panes.attention", "AttentionPane")
+        activations_cls = _try_pane("gptviz.qt.panes.activations", "ActivationsPane")
+        self.attention_pane = attention_cls() if attention_cls else _placeholder("Attention")
+        self.activations_pane = activations_cls() if activations_cls else _placeholder("Activations")
+        self.docks: dict[str, QDockWidget] = {}
+        for key, title, pane in (
+            ("tokens", "Tokens", self.tokens_pane),
+            ("generation", "Generation", self.generation_pane),
+            ("attention", "Attention", self.attention_pane),
+            ("activations", "Activations", self.activations_pane),
+            ("training", "Training", self.training_pane),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{key}")
+            dock.setWidget(pane)
+            dock.setFeatures(
+                QDockWidget.DockWidgetFeature.DockWidgetMovable
+                | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            )
+            self.docks[key] = dock
+        self._default_layout()
+        self._current_pane = "generation"
+        QApplication.instance().focusChanged.connect(self._on_focus_changed)
+
+    def _default_layout(self) -> None:
+        d = self.docks
+        for dock in d.values():
+            dock.setFloating(False)
+            dock.show()
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, d["tokens"])
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["attention"])
+        self.splitDockWidget(d["tokens"], d["generation"], Qt.Orientation.Vertical)
+        self.splitDockWidget(d["attention"], d["activations"], Qt.Orientation.Vertical)
+        self.tabifyDockWidget(d["activations"], d["training"])
+        d["activations"].raise_()
+        self.resizeDocks([d["tokens"], d["attention"]], [640, 760], Qt.Orientation.Horizontal)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+
+        def action(menu, text: str, slot, shortcut: str | None = None) -> QAction:
+            act = QAction(text, self)
+            if shortcut:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        action(file_menu, "Open &corpus…", self.open_corpus_dialog, "Ctrl+O")
+        action(file_menu, "Open c&heckpoint…", self.open_checkpoint_dialog, "Ctrl+Shift+O")
+        action(file_menu, "&Import GPT-2 weights…", self.import_weights_dialog)
+        action(file_menu, "&Save checkpoint…", self.save_checkpoint_dialog, "Ctrl+S")
+        action(file_menu, "&Follow run directory…", self.follow_dialog)
+        file_menu.addSeparator()
+        action(file_menu, "&Export current pane as PNG…", self.export_png_dialog, "Ctrl+E")
+        action(file_menu, "Export current pane &data (CSV / NPZ)…", self.export_data_dialog, "Ctrl+Shift+E")
+        file_menu.addSeparator()
+        self.recent_menu = file_menu.addMenu("&Recent files")
+        self._rebuild_recent()
+        file_menu.addSeparator()
+        action(file_menu, "&Quit", self.close, "Ctrl+Q")
+
+        view_menu = bar.addMenu("&View")
+        for index, (key, dock) in enumerate(self.docks.items(), start=1):
+            toggle = dock.toggleViewAction()
+            view_menu.addAction(toggle)
+            focus = QAction(f"Focus {dock.windowTitle()}", self)
+            focus.setShortcut(QKeySequence(f"Ctrl+{index}"))
+            focus.triggered.connect(lambda _=False, k=key: self.focus_pane(k))
+            self.addAction(focus)
+        view_menu.addSeparator()
+        action(view_menu, "Reset layout", self._default_layout)
+
+        model_menu = bar.addMenu("&Model")
+        for name in PRESETS:
+            action(
+                model_menu,
+                f"New untrained {name}",
+                lambda _=False, n=name: self.host.submit("new_model", preset=n),
+            )
+        model_menu.addSeparator()
+        self.train_action = action(
+            model_menu, "Start / resume training", self.training_pane._on_start, "Ctrl+T"
+        )
+        action(model_menu, "Pause training", lambda: self.host.submit("train_pause"), "Ctrl+Shift+T")
+
+        help_menu = bar.addMenu("&Help")
+        action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "F1")
+        action(help_menu, "&About gptviz", self.show_about)
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.model_label = QLabel("loading model…")
+        self.memory_label = QLabel("")
+        self.device_label = QLabel("")
+        self.activity_label = QLabel("starting")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(200)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        status.addWidget(self.model_label, 1)
+        status.addPermanentWidget(self.memory_label)
+        status.addPermanentWidget(self.device_label)
+        status.addPermanentWidget(self.activity_label)
+        status.addPermanentWidget(self.progress)
+
+    def _connect_panes(self) -> None:
+        tp, gp, tr = self.tokens_pane, self.generation_pane, self.training_pane
+        tp.textChanged.connect(self.request_tokens)
+        tp.windowsRequested.connect(self.request_windows)
+        gp.promptSubmitted.connect(self.set_prompt)
+        gp.stepRequested.connect(lambda: self.host.submit("gen_step"))
+        gp.undoRequested.connect(lambda: self.host.submit("undo"))
+        gp.resetRequested.connect(lambda: self.host.submit("reset"))
+        gp.forceRequested.connect(lambda token_id: self.host.submit("force", token_id=token_id))
+        gp.playToggled.connect(self._on_play_toggled)
+        gp.samplingChanged.connect(self._on_sampling_changed)
+        tr.startRequested.connect(self._on_train_start)
+        tr.pauseRequested.connect(lambda: self.host.submit("train_pause"))
+        tr.stopRequested.connect(lambda: self.host.submit("train_stop"))
+        tr.saveRequested.connect(self.save_checkpoint_dialog)
+        tr.openCorpusRequested.connect(self.open_corpus_dialog)
+        tr.followRequested.connect(self.follow_dialog)
+        tr.unfollowRequested.connect(self.stop_following)
+        activations = self.activations_pane
+        if hasattr(activations, "mlpLayerRequested"):
+            activations.mlpLayerRequested.connect(lambda layer: self.request_inspect(mlp_layer=layer))
+        if hasattr(activations, "lensPositionRequested"):
+            activations.lensPositionRequested.connect(lambda pos: self.request_inspect(lens_position=pos))
+
+    # ------------------------------------------------------------------------------------------ requests
+
+    def request_tokens(self, text: str | None = None) -> int:
+        text = self.tokens_pane.text() if text is None else text
+        return self.host.submit("tokenize", w.TOKENS, text=text)
+
+    def request_windows(self, max_length: int, stride: int, first: int, count: int) -> int:
+        return self.host.submit(
+            "windows", w.WINDOWS, max_length=max_length, stride=stride, first=first, count=count
+        )
+
+    def request_inspect(self, **args: int) -> int:
+        return self.host.submit("inspect", w.INSPECTION, **args)
+
+    def set_prompt(self, prompt: str) -> None:
+        self.generation_pane.prompt.setText(prompt)
+        self.host.submit("set_prompt", prompt=prompt)
+
+    def _on_sampling_changed(self, settings) -> None:
+        self.host.submit("set_sampling", settings=settings)
+
+    def _on_play_toggled(self, playing: bool) -> None:
+        self.host.submit("play" if playing else "pause_play")
+
+    def _on_train_start(self, settings, preset: str) -> None:
+        if self._follow_dir:
+            self.stop_following()
+        self.host.submit("train_start", settings=settings, preset=preset or None)
+
+    def focus_pane(self, key: str) -> None:
+        dock = self.docks[key]
+        dock.show()
+        dock.raise_()
+        dock.widget().setFocus()
+        self._current_pane = key
+
+    def _on_focus_changed(self, _old, new) -> None:
+        while new is not None:
+            for key, dock in self.docks.items():
+                if new is dock:
+                    self._current_pane = key
+                    return
+            new = new.parentWidget()
+
+    def current_pane_key(self) -> str:
+        return self._current_pane
+
+    # ------------------------------------------------------------------------------------------ results
+
+    @Slot()
+    def _on_ready(self) -> None:
+        self.host.submit("set_sampling", settings=self.generation_pane.sampling())
+        self.set_prompt(self.generation_pane.prompt.text() or "Every effort moves you")
+        self.request_tokens()
+        self.tokens_pane.request_windows()
+
+    @Slot(str, object)
+    def _on_result(self, channel: str, payload: object) -> None:
+        """Keep the newest result per channel; training updates are buffered in the pane (cheap)."""
+        if channel == w.TRAINING:
+            self.training_pane.add_update(payload)
+        elif channel == w.FOLLOW:
+            self.training_pane.add_follow(payload)
+        elif channel == w.TRAIN_STATE:
+            self.training_pane.set_state(str(payload))
+        elif channel == w.PLAY_STATE:
+            self.generation_pane.set_playing(bool(payload))
+        elif channel == w.SAVED:
+            self.statusBar().showMessage(f"saved {payload}", 5000)
+            self.settings.add_recent("checkpoint", str(payload))
+            self._rebuild_recent()
+        elif channel == w.MODEL:
+            self._set_model_info(payload)
+        elif channel == w.CORPUS:
+            self.training_pane.set_corpus(payload)
+            self.tokens_pane.request_windows()
+        else:
+            self._pending[channel] = payload
+
+    def redraw(self) -> None:
+        """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz)."""
+        pending, self._pending = self._pending, {}
+        if w.TOKENS in pending:
+            self.tokens_pane.set_tokens(pending[w.TOKENS])
+        if w.WINDOWS in pending:
+            self.tokens_pane.set_windows(pending[w.WINDOWS])
+        if w.GENERATION in pending:
+            self.generation_pane.set_generation(pending[w.GENERATION])
+        if w.INSPECTION in pending:
+            snapshot = pending[w.INSPECTION]
+            for pane in (self.attention_pane, self.activations_pane):
+                if hasattr(pane, "set_snapshot"):
+                    pane.set_snapshot(snapshot)
+        self.training_pane.refresh()
+        self._memory_tick += 1
+        if self._memory_tick % 30 == 1:
+            rss = process_rss_bytes()
+            self.memory_label.setText(f"RAM {rss / 2**20:,.0f} MB" if rss else "")
+
+    def _set_model_info(self, info) -> None:
+        self.model_info = info
+        self.model_label.setText(
+            f"<b>{html.escape(info.name)}</b> · {info.params / 1e6:.2f}M params · {info.bytes / 2**20:.0f} MB · "
+            f"{info.n_layers} layers × {info.n_heads} heads · width {info.emb_dim} · context {info.context_length}"
+            + (f" · <span style='color:#b36b00'>{html.escape(info.note)}</span>" if info.note else "")
+        )
+        self.model_label.setToolTip(info.path or info.source)
+        self.device_label.setText(info.device)
+
+    @Slot(str, str)
+    def _on_error(self, command: str, message: str) -> None:
+        self.last_error = message
+        self.errors.append(f"{command}: {message}")
+        self.banner.show_message(f"<b>{html.escape(command.replace('_', ' '))}</b>: {html.escape(message)}")
+        self.statusBar().showMessage(message, 8000)
+        if command in ("train_start", "training"):
+            self.training_pane.show_error(message)
+        if command in ("follow", "poll_follow"):
+            self._set_following(None)
+
+    @Slot(str)
+    def _on_activity(self, text: str) -> None:
+        self.activity_label.setText(text or "idle")
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        if total <= 0:
+            self.progress.hide()
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.progress.show()
+
+    # ------------------------------------------------------------------------------------------ files
+
+    def open_path(self, path: Path) -> None:
+        """Open whatever the user dropped or named: a checkpoint dir, a run dir, weights, or a corpus."""
+        path = Path(path)
+        if path.is_dir():
+            if (
+                (path / "config.json").is_file()
+                and not (path / "model.safetensors").is_file()
+                and any(path.glob("*.bin"))
+            ):
+                self.import_weights(path)
+            elif (path / "settings.json").is_file() and (path / "metrics.jsonl").exists():
+                self.follow(path)
+            elif (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+                self._open_checkpoint_or_import(path)
+            elif (path / "checkpoint" / "config.json").is_file():
+                self.open_checkpoint(path)
+            else:
+                self._on_error("open", f"{path} is neither a checkpoint, a run directory nor GPT-2 weights")
+        elif path.suffix.lower() in WEIGHT_SUFFIXES:
+            self.import_weights(path)
+        else:
+            self.open_corpus(path)
+
+    def _open_checkpoint_or_import(self, path: Path) -> None:
+        try:
+            import json
+
+            is_own = json.loads((path / "config.json").read_text()).get("format") == "gptviz-checkpoint"
+        except (OSError, ValueError, AttributeError):
+            is_own = False
+        (self.open_checkpoint if is_own else self.import_weights)(path)
+
+    def open_corpus(self, path: str | os.PathLike) -> None:
+        self.host.submit("load_corpus", path=str(path))
+        self.settings.add_recent("corpus", path)
+        self._rebuild_recent()
+
+    def open_checkpoint(self, path: str | os.PathLike) -> None:
+        self.host.submit("load_checkpoint", path=str(path))
+        self.settings.add_recent("checkpoint", path)
+        self._rebuild_recent()
+
+    def import_weights(self, path: str | os.PathLike) -> None:
+        self.host.submit("import_weights", path=str(path))
+        self.settings.add_recent("import", path)
+        self._rebuild_recent()
+
+    def follow(self, path: str | os.PathLike) -> None:
+        self._set_following(str(path))
+        self.host.submit("follow", path=str(path))
+        self.settings.add_recent("rundir", path)
+        self._rebuild_recent()
+
+    def stop_following(self) -> None:
+        self.host.submit("follow", path=None)
+        self._set_following(None)
+
+    def _set_following(self, path: str | None) -> None:
+        if self.watcher.files():
+            self.watcher.removePaths(self.watcher.files())
+        self._follow_dir = path
+        self.training_pane.set_following(path)
+        if path:
+            metrics = Path(path) / "metrics.jsonl"
+            if metrics.exists():
+                self.watcher.addPath(str(metrics))
+            self.follow_timer.start()
+            self.focus_pane("training")
+        else:
+            self.follow_timer.stop()
+
+    def _poll_follow(self, *_args) -> None:
+        if self._follow_dir:
+            self.host.submit("poll_follow", w.FOLLOW)
+            metrics = str(Path(self._follow_dir) / "metrics.jsonl")
+            if metrics not in self.watcher.files() and Path(metrics).exists():
+                self.watcher.addPath(metrics)
+
+    def _start_dir(self) -> str:
+        return str(self.settings.value("dialogs/last_dir", str(Path.home())))
+
+    def _remember_dir(self, path: str) -> None:
+        self.settings.set_value("dialogs/last_dir", str(Path(path).parent))
+
+    def open_corpus_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open corpus", self._start_dir(), "Text (*.txt *.md);;All files (*)"
+        )
+        if path:
+            self._remember_dir(path)
+            self.open_corpus(path)
+
+    def open_checkpoint_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open gptviz checkpoint directory", self._start_dir())
+        if path:
+            self._remember_dir(path)
+            self.open_checkpoint(path)
+
+    def import_weights_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Import GPT-2 weights (a file of a Hugging Face folder, or the book's .pth)",
+            self._start_dir(),
+            "Weights (*.safetensors *.bin *.pth *.pt);;All files (*)",
+        )
+        if path:
+            self._remember_dir(path)
+            p = Path(path)
+            # A Hugging Face file is read with its folder's config.json.
+            self.import_weights(
+                p.parent
+                if p.suffix in (".safetensors", ".bin") and (p.parent / "config.json").is_file()
+                else p
+            )
+
+    def save_checkpoint_dialog(self) -> None:
+        path = QFileDialog.getSaveFileName(self, "Save checkpoint (a directory)", self._start_dir())[0]
+        if path:
+            self._remember_dir(path)
+            self.host.submit("save_checkpoint", path=path)
+
+    def follow_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "Follow a run directory (gptviz train --out DIR)", self._start_dir()
+        )
+        if path:
+            self._remember_dir(path)
+            self.follow(path)
+
+    def _current_widget(self) -> QWidget:
+        return self.docks[self._current_pane].widget()
+
+    def export_png(self, path: str | os.PathLike, key: str | None = None) -> Path:
+        widget = self.docks[key or self._current_pane].widget()
+        self.redraw()
+        pixmap = widget.grab()
+        if not pixmap.save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+        return Path(path)
+
+    def export_data(self, path: str | os.PathLike, key: str | None = None) -> Path:
+        """NPZ: every array the pane shows; CSV: its main table (or its first array of at most 2 dimensions)."""
+        widget = self.docks[key or self._current_pane].widget()
+        path = Path(path)
+        data = widget.export_data() if hasattr(widget, "export_data") else {}
+        if path.suffix.lower() == ".csv":
+            if hasattr(widget, "export_table"):
+                header, rows = widget.export_table()
+            else:
+                arrays = [(k, np.asarray(v)) for k, v in data.items() if np.asarray(v).ndim in (1, 2)]
+                if not arrays:
+                    raise ValueError("this pane has no table to export; choose .npz")
+                name, array = arrays[0]
+                array = array.reshape(array.shape[0], -1)
+                header = [f"{name}[{i}]" for i in range(array.shape[1])]
+                rows = array.tolist()
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)
+                writer.writerows(rows)
+        else:
+            if path.suffix.lower() != ".npz":
+                path = path.with_suffix(".npz")
+            np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
+        return path
+
+    def export_png_dialog(self) -> None:
+        title = self.docks[self._current_pane].windowTitle()
+        path, _ = QFileDialog.getSaveFileName(
+            self, f"Export {title} as PNG", self._start_dir(), "PNG (*.png)"
+        )
+        if path:
+            self._remember_dir(path)
+            try:
+                self.export_png(path if path.endswith(".png") else path + ".png")
+            except OSError as exc:
+                self._on_error("export", str(exc))
+
+    def export_data_dialog(self) -> None:
+        title = self.docks[self._current_pane].windowTitle()
+        path, _ = QFileDialog.getSaveFileName(
+            self, f"Export {title} data", self._start_dir(), "NumPy arrays (*.npz);;CSV table (*.csv)"
+        )
+        if path:
+            self._remember_dir(path)
+            try:
+                self.export_data(path)
+            except (OSError, ValueError) as exc:
+                self._on_error("export", str(exc))
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        items = self.settings.recent_files()
+        if not items:
+            empty = self.recent_menu.addAction("(none)")
+            empty.setEnabled(False)
+            return
+        for kind, path in items:
+            act = self.recent_menu.addAction(f"{kind}: {path}")
+            act.triggered.connect(lambda _=False, k=kind, p=path: self._open_recent(k, p))
+        self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear list")
+        clear.triggered.connect(lambda: (self.settings.clear_recent(), self._rebuild_recent()))
+
+    def _open_recent(self, kind: str, path: str) -> None:
+        {
+            "corpus": self.open_corpus,
+            "checkpoint": self.open_checkpoint,
+            "import": self.import_weights,
+            "rundir": self.follow,
+        }.get(kind, lambda p: self.open_path(Path(p)))(path)
+
+    # ------------------------------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(Path(url.toLocalFile()))
+                event.acceptProposedAction()
+                return
+        event.ignore()
+
+    # ------------------------------------------------------------------------------------------ help
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;{html.escape(v)}</td></tr>" for k, v in SHORTCUTS)
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setText(
+            f"<table>{rows}</table><p>Drop a corpus file or a checkpoint folder onto the window to open it.</p>"
+        )
+        box.setModal(False)
+        box.show()
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About gptviz",
+            f"<b>gptviz {GPTVIZ_VERSION}</b><p>See inside a GPT while it reads, learns and writes: the GPT-2 of "
+            "<i>Build a Large Language Model (From Scratch)</i>, ch. 2–5, in PyTorch, with live views of its "
+            "tokens, attention, activations, training and generation.</p>",
+        )
+
+    # ------------------------------------------------------------------------------------------ settings
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry, state = s.geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 950)
+        if state is not None:
+            self.restoreState(state)
+        self.tokens_pane.set_text(str(s.value("tokens/text", DEFAULT_TEXT)))
+        self.tokens_pane.max_length.setValue(s.value("tokens/max_length", 4, int))
+        self.tokens_pane.stride.setValue(s.value("tokens/stride", 1, int))
+        self.generation_pane.prompt.setText(str(s.value("generation/prompt", "Every effort moves you")))
+        from gptviz.engine.sampling import SamplingSettings
+        from gptviz.errors import ConfigError
+
+        try:
+            seed = s.value("generation/seed", 0, int)
+            sampling = SamplingSettings(
+                temperature=s.value("generation/temperature", 0.8, float),
+                top_k=s.value("generation/top_k", 50, int) or None,
+                top_p=s.value("generation/top_p", 0.95, float),
+                seed=None if seed < 0 else seed,
+                stop_at_eot=s.value("generation/stop_at_eot", True, bool),
+            )
+            self.generation_pane.set_sampling(sampling)
+        except ConfigError:
+            pass
+        tr = self.training_pane
+        for key, box in (
+            ("steps", tr.steps),
+            ("batch_size", tr.batch_size),
+            ("context", tr.context),
+            ("eval_freq", tr.eval_freq),
+            ("eval_iter", tr.eval_iter),
+            ("warmup", tr.warmup),
+        ):
+            box.setValue(s.value(f"training/{key}", box.value(), int))
+        tr.lr.setValue(s.value("training/lr", tr.lr.value(), float))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.set_geometry(self.saveGeometry(), self.saveState())
+        s.set_value("tokens/text", self.tokens_pane.text())
+        s.set_value("tokens/max_length", self.tokens_pane.max_length.value())
+        s.set_value("tokens/stride", self.tokens_pane.stride.value())
+        g = self.generation_pane
+        s.set_value("generation/prompt", g.prompt.text())
+        s.set_value("generation/temperature", g.temperature.value())
+        s.set_value("generation/top_k", g.top_k.value())
+        s.set_value("generation/top_p", g.top_p.value())
+        s.set_value("generation/seed", g.seed.value())
+        s.set_value("generation/stop_at_eot", g.stop_at_eot.isChecked())
+        tr = self.training_pane
+        for key, box in (
+            ("steps", tr.steps),
+            ("batch_size", tr.batch_size),
+            ("context", tr.context),
+            ("eval_freq", tr.eval_freq),
+            ("eval_iter", tr.eval_iter),
+            ("warmup", tr.warmup),
+            ("lr", tr.lr),
+        ):
+            s.set_value(f"training/{key}", box.value())
+        s.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        """Save the layout, stop training and the worker (within 2 s), then close."""
+        self.redraw_timer.stop()
+        self.follow_timer.stop()
+        self.save_settings()
+        if not self.host.shutdown(2000):
+            # A step already inside torch cannot be interrupted; the event loop has been told to quit,
+            # so the thread ends right after it. Waiting here keeps Qt from destroying a running thread.
+            self.host.thread.wait(60_000)
+        event.accept()
+
+
+def _placeholder(title: str) -> QWidget:
+    label = QLabel(f"The {title} pane is not part of this build.")
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    return label

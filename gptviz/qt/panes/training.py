@@ -1,0 +1,625 @@
+"""Pane 4, Training (book ch. 5): settings, start/pause/stop/save, live loss curves, the probe's time-lapse.
+
+Updates arrive one per step; the pane appends them to preallocated buffers (cheap) and draws only when the
+main window's redraw timer calls `refresh()` (at most ~30 times a second, however fast training runs).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gptviz.config import PRESETS
+from gptviz.errors import ConfigError
+from gptviz.qt.panes.tokens import visible_whitespace
+from gptviz.qt.widgets.heatmap import HeatmapView
+
+CURRENT_MODEL = "current model"
+
+
+class CurveBuffer:
+    """x/y values in preallocated arrays that double when full; `view()` hands out the filled part."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.x = np.empty(capacity, dtype=np.float64)
+        self.y = np.empty(capacity, dtype=np.float64)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == self.x.shape[0]:
+            self.x = np.concatenate([self.x, np.empty_like(self.x)])  # (2C,)
+            self.y = np.concatenate([self.y, np.empty_like(self.y)])  # (2C,)
+        self.x[self.n] = x
+        self.y[self.n] = y
+        self.n += 1
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[: self.n], self.y[: self.n]
+
+
+class TokensSeenAxis(pg.AxisItem):
+    """A top axis over the step axis that labels each tick with the tokens seen at that step."""
+
+    def __init__(self, steps: CurveBuffer) -> None:
+        super().__init__("top")
+        self._steps = steps  # x = step, y = tokens seen
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        xs, ys = self._steps.view()
+        out = []
+        for v in values:
+            if xs.size == 0:
+                out.append("")
+                continue
+            if xs.size == 1:
+                tokens = ys[0] / max(xs[0], 1.0) * v
+            elif v <= xs[-1]:
+                tokens = float(np.interp(v, xs, ys))
+            else:  # beyond the last step: the same number of tokens a step
+                tokens = ys[-1] + (v - xs[-1]) * (ys[-1] - ys[0]) / max(xs[-1] - xs[0], 1.0)
+            out.append(_short(tokens) if tokens >= 0 else "")
+        return out
+
+
+def _short(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingPane(QWidget):
+    startRequested = Signal(object, str)  # TrainSettings, preset name ("" = the current model)
+    pauseRequested = Signal()
+    stopRequested = Signal()
+    saveRequested = Signal()
+    openCorpusRequested = Signal()
+    followRequested = Signal()
+    unfollowRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = "idle"
+        self.following: str | None = None
+        self.train_curve_data = CurveBuffer()
+        self.eval_curve_data = CurveBuffer()
+        self.val_curve_data = CurveBuffer()
+        self.tokens_data = CurveBuffer()  # x = step, y = tokens seen
+        self.probes: list = []
+        self.latest = None  # newest StepResult-like record
+        self._dirty = False
+        self._probe_shown = -1
+        self._build_controls()
+        self._build_plot()
+        self._build_probe()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.controls)
+        scroll.setMinimumWidth(250)
+        splitter.addWidget(scroll)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.plot_box)
+        right.addWidget(self.probe_box)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(splitter)
+        self.set_state("idle")
+
+    # ---------------------------------------------------------------------------------------- building
+
+    def _build_controls(self) -> None:
+        self.controls = QWidget()
+        form = QFormLayout()
+        self.corpus_label = QLabel("built-in corpus")
+        self.corpus_label.setWordWrap(True)
+        open_corpus = QPushButton("Open corpus…")
+        open_corpus.clicked.connect(self.openCorpusRequested)
+        corpus_row = QVBoxLayout()
+        corpus_row.addWidget(self.corpus_label)
+        corpus_row.addWidget(open_corpus)
+        form.addRow("Corpus", corpus_row)
+        self.model_choice = QComboBox()
+        self.model_choice.addItem(CURRENT_MODEL)
+        for name in PRESETS:
+            self.model_choice.addItem(f"new {name}", name)
+        self.model_choice.setToolTip(
+            "Go on training the loaded model, or start from a freshly initialised preset"
+        )
+        form.addRow("Model", self.model_choice)
+
+        def spin(lo: int, hi: int, value: int, special: str | None = None) -> QSpinBox:
+            box = QSpinBox()
+            box.setRange(lo, hi)
+            box.setValue(value)
+            if special:
+                box.setSpecialValueText(special)
+            return box
+
+        def dspin(lo: float, hi: float, value: float, decimals: int, step: float) -> QDoubleSpinBox:
+            box = QDoubleSpinBox()
+            box.setRange(lo, hi)
+            box.setDecimals(decimals)
+            box.setSingleStep(step)
+            box.setValue(value)
+            return box
+
+        self.steps = spin(1, 10_000_000, 300)
+        self.batch_size = spin(1, 4096, 8)
+        self.context = spin(0, 1_000_000, 64, "model's")
+        self.stride = spin(0, 1_000_000, 0, "= context")
+        self.lr = dspin(1e-6, 10.0, 1e-3, 6, 1e-4)
+        self.weight_decay = dspin(0.0, 10.0, 0.1, 3, 0.01)
+        self.warmup = spin(0, 1_000_000, 20)
+        self.cosine = QCheckBox("cosine decay")
+        self.cosine.setChecked(True)
+        self.eval_freq = spin(1, 1_000_000, 25)
+        self.eval_iter = spin(1, 10_000, 4)
+        self.val_ratio = dspin(0.01, 0.9, 0.1, 2, 0.05)
+        self.seed = spin(0, 2**31 - 1, 123)
+        self.probe_prompt = QComboBox()
+        self.probe_prompt.setEditable(True)
+        self.probe_prompt.addItems(["Every effort moves you", "The for statement", "A class definition"])
+        for label, widget in (
+            ("Steps", self.steps),
+            ("Batch size", self.batch_size),
+            ("Context", self.context),
+            ("Stride", self.stride),
+            ("Learning rate", self.lr),
+            ("Weight decay", self.weight_decay),
+            ("Warm-up steps", self.warmup),
+            ("", self.cosine),
+            ("Evaluate every", self.eval_freq),
+            ("Eval batches", self.eval_iter),
+            ("Validation ratio", self.val_ratio),
+            ("Seed", self.seed),
+            ("Probe prompt", self.probe_prompt),
+        ):
+            form.addRow(label, widget)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.setToolTip("Start a run, or resume a paused one (Ctrl+T)")
+        self.pause_button = QPushButton("Pause")
+        self.stop_button = QPushButton("Stop")
+        self.save_button = QPushButton("Save…")
+        self.start_button.clicked.connect(self._on_start)
+        self.pause_button.clicked.connect(self.pauseRequested)
+        self.stop_button.clicked.connect(self.stopRequested)
+        self.save_button.clicked.connect(self.saveRequested)
+        buttons = QGridLayout()
+        buttons.addWidget(self.start_button, 0, 0)
+        buttons.addWidget(self.pause_button, 0, 1)
+        buttons.addWidget(self.stop_button, 1, 0)
+        buttons.addWidget(self.save_button, 1, 1)
+        self.follow_button = QPushButton("Follow run directory…")
+        self.follow_button.clicked.connect(self._on_follow)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b00020")
+
+        layout = QVBoxLayout(self.controls)
+        box = QGroupBox("Settings")
+        box.setLayout(form)
+        layout.addWidget(box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.follow_button)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+
+    def _build_plot(self) -> None:
+        self.plot_box = QWidget()
+        self.stats = {}
+        grid = QGridLayout()
+        names = ("step", "tokens seen", "train loss", "val loss", "perplexity", "lr", "tokens/s", "ETA")
+        for i, name in enumerate(names):
+            title = QLabel(name)
+            title.setStyleSheet("color: #666")
+            value = QLabel("–")
+            value.setObjectName(f"stat_{name.replace(' ', '_').replace('/', '_')}")
+            value.setStyleSheet("font-weight: bold")
+            grid.addWidget(title, 0, i)
+            grid.addWidget(value, 1, i)
+            self.stats[name] = value
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m steps (%p%)")
+        self.top_axis = TokensSeenAxis(self.tokens_data)
+        self.plot = pg.PlotWidget(axisItems={"top": self.top_axis})
+        self.plot.showAxis("top")
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("top", "tokens seen")
+        self.plot.setLabel("left", "cross-entropy loss")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setMinimumHeight(180)
+        legend = self.plot.addLegend(offset=(-10, 10))
+        legend.setLabelTextColor("#222")
+        self.train_curve = self.plot.plot(name="train (batch)", pen=pg.mkPen("#9ecae1", width=1))
+        self.eval_curve = self.plot.plot(
+            name="train (eval)",
+            pen=pg.mkPen("#1f77b4", width=2),
+            symbol="o",
+            symbolSize=5,
+            symbolBrush="#1f77b4",
+        )
+        self.val_curve = self.plot.plot(
+            name="validation",
+            pen=pg.mkPen("#ff7f0e", width=2),
+            symbol="o",
+            symbolSize=5,
+            symbolBrush="#ff7f0e",
+        )
+        for curve in (self.train_curve, self.eval_curve, self.val_curve):
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+        layout = QVBoxLayout(self.plot_box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(grid)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.plot, 1)
+
+    def _build_probe(self) -> None:
+        self.probe_box = QWidget()
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)
+        self.slider.setToolTip("Time-lapse: what the model said about the probe prompt at each evaluation")
+        self.slider.valueChanged.connect(self._show_probe)
+        self.follow_latest = QCheckBox("follow newest")
+        self.follow_latest.setChecked(True)
+        self.probe_label = QLabel("no probes yet: start training")
+        self.layer = QSpinBox()
+        self.layer.setPrefix("layer ")
+        self.head = QSpinBox()
+        self.head.setPrefix("head ")
+        self.layer.valueChanged.connect(lambda _v: self._show_probe(self.slider.value(), force=True))
+        self.head.valueChanged.connect(lambda _v: self._show_probe(self.slider.value(), force=True))
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Probe"))
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.follow_latest)
+        row.addWidget(self.layer)
+        row.addWidget(self.head)
+        self.sample = QTextBrowser()
+        self.sample.setMinimumHeight(60)
+        self.heatmap = HeatmapView(row_name="query", col_name="key")
+        self.heatmap.setMinimumHeight(150)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.sample)
+        bottom.addWidget(self.heatmap)
+        bottom.setStretchFactor(0, 3)
+        bottom.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self.probe_box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.probe_label)
+        layout.addWidget(bottom, 1)
+
+    # ---------------------------------------------------------------------------------------- controls
+
+    def settings(self):
+        """The TrainSettings the controls describe (raises ConfigError with the reason when they cannot work)."""
+        from gptviz.engine.trainer import TrainSettings
+
+        return TrainSettings(
+            steps=self.steps.value(),
+            batch_size=self.batch_size.value(),
+            context=self.context.value() or None,
+            stride=self.stride.value() or None,
+            lr=self.lr.value(),
+            weight_decay=self.weight_decay.value(),
+            warmup_steps=self.warmup.value(),
+            cosine=self.cosine.isChecked(),
+            eval_freq=self.eval_freq.value(),
+            eval_iter=self.eval_iter.value(),
+            val_ratio=self.val_ratio.value(),
+            seed=self.seed.value(),
+            probe_prompt=self.probe_prompt.currentText() or "Every effort moves you",
+        )
+
+    def apply_settings(self, settings) -> None:
+        self.steps.setValue(settings.steps or self.steps.value())
+        self.batch_size.setValue(settings.batch_size)
+        self.context.setValue(settings.context or 0)
+        self.stride.setValue(settings.stride or 0)
+        self.lr.setValue(settings.lr)
+        self.eval_freq.setValue(settings.eval_freq)
+        self.eval_iter.setValue(settings.eval_iter)
+        self.val_ratio.setValue(settings.val_ratio)
+        self.warmup.setValue(settings.warmup_steps)
+        self.cosine.setChecked(settings.cosine)
+        self.seed.setValue(settings.seed)
+        self.probe_prompt.setCurrentText(settings.probe_prompt)
+
+    def _on_start(self) -> None:
+        if self.state == "paused":
+            self.startRequested.emit(None, "")
+            return
+        try:
+            settings = self.settings()
+        except ConfigError as exc:
+            self.message.setText(str(exc))
+            return
+        self.message.setText("")
+        self.clear()
+        self.startRequested.emit(settings, self.model_choice.currentData() or "")
+
+    def _on_follow(self) -> None:
+        if self.following:
+            self.unfollowRequested.emit()
+        else:
+            self.followRequested.emit()
+
+    def set_state(self, state: str) -> None:
+        """idle | running | paused | finished (the worker's word)."""
+        self.state = "idle" if state == "finished" else state
+        running, paused = state == "running", state == "paused"
+        self.start_button.setText("Resume" if paused else "Start")
+        self.start_button.setEnabled(not running and not self.following)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running or paused)
+        for w in (
+            self.model_choice,
+            self.steps,
+            self.batch_size,
+            self.context,
+            self.stride,
+            self.seed,
+            self.val_ratio,
+        ):
+            w.setEnabled(not running and not paused)
+        if state == "finished":
+            self.message.setText("")
+
+    def set_following(self, run_dir: str | None) -> None:
+        self.following = run_dir
+        self.follow_button.setText("Stop following" if run_dir else "Follow run directory…")
+        self.start_button.setEnabled(not run_dir and self.state != "running")
+        if run_dir:
+            self.clear()
+            self.message.setStyleSheet("color: #2a6")
+            self.message.setText(f"following {run_dir}")
+        else:
+            self.message.setStyleSheet("color: #b00020")
+            self.message.setText("")
+
+    def set_corpus(self, info) -> None:
+        extra = f", {info.replacements} replacement characters" if info.replacements else ""
+        self.corpus_label.setText(
+            f"{info.name}: {info.n_chars:,} characters, {info.n_tokens:,} tokens{extra}"
+        )
+
+    def show_error(self, message: str) -> None:
+        self.message.setStyleSheet("color: #b00020")
+        self.message.setText(message)
+
+    # ---------------------------------------------------------------------------------------- updates
+
+    def clear(self) -> None:
+        for buffer in (self.train_curve_data, self.eval_curve_data, self.val_curve_data, self.tokens_data):
+            buffer.clear()
+        self.probes = []
+        self.latest = None
+        self._probe_shown = -1
+        self._dirty = True
+
+    def add_update(self, update) -> None:
+        """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""
+        r = update.result
+        self._add_point(
+            step=r.step,
+            tokens_seen=r.tokens_seen,
+            train_loss=r.train_loss,
+            train_eval=r.train_eval_loss,
+            val_loss=r.val_loss,
+        )
+        self.latest = {
+            "step": r.step,
+            "total_steps": r.total_steps,
+            "tokens_seen": r.tokens_seen,
+            "train_loss": r.train_loss,
+            "val_loss": r.val_loss if r.val_loss is not None else (self.latest or {}).get("val_loss"),
+            "perplexity": r.perplexity if r.perplexity is not None else (self.latest or {}).get("perplexity"),
+            "lr": r.lr,
+            "tokens_per_s": r.tokens_per_s,
+            "eta_s": r.eta_s,
+        }
+        self.probes.extend(update.new_probes)
+        self._dirty = True
+
+    def add_follow(self, batch) -> None:
+        """Records a followed run appended (metrics.jsonl lines and probes)."""
+        if batch.restart:
+            self.clear()
+        for rec in batch.records:
+            self._add_point(
+                step=rec["step"],
+                tokens_seen=rec.get("tokens_seen", 0),
+                train_loss=rec.get("train_loss"),
+                train_eval=rec.get("train_eval_loss"),
+                val_loss=rec.get("val_loss"),
+            )
+            last = dict(self.latest or {})
+            last.update(
+                step=rec["step"],
+                total_steps=max(batch.total_steps, rec["step"]),
+                tokens_seen=rec.get("tokens_seen", 0),
+                train_loss=rec.get("train_loss"),
+                lr=rec.get("lr"),
+                tokens_per_s=rec.get("tokens_per_s"),
+                eta_s=float("nan"),
+            )
+            if rec.get("val_loss") is not None:
+                last["val_loss"] = rec["val_loss"]
+                last["perplexity"] = rec.get("perplexity")
+            self.latest = last
+        self.probes.extend(batch.probes)
+        self._dirty = True
+
+    def _add_point(self, step, tokens_seen, train_loss, train_eval, val_loss) -> None:
+        self.tokens_data.append(step, tokens_seen)
+        if train_loss is not None and math.isfinite(train_loss):
+            self.train_curve_data.append(step, train_loss)
+        if train_eval is not None:
+            self.eval_curve_data.append(step, train_eval)
+        if val_loss is not None:
+            self.val_curve_data.append(step, val_loss)
+
+    def refresh(self) -> None:
+        """Draw what arrived since the last refresh (called by the main window's redraw timer)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.train_curve.setData(*self.train_curve_data.view())
+        self.eval_curve.setData(*self.eval_curve_data.view())
+        self.val_curve.setData(*self.val_curve_data.view())
+        self.top_axis.picture = None  # tick labels depend on the tokens-seen buffer
+        self.top_axis.update()
+        latest = self.latest
+        if latest is None:
+            for value in self.stats.values():
+                value.setText("–")
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        else:
+            fmt = {
+                "step": f"{latest['step']:,} / {latest['total_steps']:,}",
+                "tokens seen": _short(latest["tokens_seen"] or 0),
+                "train loss": _num(latest.get("train_loss"), "{:.3f}"),
+                "val loss": _num(latest.get("val_loss"), "{:.3f}"),
+                "perplexity": _num(latest.get("perplexity"), "{:.1f}"),
+                "lr": _num(latest.get("lr"), "{:.2e}"),
+                "tokens/s": _num(latest.get("tokens_per_s"), "{:,.0f}"),
+                "ETA": format_duration(
+                    latest.get("eta_s") if latest.get("eta_s") is not None else float("nan")
+                ),
+            }
+            for name, text in fmt.items():
+                self.stats[name].setText(text)
+            self.progress.setRange(0, max(1, int(latest["total_steps"])))
+            self.progress.setValue(int(latest["step"]))
+        count = len(self.probes)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, count - 1))
+        if self.follow_latest.isChecked() and count:
+            self.slider.setValue(count - 1)
+        self.slider.blockSignals(False)
+        self._show_probe(self.slider.value())
+
+    def _show_probe(self, index: int, force: bool = False) -> None:
+        if not self.probes:
+            self.probe_label.setText(
+                "no probes yet: start training (a probe is recorded at every evaluation)"
+            )
+            self.sample.setHtml("")
+            return
+        index = max(0, min(index, len(self.probes) - 1))
+        if index == self._probe_shown and not force:
+            return
+        self._probe_shown = index
+        if index != len(self.probes) - 1:
+            self.follow_latest.setChecked(False)
+        probe = self.probes[index]
+        self.probe_label.setText(
+            f"probe {index + 1} of {len(self.probes)} · step {probe.step:,} · {_short(probe.tokens_seen)} tokens seen"
+        )
+        tops = ", ".join(
+            f"{html.escape(repr(visible_whitespace(p))[1:-1])} {q:.2f}"
+            for p, q in zip(probe.top_pieces[:10], probe.top_probs[:10], strict=False)
+        )
+        self.sample.setHtml(
+            f"<p><span style='color:#666'>{html.escape(probe.prompt)}</span>"
+            f"<b>{html.escape(probe.sample_text)}</b></p>"
+            f"<p style='color:#444'>next token: {tops}</p>"
+        )
+        attention = probe.attention
+        if attention is not None and attention.ndim == 4 and attention.size:
+            n_layers, n_heads = attention.shape[:2]
+            self.layer.blockSignals(True)
+            self.head.blockSignals(True)
+            self.layer.setRange(0, n_layers - 1)
+            self.head.setRange(0, n_heads - 1)
+            self.layer.blockSignals(False)
+            self.head.blockSignals(False)
+            labels = [visible_whitespace(p) for p in probe.prompt_pieces]
+            matrix = np.ascontiguousarray(
+                attention[self.layer.value(), self.head.value()], dtype=np.float32
+            )  # (T, T)
+            mask = np.triu(np.ones(matrix.shape, dtype=bool), k=1)  # (T, T) the causal mask
+            self.heatmap.set_matrix(matrix, labels, labels, mask=mask)
+
+    # ---------------------------------------------------------------------------------------- export
+
+    def point_counts(self) -> dict[str, int]:
+        return {
+            "train": self.train_curve_data.n,
+            "train_eval": self.eval_curve_data.n,
+            "val": self.val_curve_data.n,
+        }
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        data = {}
+        for name, buffer in (
+            ("train", self.train_curve_data),
+            ("train_eval", self.eval_curve_data),
+            ("val", self.val_curve_data),
+            ("tokens_seen", self.tokens_data),
+        ):
+            x, y = buffer.view()
+            data[f"{name}_step"] = x.copy()
+            data[f"{name}_value"] = y.copy()
+        return data
+
+    def export_table(self) -> tuple[list[str], list[list[object]]]:
+        steps, tokens = self.tokens_data.view()
+        train = dict(zip(*self.train_curve_data.view(), strict=True))
+        val = dict(zip(*self.val_curve_data.view(), strict=True))
+        rows = [
+            [int(s), int(t), train.get(s, ""), val.get(s, "")] for s, t in zip(steps, tokens, strict=True)
+        ]
+        return ["step", "tokens_seen", "train_loss", "val_loss"], rows
+
+
+def _num(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return fmt.format(value)

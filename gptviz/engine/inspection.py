@@ -128,8 +128,14 @@ class AttentionMaps:
         return self._dense(self.packed[range(self.n_layers)[layer]])
 
     def mean_heads(self, layer: int) -> np.ndarray:
-        """(T, T) float32: the average over the heads of one layer (rows still sum to 1)."""
-        return self.layer(layer).mean(axis=0)
+        """(T, T) float32: the average over the heads of one layer (rows still sum to 1).
+
+        Averaged in the packed triangle, so only one dense map is built (not one per head)."""
+        T = self.n_tokens
+        values = _unpack14(self.packed[range(self.n_layers)[layer]], T * (T + 1) // 2).mean(axis=0)  # (n,)
+        out = np.zeros((T, T), dtype=np.float32)
+        out[_tril_mask(T)] = values
+        return out
 
     def __getitem__(self, key: object) -> np.ndarray:
         if isinstance(key, (int, np.integer)):

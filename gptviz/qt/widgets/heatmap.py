@@ -155,6 +155,16 @@ class HeatmapView(QWidget):
         self._hatch.setVisible(False)
         self.plot.addItem(self._hatch)
 
+        self._marker = QGraphicsRectItem()  # outlines a chosen column (the selected token)
+        marker_pen = QPen(QColor("#e4002b"))
+        marker_pen.setWidth(2)
+        marker_pen.setCosmetic(True)
+        self._marker.setPen(marker_pen)
+        self._marker.setZValue(10)
+        self._marker.setVisible(False)
+        self._marker_column: int | None = None
+        self.plot.addItem(self._marker)
+
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setAutoDownsample(True)
         self.plot.addItem(self.image)
@@ -300,6 +310,21 @@ class HeatmapView(QWidget):
         self.image.setImage(self._display, levels=levels, autoLevels=False)
         self.image.setRect(QRectF(0, 0, cols, rows))
         self.color_bar.setLevels(levels)
+
+    @property
+    def marked_column(self) -> int | None:
+        return self._marker_column
+
+    def mark_column(self, column: int | None) -> None:
+        """Outline one column (None: no outline), e.g. the token other views are looking at."""
+        rows, cols = self._matrix.shape
+        if column is None or not 0 <= column < cols:
+            self._marker_column = None
+            self._marker.setVisible(False)
+            return
+        self._marker_column = int(column)
+        self._marker.setRect(QRectF(column, 0, 1, rows))
+        self._marker.setVisible(True)
 
     # ------------------------------------------------------------------ mouse
 

@@ -1,0 +1,313 @@
+"""The Activations pane: what flows between the attention maps.
+
+* the residual stream's size per layer and token (L2 norms as a heatmap; click a token to select it),
+* one layer's MLP activations after GELU (tokens x neurons, and their histogram),
+* LayerNorm's input and output statistics at the selected token (the book's "mean 0, variance 1" check),
+* the logit lens: the top tokens the residual stream after each layer would predict at the selected token.
+
+The pane keeps only the last snapshot. The MLP layer and the lens position are computed by the engine, so
+changing them asks for a new snapshot through `mlpLayerRequested` / `lensPositionRequested`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gptviz.engine.inspection import InspectionSnapshot
+from gptviz.qt.widgets.heatmap import HeatmapView, display_label
+
+HISTOGRAM_BINS = 80
+LN_COLUMNS = (
+    ("norm1", "in", "mean"),
+    ("norm1", "in", "var"),
+    ("norm1", "out", "mean"),
+    ("norm1", "out", "var"),
+    ("norm2", "in", "mean"),
+    ("norm2", "in", "var"),
+    ("norm2", "out", "mean"),
+    ("norm2", "out", "var"),
+)
+
+
+def quoted(piece: str) -> str:
+    """A token shown in quotes, so leading spaces are visible: ' forward'."""
+    return f"'{display_label(piece)}'"
+
+
+def probability_colour(p: float) -> QColor:
+    """White for 0 to a deep blue for 1; sqrt so that 0.05 is already visibly tinted."""
+    t = float(np.sqrt(np.clip(p, 0.0, 1.0)))
+    low, high = np.array([255, 255, 255]), np.array([33, 102, 172])
+    r, g, b = (low + (high - low) * t).astype(int)
+    return QColor(int(r), int(g), int(b))
+
+
+def format_probability(p: float) -> str:
+    """0.314 -> "0.314"; tiny ones in scientific form so they do not all read 0.000."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def layer_names(n_layers: int) -> list[str]:
+    """Rows of the residual stream: after the embeddings, then after each block (the last is the output)."""
+    return ["embed"] + [f"block {i}" for i in range(n_layers)]
+
+
+def _titled(title: QLabel, body: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(2, 2, 2, 2)
+    layout.setSpacing(2)
+    title.setStyleSheet("font-weight: bold")
+    title.setWordWrap(True)
+    layout.addWidget(title)
+    layout.addWidget(body, 1)
+    return box
+
+
+class ActivationsPane(QWidget):
+    """Residual norms, MLP activations, LayerNorm statistics and the logit lens of one inspection."""
+
+    mlpLayerRequested = Signal(int)
+    lensPositionRequested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._snapshot: InspectionSnapshot | None = None
+        self._hist_counts = np.zeros(0, dtype=np.int64)
+        self._hist_edges = np.zeros(0, dtype=np.float64)
+
+        self.layer_spin = QSpinBox()
+        self.layer_spin.setPrefix("MLP layer ")
+        self.layer_spin.setKeyboardTracking(False)
+        self.position_spin = QSpinBox()
+        self.position_spin.setPrefix("token ")
+        self.position_spin.setKeyboardTracking(False)
+        self.position_spin.setToolTip("The token the logit lens and LayerNorm table look at")
+        self.position_label = QLabel("")
+        controls = QHBoxLayout()
+        controls.setContentsMargins(4, 2, 4, 2)
+        controls.addWidget(self.layer_spin)
+        controls.addWidget(self.position_spin)
+        controls.addWidget(self.position_label)
+        controls.addStretch(1)
+
+        self.residual_title = QLabel("Residual stream: L2 norm per layer and token")
+        self.residual = HeatmapView(
+            row_name="after", col_name="token", value_name="norm", levels=None, colormap="inferno"
+        )
+        self.residual.setToolTip("Click a token to look at it in the logit lens and LayerNorm table")
+        self.mlp_title = QLabel("MLP activations after GELU")
+        self.mlp = HeatmapView(row_name="token", col_name="neuron", levels=None, value_format="{:.3f}")
+        self.histogram = pg.PlotWidget()
+        self.histogram.setBackground("w")
+        self.histogram.setMenuEnabled(False)
+        self.histogram.hideButtons()
+        self.histogram.setLabel("bottom", "activation")
+        self.histogram.getAxis("bottom").enableAutoSIPrefix(False)
+        self.histogram.setLabel("left", "count")
+        self.histogram_curve = pg.PlotDataItem(
+            stepMode="center", fillLevel=0, pen=pg.mkPen("#21669c"), brush=pg.mkBrush(33, 102, 172, 90)
+        )
+        self.histogram.addItem(self.histogram_curve)
+
+        self.lens_title = QLabel("Logit lens")
+        self.lens_table = QTableWidget()
+        self.lens_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.lens_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.lens_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.lens_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.ln_title = QLabel("LayerNorm statistics")
+        self.ln_table = QTableWidget()
+        self.ln_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.ln_table.setColumnCount(len(LN_COLUMNS))
+        self.ln_table.setHorizontalHeaderLabels([f"{n} {io}\n{stat}" for n, io, stat in LN_COLUMNS])
+        self.ln_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.ln_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+
+        # Top: the two per-layer views side by side (same rows: embed, block 0, ...); bottom: one layer.
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(_titled(self.residual_title, self.residual))
+        top.addWidget(_titled(self.lens_title, self.lens_table))
+        top.setSizes([500, 500])
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(_titled(self.mlp_title, self.mlp))
+        bottom.addWidget(_titled(QLabel("Histogram of those activations"), self.histogram))
+        bottom.addWidget(_titled(self.ln_title, self.ln_table))
+        bottom.setSizes([400, 250, 350])
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(bottom)
+        self.splitter.setSizes([500, 500])
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(controls)
+        layout.addWidget(self.splitter, 1)
+
+        self.layer_spin.valueChanged.connect(self._on_layer_changed)
+        self.position_spin.valueChanged.connect(self._on_position_changed)
+        self.residual.cellClicked.connect(lambda _row, col: self.position_spin.setValue(col))
+
+    # ------------------------------------------------------------------ state readers
+
+    @property
+    def snapshot(self) -> InspectionSnapshot | None:
+        return self._snapshot
+
+    @property
+    def selected_position(self) -> int:
+        return self.position_spin.value()
+
+    @property
+    def histogram_counts(self) -> np.ndarray:
+        return self._hist_counts
+
+    @property
+    def histogram_edges(self) -> np.ndarray:
+        return self._hist_edges
+
+    # ------------------------------------------------------------------ input
+
+    def set_snapshot(self, snapshot: InspectionSnapshot) -> None:
+        self._snapshot = snapshot
+        T, L = snapshot.n_tokens, snapshot.n_layers
+        for spin, top, value in (
+            (self.layer_spin, L - 1, snapshot.mlp_layer),
+            (self.position_spin, T - 1, snapshot.lens_position),
+        ):
+            spin.blockSignals(True)
+            spin.setRange(0, top)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        pieces = list(snapshot.pieces)
+        self.residual.set_matrix(snapshot.residual_norms, layer_names(L), pieces)
+        self.mlp.set_matrix(snapshot.mlp_post, pieces, [str(i) for i in range(snapshot.mlp_post.shape[1])])
+        width = snapshot.mlp_post.shape[1]
+        self.mlp_title.setText(
+            f"MLP activations after GELU, block {snapshot.mlp_layer}: {T} tokens x {width} neurons"
+        )
+        values = snapshot.mlp_post[np.isfinite(snapshot.mlp_post)]
+        if values.size:
+            counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+        else:
+            counts, edges = (
+                np.zeros(HISTOGRAM_BINS, dtype=np.int64),
+                np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1),
+            )
+        self._hist_counts, self._hist_edges = counts, edges
+        self.histogram_curve.setData(edges, counts)
+        self._fill_lens_table()
+        self._show_position(snapshot.lens_position)
+
+    def _on_layer_changed(self, layer: int) -> None:
+        if self._snapshot is not None and layer != self._snapshot.mlp_layer:
+            self.mlpLayerRequested.emit(layer)
+
+    def _on_position_changed(self, position: int) -> None:
+        self._show_position(position)
+        if self._snapshot is not None and position != self._snapshot.lens_position:
+            self.lensPositionRequested.emit(position)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _show_position(self, position: int) -> None:
+        """Follow the selected token where the snapshot already has the data (norm column, LayerNorm)."""
+        snap = self._snapshot
+        if snap is None:
+            return
+        self.residual.mark_column(position)
+        self.position_label.setText(quoted(snap.pieces[position]))
+        self._fill_ln_table(position)
+
+    def _fill_lens_table(self) -> None:
+        snap = self._snapshot
+        assert snap is not None
+        rows, k = snap.lens_probs.shape
+        table = self.lens_table
+        table.clear()
+        table.setRowCount(rows)
+        table.setColumnCount(k)
+        table.setHorizontalHeaderLabels([f"#{i + 1}" for i in range(k)])
+        names = layer_names(rows - 1)
+        names[-1] += " (output)"
+        table.setVerticalHeaderLabels(names)
+        for r in range(rows):
+            for c in range(k):
+                prob = float(snap.lens_probs[r, c])
+                piece = snap.lens_pieces[r][c]
+                item = QTableWidgetItem(f"{quoted(piece)}\n{format_probability(prob)}")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                item.setToolTip(
+                    f"{names[r]}: token {int(snap.lens_ids[r, c])} {quoted(piece)}, p = {prob:.4f}"
+                )
+                item.setBackground(QBrush(probability_colour(prob)))
+                item.setForeground(QBrush(QColor("white" if prob > 0.45 else "black")))
+                table.setItem(r, c, item)
+        position = snap.lens_position
+        self.lens_title.setText(f"Logit lens at token {position} {quoted(snap.pieces[position])}")
+        self.lens_title.setToolTip(
+            "The final norm and output head applied to the residual stream after each layer: what the model "
+            "would predict next if it stopped there. The last row is the model's real prediction."
+        )
+
+    def _fill_ln_table(self, position: int) -> None:
+        snap = self._snapshot
+        assert snap is not None
+        L = snap.n_layers
+        table = self.ln_table
+        table.setRowCount(L)
+        table.setVerticalHeaderLabels([f"block {i}" for i in range(L)])
+        norms = {"norm1": 0, "norm2": 1}
+        ios = {"in": 0, "out": 1}
+        stats = {"mean": 0, "var": 1}
+        for layer in range(L):
+            for c, (norm, io, stat) in enumerate(LN_COLUMNS):
+                value = float(snap.ln_stats[layer, norms[norm], ios[io], stats[stat], position])
+                value = 0.0 if abs(value) < 5e-5 else value  # no "-0.0000"
+                item = QTableWidgetItem(f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if io == "out":
+                    target = 0.0 if stat == "mean" else 1.0
+                    close = abs(value - target) < 0.05
+                    item.setBackground(QBrush(QColor("#dff0d8" if close else "#fbe3c8")))
+                table.setItem(layer, c, item)
+        self.ln_title.setText(f"LayerNorm at token {position} {quoted(snap.pieces[position])}")
+        self.ln_title.setToolTip(
+            "Mean and variance over the features, before (in) and after (out) each norm. With scale 1 and "
+            "shift 0 the output has mean 0 and variance 1 (green); trained scales and shifts move it (orange)."
+        )
+
+    # ------------------------------------------------------------------ export
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        """Everything the pane shows, for File > Export data (NPZ/CSV)."""
+        snap = self._snapshot
+        if snap is None:
+            return {}
+        return {
+            "token_ids": np.array(snap.token_ids, copy=True),
+            "residual_norms": np.array(snap.residual_norms, copy=True),  # (L+1, T)
+            "mlp_layer": np.array(snap.mlp_layer),
+            "mlp_post": np.array(snap.mlp_post, copy=True),  # (T, 4D)
+            "mlp_histogram_counts": np.array(self._hist_counts, copy=True),
+            "mlp_histogram_edges": np.array(self._hist_edges, copy=True),
+            "ln_stats": np.array(snap.ln_stats, copy=True),  # (L, 2, 2, 2, T)
+            "lens_position": np.array(snap.lens_position),
+            "lens_ids": np.array(snap.lens_ids, copy=True),  # (L+1, k)
+            "lens_probs": np.array(snap.lens_probs, copy=True),  # (L+1, k)
+        }

@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "src", help="Hugging Face GPT-2 folder or file, the book's .pth, or a gptviz checkpoint"
     )
-    parser.add_argument("--out", required=True, help="checkpoint directory to write (replaced atomically)")
+    parser.add_argument(
+        "--out", required=True, metavar="CKPT_DIR", help="checkpoint directory to write (replaced atomically)"
+    )
     parser.add_argument(
         "--heads",
         type=int,

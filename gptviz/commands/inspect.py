@@ -23,10 +23,16 @@ from gptviz.errors import GptvizError, WeightsError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a gptviz checkpoint directory, `demo`, or GPT-2 weights")
-    parser.add_argument("--prompt", required=True, help="the text to run through the model")
-    parser.add_argument("--out", required=True, help="the .npz file to write (replaced atomically)")
-    parser.add_argument("--heads", type=int, default=None, help="attention heads, if the source cannot say")
+    parser.add_argument(
+        "checkpoint", metavar="CKPT_DIR", help="a gptviz checkpoint directory, `demo`, or GPT-2 weights"
+    )
+    parser.add_argument("--prompt", required=True, metavar="TEXT", help="the text to run through the model")
+    parser.add_argument(
+        "--out", required=True, metavar="FILE.npz", help="the .npz file to write (replaced atomically)"
+    )
+    parser.add_argument(
+        "--heads", type=int, default=None, metavar="N", help="attention heads, if the source cannot say"
+    )
 
 
 def resolve_model_source(name: str) -> Path:

@@ -323,6 +323,7 @@ def read_weights(
         model, _meta = load_checkpoint(path)
         if n_heads is not None and n_heads != model.cfg.n_heads:
             raise WeightsError(f"{path} is a gptviz checkpoint with {model.cfg.n_heads} heads, not {n_heads}")
+        _check_finite(model_state_for_saving(model), path, notes)
         result = ImportedWeights(model, path, "gptviz-checkpoint", "gptviz", [resolve_checkpoint_dir(path)])
     else:
         files, hf_config = _locate_weight_files(path)

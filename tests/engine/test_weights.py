@@ -316,6 +316,11 @@ def test_nan_weights_are_warned(tmp_path: Path, caplog) -> None:
     assert notes[0] in caplog.text
     assert torch.isnan(model.blocks[0].ff.fc2.weight[0, 0])
 
+    save_checkpoint(model, tmp_path / "ckpt")  # a checkpoint that diverged is loaded, with the same warning
+    notes.clear()
+    import_weights(tmp_path / "ckpt", warnings=notes)
+    assert len(notes) == 1 and "blocks.0.ff.fc2.weight" in notes[0]
+
 
 def test_checkpoint_meta_is_kept(tmp_path: Path) -> None:
     save_checkpoint(_tiny_model(), tmp_path / "ckpt", meta={"source": "x"})

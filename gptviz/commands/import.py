@@ -15,7 +15,9 @@ from gptviz.config import count_params
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "src", help="Hugging Face GPT-2 folder or file, the book's .pth, or a gptviz checkpoint"
+        "src",
+        metavar="SRC",
+        help="Hugging Face GPT-2 folder or file, the book's .pth, or a gptviz checkpoint",
     )
     parser.add_argument(
         "--out", required=True, metavar="CKPT_DIR", help="checkpoint directory to write (replaced atomically)"
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--heads",
         type=int,
         default=None,
+        metavar="N",
         help="attention heads, when there is no config.json and the width "
         "is not a standard GPT-2 size (768, 1024, 1280, 1600)",
     )

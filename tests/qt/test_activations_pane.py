@@ -1,0 +1,139 @@
+"""ActivationsPane: the right layer's MLP data, the residual norms, the lens and LayerNorm tables, signals."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+
+from gptviz.config import GPTConfig  # noqa: E402
+from gptviz.engine.inspection import inspect_tokens  # noqa: E402
+from gptviz.model import GPTModel  # noqa: E402
+from gptviz.model.hooks import capture  # noqa: E402
+from gptviz.qt.panes.activations import ActivationsPane, format_probability  # noqa: E402
+from gptviz.tokenizer import default_tokenizer  # noqa: E402
+
+CFG = GPTConfig(context_length=32, emb_dim=32, n_heads=4, n_layers=3, drop_rate=0.0)
+TEXT = "Every effort moves you forward, said the old man."
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GPTModel(CFG).eval()
+
+
+@pytest.fixture(scope="module")
+def ids():
+    return default_tokenizer().encode(TEXT)
+
+
+@pytest.fixture(scope="module")
+def snapshot(model, ids):
+    return inspect_tokens(model, default_tokenizer(), ids, mlp_layer=2, lens_position=3, lens_top_k=5)
+
+
+@pytest.fixture
+def pane(qtbot, snapshot):
+    widget = ActivationsPane()
+    widget.resize(1200, 700)
+    qtbot.addWidget(widget)
+    widget.set_snapshot(snapshot)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def test_mlp_heatmap_and_histogram_show_the_chosen_layer(pane, snapshot, model, ids):
+    with torch.no_grad(), capture(model, ["blocks.2.ff.hook_post"]) as taps:
+        model(torch.tensor([ids]))  # (1, T, V)
+    expected = taps["blocks.2.ff.hook_post"][0].numpy()  # (T, 4D)
+    assert pane.layer_spin.value() == 2
+    np.testing.assert_array_equal(pane.mlp.matrix, snapshot.mlp_post)
+    np.testing.assert_allclose(pane.mlp.matrix, expected, rtol=1e-5, atol=1e-6)
+    assert pane.mlp.matrix.shape == (len(ids), 4 * CFG.emb_dim)
+    assert pane.histogram_counts.sum() == expected.size
+    assert pane.histogram_edges[0] == pytest.approx(expected.min()) and pane.histogram_edges[
+        -1
+    ] == pytest.approx(expected.max())
+    assert "block 2" in pane.mlp_title.text()
+
+
+def test_residual_heatmap_shows_norms_per_layer_and_token(pane, snapshot):
+    np.testing.assert_array_equal(pane.residual.matrix, snapshot.residual_norms)
+    assert pane.residual.row_labels == ["embed", "block 0", "block 1", "block 2"]
+    assert pane.residual.col_labels == list(snapshot.pieces)
+    assert pane.residual.marked_column == 3
+
+
+def test_lens_table_cells_show_the_top_tokens_and_their_probabilities(pane, snapshot):
+    table = pane.lens_table
+    assert (table.rowCount(), table.columnCount()) == (CFG.n_layers + 1, 5)
+    for row in range(table.rowCount()):
+        for col in range(table.columnCount()):
+            text = table.item(row, col).text()
+            assert f"'{snapshot.lens_pieces[row][col]}'" in text
+            assert format_probability(float(snapshot.lens_probs[row, col])) in text
+    assert table.verticalHeaderItem(CFG.n_layers).text() == "block 2 (output)"
+    assert "token 3" in pane.lens_title.text()
+    assert format_probability(0.3141) == "0.314" and format_probability(2.04e-5) == "2.0e-05"
+
+
+def test_layernorm_table_shows_output_mean_zero_and_variance_near_one(pane, snapshot):
+    table = pane.ln_table
+    assert (table.rowCount(), table.columnCount()) == (CFG.n_layers, 8)
+    for layer in range(CFG.n_layers):
+        for col in (2, 6):  # norm1 / norm2 output mean
+            assert abs(float(table.item(layer, col).text())) < 1e-3
+        for col in (3, 7):  # output variance: var / (var + eps), near 1 even at random init
+            value = float(table.item(layer, col).text())
+            assert value == pytest.approx(float(snapshot.ln_stats[layer, col // 4, 1, 1, 3]), abs=1e-4)
+            assert value > 0.9
+    assert float(table.item(1, 1).text()) == pytest.approx(float(snapshot.ln_stats[1, 0, 0, 1, 3]), abs=1e-4)
+
+
+def test_layer_spin_box_asks_for_another_mlp_layer(qtbot, pane):
+    with qtbot.waitSignal(pane.mlpLayerRequested) as blocker:
+        pane.layer_spin.setValue(0)
+    assert blocker.args == [0]
+
+
+def test_position_selector_and_residual_click_ask_for_another_lens_position(qtbot, pane, snapshot):
+    with qtbot.waitSignal(pane.lensPositionRequested) as blocker:
+        pane.position_spin.setValue(5)
+    assert blocker.args == [5]
+    assert pane.residual.marked_column == 5 and snapshot.pieces[5] in pane.position_label.text()
+    assert (
+        "token 5" in pane.ln_title.text()
+    )  # LayerNorm stats follow at once: every position is in the snapshot
+    view = pane.residual
+    qtbot.wait(10)
+    scene = view.view_box.mapViewToScene(QPointF(7.5, 1.5))
+    with qtbot.waitSignal(pane.lensPositionRequested) as blocker:
+        qtbot.mouseClick(
+            view.plot_widget.viewport(), Qt.MouseButton.LeftButton, pos=view.plot_widget.mapFromScene(scene)
+        )
+    assert blocker.args == [7]
+    assert pane.selected_position == 7
+
+
+def test_a_new_snapshot_emits_no_requests(qtbot, pane, model, ids):
+    other = inspect_tokens(model, default_tokenizer(), ids[:4], mlp_layer=0, lens_position=-1)
+    with qtbot.assertNotEmitted(pane.mlpLayerRequested), qtbot.assertNotEmitted(pane.lensPositionRequested):
+        pane.set_snapshot(other)
+    assert pane.layer_spin.value() == 0 and pane.position_spin.value() == 3
+    assert pane.position_spin.maximum() == 3
+
+
+def test_export_data(pane, snapshot):
+    data = pane.export_data()
+    np.testing.assert_array_equal(data["mlp_post"], snapshot.mlp_post)
+    np.testing.assert_array_equal(data["lens_probs"], snapshot.lens_probs)
+    np.testing.assert_array_equal(data["residual_norms"], snapshot.residual_norms)
+    assert int(data["mlp_layer"]) == 2 and int(data["lens_position"]) == 3
+    assert all(isinstance(v, np.ndarray) for v in data.values())

@@ -72,6 +72,8 @@ class Generator:
     The KV cache is on by default; `use_cache=False` recomputes the whole window every step (the book's loop)
     and exists for comparison and tests. An empty prompt is refused (ConfigError): the model needs at least one
     token to predict from; pass `[tokenizer.eot_id]` (the text "<|endoftext|>") to generate from nothing.
+    A step that stops at <|endoftext|> only reports it (`GenStep.stopped`, `Generator.stopped`); `generate()`
+    ends there, while `step()` keeps going if the caller asks for another token.
     """
 
     def __init__(
@@ -86,9 +88,9 @@ class Generator:
         self.tokenizer = tokenizer
         self.use_cache = use_cache
         self._settings = settings if settings is not None else SamplingSettings()
-        self._device = model.tok_emb.weight.device
         self._rng = torch.Generator(device="cpu")
         self._cache: KVCache | None = None
+        self._cache_made_for: tuple[torch.device, torch.dtype] | None = None
         self._piece_memo: dict[int, str] = {}
         self._ids: list[int] = []
         self._prompt_len = 0
@@ -287,13 +289,19 @@ class Generator:
             model.eval()  # dropout off: generation must be deterministic given the seed
         ctx = model.cfg.context_length
         start = max(0, len(self._ids) - ctx)
+        weight = model.tok_emb.weight
+        device = weight.device
+        if self._cache is not None and self._cache_made_for != (device, weight.dtype):
+            self._cache = None  # the model moved to another device or dtype since the cache was made
         with torch.inference_mode():
             if not self.use_cache:
-                window = torch.tensor([self._ids[start:]], device=self._device)  # (1, T)
+                window = torch.tensor([self._ids[start:]], device=device)  # (1, T)
                 logits = model(window)[0, -1]  # (V,)
             else:
                 if self._cache is None:
                     self._cache = model.new_cache(1)
+                    self._cache_made_for = (device, weight.dtype)
+                    self._cache_start = start
                 cache = self._cache
                 if start != self._cache_start:  # the window moved: positions shift, cached keys are stale
                     cache.reset()
@@ -301,6 +309,6 @@ class Generator:
                 # Feed at least the last token: its logits are what we need.
                 cached = min(cache.length, len(self._ids) - start - 1)
                 cache.truncate(cached)
-                new = torch.tensor([self._ids[start + cached :]], device=self._device)  # (1, T_new)
+                new = torch.tensor([self._ids[start + cached :]], device=device)  # (1, T_new)
                 logits = model(new, cache)[0, -1]  # (V,)
         return logits.float().cpu(), start

@@ -249,3 +249,13 @@ def test_steps_are_plain_values():
     assert all(type(c.id) is int and type(c.logit) is float for c in step.candidates)
     with pytest.raises(dataclasses.FrozenInstanceError):
         step.chosen_id = 0  # type: ignore[misc]
+
+
+def test_a_model_moved_to_another_dtype_gets_a_fresh_cache(tok, prompt):
+    model = make_model()
+    gen = run(model, tok, prompt, GREEDY, 3)
+    model.double()
+    for _ in range(3):
+        gen.step()
+    assert gen._cache is not None and gen._cache.keys[0].dtype == torch.float64
+    assert gen.ids == run(model, tok, prompt, GREEDY, 6, use_cache=False).ids

@@ -170,6 +170,12 @@ class Generator:
         if self._cache is not None:
             self._cache.reset()
 
+    def invalidate_cache(self) -> None:
+        """The model's weights changed in place (a training step, weights loaded): cached keys and values are
+        stale, so the next step recomputes the whole window. The sequence and history are kept."""
+        if self._cache is not None:
+            self._cache.reset()
+
     # ----------------------------------------------------------------------------------------------- steps
 
     def step(self, force_id: int | None = None) -> GenStep:

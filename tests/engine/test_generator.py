@@ -259,3 +259,17 @@ def test_a_model_moved_to_another_dtype_gets_a_fresh_cache(tok, prompt):
         gen.step()
     assert gen._cache is not None and gen._cache.keys[0].dtype == torch.float64
     assert gen.ids == run(model, tok, prompt, GREEDY, 6, use_cache=False).ids
+
+
+def test_invalidate_cache_after_the_weights_change_in_place(tok, prompt):
+    model = make_model()
+    gen = run(model, tok, prompt, GREEDY, 4)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.W_qkv.weight.mul_(-3.0)  # different keys and values for the same tokens
+    gen.invalidate_cache()
+    step = gen.step()
+    with torch.no_grad():
+        logits = model(torch.tensor([gen.ids[:-1]]))[0, -1]  # (V,)
+    assert step.chosen_id == int(logits.argmax())
+    assert step.candidates[0].logit == pytest.approx(float(logits.max()), rel=1e-4)

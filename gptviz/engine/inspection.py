@@ -41,14 +41,18 @@ def _tril_mask(n_tokens: int) -> np.ndarray:
 def _pack14(half: np.ndarray) -> np.ndarray:
     """(..., n) float16 in [0, 1] (or NaN) -> (..., 7 * ceil(n / 4)) uint8, four 14-bit codes per 7 bytes."""
     bits = half.view(np.uint16)
-    bits = np.where(np.isnan(half), np.uint16(_NAN_CODE), bits)
+    nans = np.isnan(half)
+    if nans.any():
+        bits = np.where(nans, np.uint16(_NAN_CODE), bits)
     lead, n = bits.shape[:-1], bits.shape[-1]
     groups = -(-n // 4)
-    quads = np.zeros((*lead, groups * 4), dtype=np.uint64)
+    quads = np.zeros((*lead, groups * 4), dtype=np.uint16)
     quads[..., :n] = bits
     quads = quads.reshape(*lead, groups, 4)
-    words = quads[..., 0] | (quads[..., 1] << 14) | (quads[..., 2] << 28) | (quads[..., 3] << 42)
-    octets = words.astype("<u8").view(np.uint8).reshape(*lead, groups, 8)
+    words = quads[..., 0].astype(np.uint64)  # (..., groups)
+    for slot in (1, 2, 3):
+        words |= quads[..., slot].astype(np.uint64) << np.uint64(14 * slot)
+    octets = words.astype("<u8", copy=False).view(np.uint8).reshape(*lead, groups, 8)
     return np.ascontiguousarray(octets[..., :7]).reshape(*lead, groups * 7)
 
 
@@ -213,18 +217,20 @@ def snapshot_nbytes(n_layers: int, n_heads: int, n_tokens: int, emb_dim: int, to
 
 
 def _pack_layer(weights: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(H, T, T) float attention -> packed (H, bytes) uint8, thumbnails and skip-first thumbnails (H, S, S)."""
+    """(H, T, T) attention -> packed (H, bytes) uint8, thumbnails and skip-first thumbnails (H, S, S) float16.
+
+    Works in place on a float32 `weights` (the caller hands over a tensor nobody else reads): the
+    skip-first renormalisation would otherwise copy (H, T, T) once more (48 MiB a layer at 1024 tokens).
+    """
     H, T, _ = weights.shape
     w = weights.float()  # (H, T, T)
-    lower = w[:, torch.ones(T, T, dtype=torch.bool).tril()]  # (H, T(T+1)/2), row-major like _tril_mask
-    half = lower.clamp(0.0, 1.0).half().numpy()  # NaN survives clamp and becomes _NAN_CODE
-    packed = _pack14(half)  # (H, bytes)
+    half = w.half().clamp_(0.0, 1.0).numpy()  # (H, T, T); NaN survives the clamp and becomes _NAN_CODE
+    packed = _pack14(half[:, _tril_mask(T)])  # (H, T(T+1)/2) row-major triangle -> (H, bytes)
     size = min(T, THUMBNAIL_SIZE)
-    rest = w.clone()  # (H, T, T)
-    rest[:, :, 0] = 0.0
-    rest = rest / rest.sum(dim=-1, keepdim=True).clamp_min(1e-30)  # (H, T, T), row 0 stays all zero
     thumbs = torch.nn.functional.adaptive_max_pool2d(w, size)  # (H, S, S)
-    thumbs_skip = torch.nn.functional.adaptive_max_pool2d(rest, size)  # (H, S, S)
+    w[:, :, 0] = 0.0
+    w.div_(w.sum(dim=-1, keepdim=True).clamp_min_(1e-30))  # (H, T, T) rows over keys 1..t; row 0 stays 0
+    thumbs_skip = torch.nn.functional.adaptive_max_pool2d(w, size)  # (H, S, S)
     return packed, thumbs.half().numpy(), thumbs_skip.half().numpy()
 
 

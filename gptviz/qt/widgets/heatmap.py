@@ -23,6 +23,8 @@ LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones t
 def display_label(text: str) -> str:
     """A token as a tick label: control characters made visible, long ones shortened."""
     shown = text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    if not shown.strip():
+        shown = shown.replace(" ", "\u2423")  # a token of spaces only: show them as open boxes
     if len(shown) > MAX_LABEL_CHARS:
         shown = shown[: MAX_LABEL_CHARS - 1] + "\u2026"
     return shown

@@ -109,10 +109,10 @@ def test_book_generate_text_simple_equals_generate_greedy(tmp_path: Path) -> Non
     book = _book_model()
     torch.save(book.state_dict(), tmp_path / "model.pth")
     model = import_weights(tmp_path / "model.pth", n_heads=4)
-    start = _ids(T=4)  # (2, 4)
-    expected = generate_text_simple(book, start, max_new_tokens=20, context_size=16)  # (2, 24)
-    assert torch.equal(generate_greedy(model, start, 20, use_cache=True), expected)
-    assert torch.equal(generate_greedy(model, start, 20, use_cache=False), expected)
+    start = _ids(T=12)  # (2, 12); 8 new tokens run past the context of 16, so cropping is exercised
+    expected = generate_text_simple(book, start, max_new_tokens=8, context_size=16)  # (2, 20)
+    assert torch.equal(generate_greedy(model, start, 8, use_cache=True), expected)
+    assert torch.equal(generate_greedy(model, start, 8, use_cache=False), expected)
 
 
 def test_book_chapter5_checkpoint_dict_and_tied_head(tmp_path: Path) -> None:

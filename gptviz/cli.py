@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except GptvizError as exc:
         print(f"gptviz {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"gptviz {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:  # disk full, read-only folder, missing file: the OS's words, one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"gptviz {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"gptviz {args.command}: interrupted", file=sys.stderr)

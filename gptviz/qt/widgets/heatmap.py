@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 
 MAX_LABEL_CHARS = 14
 LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones to it)
@@ -150,12 +150,17 @@ class HeatmapView(QWidget):
         self.view_box.invertY(True)
         self.view_box.setDefaultPadding(0.0)
 
-        self._hatch = QGraphicsRectItem()
+        # Masked cells: a light grey fill and a hatch drawn over the image along the mask's outline, so
+        # the image itself needs no NaN copy of the matrix.
+        self._mask_fill = QGraphicsPathItem()
+        self._mask_fill.setBrush(QBrush(QColor("#ececec")))
+        self._hatch = QGraphicsPathItem()
         self._hatch.setBrush(QBrush(QColor("#9a9a9a"), Qt.BrushStyle.BDiagPattern))
-        self._hatch.setPen(QPen(Qt.PenStyle.NoPen))
-        self._hatch.setZValue(-1)
-        self._hatch.setVisible(False)
-        self.plot.addItem(self._hatch)
+        for z, item in enumerate((self._mask_fill, self._hatch)):
+            item.setPen(QPen(Qt.PenStyle.NoPen))
+            item.setZValue(5 + z)
+            item.setVisible(False)
+            self.plot.addItem(item)
 
         self._marker = QGraphicsRectItem()  # outlines a chosen column (the selected token)
         marker_pen = QPen(QColor("#e4002b"))
@@ -200,8 +205,14 @@ class HeatmapView(QWidget):
 
     @property
     def display_matrix(self) -> np.ndarray:
-        """What is drawn: log10 when the log scale is on, NaN (hatched) where masked."""
+        """What the image draws: the matrix, or its log10 when the log scale is on (masked cells are
+        covered by the hatch, see `mask`)."""
         return self._display
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """(R, C) bool, True where a cell is hatched instead of coloured; None when nothing is masked."""
+        return self._mask
 
     @property
     def levels(self) -> tuple[float, float]:
@@ -247,7 +258,7 @@ class HeatmapView(QWidget):
         self._row_axis.set_labels(self._row_labels_full)
         self._col_axis.set_labels(self._col_labels_full)
         self._levels_override = levels
-        self._mask = None if mask is None else np.asarray(mask, dtype=bool)
+        self._set_mask(mask)
         self._redraw()
         self.view_box.setLimits(
             xMin=0,
@@ -261,8 +272,29 @@ class HeatmapView(QWidget):
             self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
 
     def set_mask(self, mask: np.ndarray | None) -> None:
-        self._mask = None if mask is None else np.asarray(mask, dtype=bool)
+        self._set_mask(mask)
         self._redraw()
+
+    def _set_mask(self, mask: np.ndarray | None) -> None:
+        """Keep the mask and outline its cells: one rectangle per run of masked cells in a row."""
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != self._matrix.shape:
+                raise ValueError(f"a {mask.shape} mask for a {self._matrix.shape} matrix")
+            if not mask.any():
+                mask = None
+        self._mask = mask
+        path = QPainterPath()
+        if mask is not None:
+            edges = np.diff(
+                np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1
+            )  # (R, C+1): +1 start, -1 end
+            starts, ends = np.nonzero(edges == 1), np.nonzero(edges == -1)  # row-major: runs pair up in order
+            for row, begin, end in zip(starts[0].tolist(), starts[1].tolist(), ends[1].tolist(), strict=True):
+                path.addRect(QRectF(begin, row, end - begin, 1))
+        for item in (self._mask_fill, self._hatch):
+            item.setPath(path)
+            item.setVisible(mask is not None)
 
     def set_log_scale(self, enabled: bool) -> None:
         """Colour by log10 of the value (clamped at LOG_FLOOR), to see the small weights a linear scale hides."""
@@ -280,9 +312,10 @@ class HeatmapView(QWidget):
             return self._levels_override
         if self._default_levels is not None:
             return self._default_levels
-        finite = self._matrix[np.isfinite(self._matrix)]
-        if self._mask is not None and self._mask.shape == self._matrix.shape:
-            finite = self._matrix[np.isfinite(self._matrix) & ~self._mask]
+        keep = np.isfinite(self._matrix)
+        if self._mask is not None:
+            keep &= ~self._mask
+        finite = self._matrix[keep]
         if finite.size == 0:
             return (0.0, 1.0)
         lo, hi = float(finite.min()), float(finite.max())
@@ -300,15 +333,9 @@ class HeatmapView(QWidget):
             display = self._matrix
             levels = (lo, hi)
             self.color_bar.axis.setLabel("")
-        masked = self._mask is not None and self._mask.shape == self._matrix.shape and bool(self._mask.any())
-        if masked:
-            display = np.array(display, dtype=np.float32, copy=True)
-            display[self._mask] = np.nan  # transparent: the hatched rectangle behind shows through
         self._display = np.ascontiguousarray(display, dtype=np.float32)
         self._levels = levels
         rows, cols = self._matrix.shape
-        self._hatch.setRect(QRectF(0, 0, cols, rows))
-        self._hatch.setVisible(masked)
         self.image.setImage(self._display, levels=levels, autoLevels=False)
         self.image.setRect(QRectF(0, 0, cols, rows))
         self.color_bar.setLevels(levels)
@@ -344,9 +371,7 @@ class HeatmapView(QWidget):
     def readout_text(self, row: int, col: int) -> str:
         """ "query 'you' -> key 'Every': 0.41" for one cell."""
         value = float(self._matrix[row, col])
-        masked = (
-            self._mask is not None and self._mask.shape == self._matrix.shape and bool(self._mask[row, col])
-        )
+        masked = self._mask is not None and bool(self._mask[row, col])
         shown = "masked" if masked else self.value_format.format(value)
         if self.value_name:
             shown = f"{self.value_name} {shown}"

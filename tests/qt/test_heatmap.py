@@ -143,3 +143,14 @@ def test_marked_column(view):
     assert view.marked_column == 3 and view._marker.rect() == QRectF(3, 0, 1, 6)
     view.mark_column(None)
     assert view.marked_column is None and not view._marker.isVisible()
+
+
+def test_hovering_a_cell_shows_both_labels_and_the_value(qtbot, view):
+    matrix = causal(6)
+    view.set_matrix(matrix, [f"q{i}" for i in range(6)], [f"k{i}" for i in range(6)])
+    qtbot.wait(10)
+    scene = view.view_box.mapViewToScene(QPointF(1.5, 4.5))
+    with qtbot.waitSignal(view.cellHovered) as blocker:
+        qtbot.mouseMove(view.plot_widget.viewport(), pos=view.plot_widget.mapFromScene(scene))
+    assert blocker.args == [4, 1]
+    assert view.readout.text() == f"query 'q4' -> key 'k1': {matrix[4, 1]:.2f}"

@@ -1,0 +1,152 @@
+"""`gptviz screenshot --out DIR`: render the main window and each pane to PNG files, no display needed.
+
+Runs the real app on the demo model (or a checkpoint): a few training steps through the worker, then a few
+generation steps, so every pane shows live data. Settings go to a temporary folder, not the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gptviz.errors import ConfigError
+
+PANE_SIZE = (1280, 820)
+WINDOW_SIZE = (1600, 1000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder for the PNG files (created if missing)")
+    parser.add_argument("--checkpoint", help="a checkpoint directory instead of the bundled demo model")
+    parser.add_argument("--prompt", default="Every effort moves you", help="prompt to generate from")
+    parser.add_argument("--tokens", type=int, default=6, help="generation steps to take (default 6)")
+    parser.add_argument("--train-steps", type=int, default=8, help="training steps to take first (default 8)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tokens < 0 or args.train_steps < 0:
+        raise ConfigError("--tokens and --train-steps must be 0 or more")
+
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from gptviz.engine.session import Session
+    from gptviz.engine.trainer import TrainSettings
+    from gptviz.qt import worker as w
+    from gptviz.qt.app import create_application
+    from gptviz.qt.main_window import MainWindow
+    from gptviz.qt.settings import ENV_SETTINGS_DIR, AppSettings
+
+    settings_dir = tempfile.mkdtemp(prefix="gptviz-screenshot-")
+    os.environ[ENV_SETTINGS_DIR] = settings_dir
+    app = create_application()
+    deadline = time.monotonic() + args.timeout
+
+    def wait_until(predicate, what: str) -> None:
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise ConfigError(f"screenshot timed out while waiting for {what}")
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.005)
+
+    def settle(seconds: float = 0.3) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 30)
+
+    def factory() -> Session:
+        session = Session(device=args.device)
+        if args.checkpoint:
+            session.load_checkpoint(args.checkpoint)
+        return session
+
+    window = MainWindow(factory, AppSettings())
+    window.resize(*WINDOW_SIZE)
+    window.generation_pane.prompt.setText(args.prompt)
+    window.show()
+    wait_until(lambda: window.model_info is not None and window.generation_pane.view is not None, "the model")
+    if window.errors:
+        raise ConfigError(f"the app reported: {window.errors[-1]}")
+
+    # A few real training steps (in memory; the model on disk is untouched).
+    if args.train_steps:
+        context = min(64, window.model_info.context_length)
+        settings = TrainSettings(
+            steps=args.train_steps,
+            batch_size=4,
+            context=context,
+            eval_freq=max(1, args.train_steps // 4),
+            eval_iter=2,
+            lr=1e-4,
+            device=args.device if args.device != "auto" else "auto",
+        )
+        window.training_pane.apply_settings(settings)
+        window.host.submit("train_start", settings=settings)
+        wait_until(lambda: window.training_pane.state == "running", "training to start")
+        wait_until(lambda: window.training_pane.state == "idle", "training to finish")
+
+    # Then generation, one step at a time, as a user pressing Step would.
+    window.host.submit("set_prompt", prompt=args.prompt)
+    wait_until(lambda: len(window.generation_pane.view.new_ids) == 0, "the prompt")
+    for n in range(1, args.tokens + 1):
+        window.host.submit("gen_step")
+        wait_until(
+            lambda n=n: (
+                window.generation_pane.view is not None
+                and (len(window.generation_pane.view.new_ids) == n or window.generation_pane.view.stopped)
+            ),
+            "a generation step",
+        )
+    window.host.submit("inspect", w.INSPECTION, lens_position=-1)
+    wanted = len(window.generation_pane.view.ids)
+    attention = window.attention_pane
+    wait_until(
+        lambda: (
+            window.activity_label.text() == "idle"
+            and (
+                getattr(attention, "snapshot", None) is None
+                or attention.snapshot.n_tokens == min(wanted, window.model_info.context_length)
+            )
+        ),
+        "the inspection of the generated text",
+    )
+    settle(0.5)
+    window.redraw()
+    if window.errors:
+        print(f"gptviz screenshot: warning: the app reported: {window.errors[-1]}", file=sys.stderr)
+
+    written = []
+    path = out / "main.png"
+    window.grab().save(str(path), "PNG")
+    written.append(path)
+    state = window.saveState()
+    for key, dock in window.docks.items():
+        dock.setFloating(True)
+        dock.resize(*PANE_SIZE)
+        dock.show()
+        dock.raise_()
+        settle(0.6)
+        window.redraw()
+        settle(0.2)
+        path = out / f"{key}.png"
+        dock.widget().grab().save(str(path), "PNG")
+        written.append(path)
+        dock.setFloating(False)
+    window.restoreState(state)
+    window.close()
+    QApplication.processEvents()
+    for path in written:
+        print(path)
+    return 0

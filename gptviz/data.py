@@ -1,22 +1,40 @@
-"""Corpus -> token ids -> the book's sliding windows (ch. 2), with a train/validation split."""
+"""Corpus -> token ids -> the book's sliding windows (ch. 2), with a train/validation split.
+
+Large corpora are tokenised in chunks (`read_corpus_ids` streams a file, `encode_corpus` a text in memory),
+with a progress callback and a cancel check, keeping about two bytes a token: never the whole text as
+Python ints.
+"""
 
 from __future__ import annotations
 
+import codecs
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gptviz.errors import DataError
-from gptviz.tokenizer import Tokenizer
+from gptviz.errors import DataError, GptvizError
+from gptviz.tokenizer import END_OF_TEXT, Tokenizer
 
 BUILTIN = "builtin"
 BUILTIN_DESCRIPTION = (
     "the Python language reference topics that ship with every CPython (pydoc_data.topics, "
     "about 465k characters of the documentation's own prose and examples, PSF licence)"
 )
+BINARY_SNIFF_BYTES = 65536  # a NUL byte in the first 64 KiB marks a binary file
+DEFAULT_CHUNK_BYTES = 4 * 2**20  # bytes read (or characters encoded) per chunk
+CUT_CHARS = " \n\t\r"
+
+ProgressFn = Callable[[int, int], None]  # (done, total): bytes for a file, characters for a text
+CancelFn = Callable[[], bool]
+
+
+class TokenizeCancelled(GptvizError):
+    """The user stopped tokenisation; nothing was kept."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,18 @@ class Corpus:
     replacements: int = 0  # U+FFFD characters inserted by lenient decoding
 
 
+@dataclass(frozen=True)
+class CorpusIds:
+    """A corpus tokenised without ever holding all of its text: the ids and what was read."""
+
+    ids: torch.Tensor  # (N,)
+    name: str
+    n_bytes: int
+    n_chars: int
+    replacements: int = 0  # U+FFFD characters inserted by lenient decoding
+    forced_cuts: int = 0  # cuts made inside a run of more than max_carry characters without whitespace
+
+
 def builtin_text() -> str:
     """The Python reference topics in a fixed order, so the built-in corpus is the same on every machine."""
     from pydoc_data.topics import topics
@@ -33,31 +63,51 @@ def builtin_text() -> str:
     return "\n\n".join(f"{key}\n{'=' * len(key)}\n{topics[key].strip()}" for key in sorted(topics))
 
 
-def load_corpus(source: str | os.PathLike, lenient: bool = False) -> Corpus:
-    """Read a UTF-8 text file (or the built-in corpus) with a message a user can act on when it fails."""
-    if str(source) == BUILTIN:
-        return Corpus(builtin_text(), "builtin (pydoc_data.topics)")
-    path = Path(source)
+def _check_corpus_path(path: Path) -> int:
+    """The file's size, or a DataError a user can act on (missing, a directory, unreadable)."""
     if path.is_dir():
         raise DataError(f"{path} is a directory; choose a text file")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb"):
+            pass
+        return path.stat().st_size
     except FileNotFoundError:
         raise DataError(f"corpus file not found: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _binary_error(path: Path) -> DataError:
+    return DataError(f"{path} looks like a binary file (it contains NUL bytes); choose a UTF-8 text file")
+
+
+def _utf8_error(path: Path, byte: int) -> DataError:
+    return DataError(f"{path} is not valid UTF-8 (byte {byte}); save it as UTF-8 or use lenient decoding")
+
+
+def load_corpus(source: str | os.PathLike, lenient: bool = False) -> Corpus:
+    """Read a UTF-8 text file (or the built-in corpus) with a message a user can act on when it fails.
+
+    The whole text is held in memory; `read_corpus_ids` streams a file of any size instead.
+    """
+    if str(source) == BUILTIN:
+        return Corpus(builtin_text(), "builtin (pydoc_data.topics)")
+    path = Path(source)
+    _check_corpus_path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw.strip():
         raise DataError(f"{path} is empty")
-    if b"\x00" in raw[:65536]:
-        raise DataError(f"{path} looks like a binary file (it contains NUL bytes); choose a UTF-8 text file")
+    if b"\x00" in raw[:BINARY_SNIFF_BYTES]:
+        raise _binary_error(path)
     try:
         text = raw.decode("utf-8")
         replacements = 0
     except UnicodeDecodeError as exc:
         if not lenient:
-            raise DataError(
-                f"{path} is not valid UTF-8 (byte {exc.start}); save it as UTF-8 or use lenient decoding"
-            ) from None
+            raise _utf8_error(path, exc.start) from None
         text = raw.decode("utf-8", errors="replace")
         replacements = text.count("\ufffd") - raw.decode("utf-8", errors="ignore").count("\ufffd")
     if text.startswith("\ufeff"):
@@ -65,9 +115,206 @@ def load_corpus(source: str | os.PathLike, lenient: bool = False) -> Corpus:
     return Corpus(text, path.name, replacements)
 
 
-def encode_corpus(tokenizer: Tokenizer, text: str) -> torch.Tensor:
-    """All the corpus' token ids as one int64 tensor (N,)."""
-    return torch.tensor(tokenizer.encode(text), dtype=torch.long)  # (N,)
+# ---------------------------------------------------------------------------------------------------------
+# Chunked tokenisation.
+#
+# GPT-2's pre-tokeniser (the regex gptviz.tokenizer.GPT2_PATTERN) splits text into words before BPE merges
+# anything, and merges never cross those splits. Cutting the text at index i therefore gives the same ids as
+# encoding it whole when text[i] is an ASCII space, tab or newline and text[i - 1] is not whitespace: every
+# non-space alternative of the regex stops at text[i] (whether the text goes on or ends there), the one
+# lookahead, `\s+(?!\S)`, belongs to a match that ends before i - 1, and the regex has no lookbehind, so the
+# part after i is matched exactly as inside the whole text. `<|endoftext|>` holds no whitespace, so it is
+# never cut. tests/reliability/test_properties.py checks this on arbitrary Unicode text.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def last_safe_cut(text: str, lo: int = 0, hi: int | None = None) -> int:
+    """The largest i with lo < i < hi at which `text` can be cut without changing its tokens, or -1.
+
+    Each cut character's last position is searched once and only moved back when rejected, so a long run
+    of spaces costs O(n), not O(n^2).
+    """
+    hi = len(text) if hi is None else min(hi, len(text))
+    last = {ch: text.rfind(ch, lo + 1, hi) for ch in CUT_CHARS}
+    while True:
+        ch, i = max(last.items(), key=lambda item: item[1])
+        if i <= lo:
+            return -1
+        if not text[i - 1].isspace():
+            return i
+        last[ch] = text.rfind(ch, lo + 1, i)
+
+
+def next_safe_cut(text: str, start: int) -> int:
+    """The smallest safe cut i >= start (and i > 0), or -1."""
+    nxt = {ch: text.find(ch, max(start, 1)) for ch in CUT_CHARS}
+    while True:
+        live = {ch: i for ch, i in nxt.items() if i >= 0}
+        if not live:
+            return -1
+        ch, i = min(live.items(), key=lambda item: item[1])
+        if not text[i - 1].isspace():
+            return i
+        nxt[ch] = text.find(ch, i + 1)
+
+
+def _encode_array(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """The ids of `text` as a numpy array, never a Python list (the same ids as tokenizer.encode)."""
+    encoding = tokenizer.encoding
+    if hasattr(encoding, "encode_to_numpy"):
+        return encoding.encode_to_numpy(text, allowed_special={END_OF_TEXT}, disallowed_special=())
+    return np.asarray(tokenizer.encode(text), dtype=np.int64)  # older tiktoken
+
+
+class _IdStore:
+    """Chunks of ids in the smallest integer type the vocabulary fits (uint16 for GPT-2: 2 bytes a token)."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.dtype = np.uint16 if vocab_size <= 2**16 else np.int32
+        self.parts: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, ids: np.ndarray) -> None:
+        if ids.size:
+            self.parts.append(ids.astype(self.dtype))
+            self.count += int(ids.size)
+
+    def tensor(self, dtype: torch.dtype) -> torch.Tensor:
+        """One tensor (N,) of every id; each part is freed as soon as it is copied in."""
+        out = torch.empty(self.count, dtype=dtype)  # (N,)
+        numpy_type = np.int64 if dtype == torch.long else np.int32
+        pos = 0
+        self.parts.reverse()
+        while self.parts:
+            part = self.parts.pop()
+            out[pos : pos + part.size] = torch.from_numpy(part.astype(numpy_type))  # (n,)
+            pos += part.size
+        return out
+
+
+def _check_cancel(cancel: CancelFn | None) -> None:
+    if cancel is not None and cancel():
+        raise TokenizeCancelled("tokenisation cancelled; nothing was kept")
+
+
+def encode_corpus(
+    tokenizer: Tokenizer,
+    text: str,
+    *,
+    chunk_chars: int = DEFAULT_CHUNK_BYTES,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    dtype: torch.dtype = torch.long,
+) -> torch.Tensor:
+    """All the corpus' token ids as one tensor (N,), encoded in chunks cut where the tokens cannot change.
+
+    Memory beyond the text is about two bytes a token plus one chunk, never a Python int per token.
+    `progress(done_chars, total_chars)` follows each chunk; `cancel()` returning True stops with
+    TokenizeCancelled.
+    """
+    if chunk_chars <= 0:
+        raise DataError(f"chunk size must be positive, got {chunk_chars}")
+    store = _IdStore(tokenizer.vocab_size)
+    total = len(text)
+    pos = 0
+    while pos < total:
+        _check_cancel(cancel)
+        end = min(pos + chunk_chars, total)
+        if end < total:
+            cut = last_safe_cut(text, pos, end)
+            if cut < 0:  # no cut inside this chunk: the next one after it (the text is in memory anyway)
+                cut = next_safe_cut(text, end)
+            end = cut if cut > 0 else total
+        store.add(_encode_array(tokenizer, text[pos:end]))
+        pos = end
+        if progress is not None:
+            progress(pos, total)
+    return store.tensor(dtype)  # (N,)
+
+
+def read_corpus_ids(
+    source: str | os.PathLike,
+    tokenizer: Tokenizer,
+    *,
+    lenient: bool = False,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    max_carry: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    dtype: torch.dtype = torch.long,
+) -> CorpusIds:
+    """Stream a text file of any size into token ids; the ids equal `encode_corpus(load_corpus(...).text)`.
+
+    Reads `chunk_bytes` at a time, decodes, encodes up to the last safe cut and carries the rest into the next
+    chunk, so memory is a few chunks plus two bytes a token, whatever the file's size. The refusals are
+    `load_corpus`'s (missing, a directory, unreadable, empty, binary, invalid UTF-8 with its byte offset).
+    A run of more than `max_carry` characters (default four chunks) with no safe cut, which real text does
+    not have, is cut where it stands and counted in `forced_cuts` (ids there may differ from whole-text
+    encoding). `progress(done_bytes, total_bytes)` follows each chunk and never goes back; `cancel()`
+    returning True stops with TokenizeCancelled.
+    """
+    if chunk_bytes <= 0:
+        raise DataError(f"chunk size must be positive, got {chunk_bytes}")
+    if str(source) == BUILTIN:
+        text = builtin_text()
+        ids = encode_corpus(
+            tokenizer, text, chunk_chars=chunk_bytes, progress=progress, cancel=cancel, dtype=dtype
+        )  # (N,)
+        return CorpusIds(ids, "builtin (pydoc_data.topics)", len(text.encode()), len(text))
+    path = Path(source)
+    total = _check_corpus_path(path)
+    max_carry = max_carry if max_carry is not None else 4 * chunk_bytes
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace" if lenient else "strict")
+    store = _IdStore(tokenizer.vocab_size)
+    carry = ""
+    done = n_chars = replacements = forced = 0
+    seen_text = False
+    tail = b""  # the last two bytes read: a U+FFFD written in the file and split across chunks still counts
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        while True:
+            _check_cancel(cancel)
+            try:
+                raw = handle.read(chunk_bytes)
+            except OSError as exc:
+                raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+            final = not raw
+            if done < BINARY_SNIFF_BYTES and b"\x00" in raw[: BINARY_SNIFF_BYTES - done]:
+                raise _binary_error(path)
+            seen_text = seen_text or bool(raw.strip())
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous chunk
+            try:
+                piece = decoder.decode(raw, final=final)
+            except UnicodeDecodeError as exc:
+                raise _utf8_error(path, done - pending + exc.start) from None
+            if lenient:
+                genuine = (tail + raw).count(b"\xef\xbf\xbd")
+                replacements += piece.count("\ufffd") - genuine
+                tail = (tail + raw)[-2:]
+            if n_chars == 0 and piece.startswith("\ufeff"):
+                piece = piece[1:]
+            n_chars += len(piece)
+            done += len(raw)
+            carry += piece
+            end = len(carry) if final else last_safe_cut(carry)
+            if end < 0 and len(carry) > max_carry:
+                end = len(carry)
+                forced += 1
+            if end > 0:
+                store.add(_encode_array(tokenizer, carry[:end]))
+                carry = carry[end:]
+            if progress is not None and raw:
+                progress(done, max(total, done))
+            if final:
+                break
+    finally:
+        handle.close()
+    if not seen_text:
+        raise DataError(f"{path} is empty")
+    return CorpusIds(store.tensor(dtype), path.name, done, n_chars, max(0, replacements), forced)
 
 
 class SlidingWindows(Dataset):

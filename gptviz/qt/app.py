@@ -52,6 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_on_signals(window: Any) -> None:
+    """Ctrl+C in the terminal or SIGTERM closes the window like the close button (settings saved, exit 0).
+
+    Python runs signal handlers only between bytecodes, so a cheap timer gives it the chance while Qt waits.
+    """
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close(*_args: object) -> None:
+        window.close()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, close)
+        except (ValueError, OSError):  # not the main thread, or a platform without it
+            return
+    timer = QTimer(window)
+    timer.setInterval(200)
+    timer.timeout.connect(lambda: None)
+    timer.start()
+
+
 def main(argv: list[str] | None = None, session_factory: Callable[[], Any] | None = None) -> int:
     """Open the main window with the demo model, the built-in corpus and a default prompt; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -66,6 +89,7 @@ def main(argv: list[str] | None = None, session_factory: Callable[[], Any] | Non
     window.show()
     if args.open_path:
         window.open_path(Path(args.open_path))
+    _close_on_signals(window)
     code = app.exec()
     window.host.shutdown(2000)
     return int(code)

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         settings: AppSettings | None = None,
         *,
         start: bool = True,
+        startup_tokens: int = 3,
     ) -> None:
         super().__init__()
         self.setWindowTitle("gptviz — inside a GPT")
@@ -118,6 +119,7 @@ class MainWindow(QMainWindow):
         self._pending: dict[str, Any] = {}
         self._follow_dir: str | None = None
         self._memory_tick = 0
+        self._startup_tokens = startup_tokens  # a few real steps so the Generation pane opens populated
 
         self.host = WorkerHost(session_factory, self)
         self.host.resultReady.connect(self._on_result)
@@ -337,6 +339,9 @@ class MainWindow(QMainWindow):
     def _on_ready(self) -> None:
         self.host.submit("set_sampling", settings=self.generation_pane.sampling())
         self.set_prompt(self.generation_pane.prompt.text() or "Every effort moves you")
+        for _ in range(self._startup_tokens):
+            self.host.submit("gen_step")
+        self._startup_tokens = 0
         self.request_tokens()
         self.tokens_pane.request_windows()
 

@@ -113,7 +113,7 @@ def train_settings():
 def main_window(qtbot, session_factory):
     from gptviz.qt.main_window import MainWindow
 
-    window = MainWindow(session_factory)
+    window = MainWindow(session_factory, startup_tokens=0)
     qtbot.addWidget(window)
     with qtbot.waitSignal(window.host.ready, timeout=30_000):
         window.show()

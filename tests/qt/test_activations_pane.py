@@ -137,3 +137,14 @@ def test_export_data(pane, snapshot):
     np.testing.assert_array_equal(data["residual_norms"], snapshot.residual_norms)
     assert int(data["mlp_layer"]) == 2 and int(data["lens_position"]) == 3
     assert all(isinstance(v, np.ndarray) for v in data.values())
+    header, rows = pane.export_table()
+    assert header == ["position", "layer", "rank", "token_id", "token", "probability"]
+    assert len(rows) == (CFG.n_layers + 1) * 5
+    assert rows[-5] == [
+        3,
+        "block 2",
+        1,
+        int(snapshot.lens_ids[-1, 0]),
+        snapshot.lens_pieces[-1][0],
+        float(snapshot.lens_probs[-1, 0]),
+    ]

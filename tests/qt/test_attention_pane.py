@@ -146,6 +146,9 @@ def test_export_data_and_a_smaller_snapshot_clamps_the_selection(qtbot, pane, en
     np.testing.assert_array_equal(data["attention"], snapshot.attention[2, 3])
     assert int(data["layer"]) == 2 and int(data["head"]) == 3
     np.testing.assert_array_equal(data["token_ids"], snapshot.token_ids)
+    header, rows = pane.export_table()
+    assert header[1] == f"0:{snapshot.pieces[0]}" and len(rows) == snapshot.n_tokens
+    assert rows[4][0] == f"4:{snapshot.pieces[4]}" and rows[4][1:] == snapshot.attention[2, 3][4].tolist()
     torch.manual_seed(1)
     small = GPTModel(CFG.replace(n_layers=1, n_heads=2))
     pane.set_snapshot(inspect_tokens(small, default_tokenizer(), [1, 2, 3]))

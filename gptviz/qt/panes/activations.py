@@ -311,3 +311,24 @@ class ActivationsPane(QWidget):
             "lens_ids": np.array(snap.lens_ids, copy=True),  # (L+1, k)
             "lens_probs": np.array(snap.lens_probs, copy=True),  # (L+1, k)
         }
+
+    def export_table(self) -> tuple[list[str], list[list[object]]]:
+        """The logit lens as a CSV table, one row per layer and rank."""
+        header = ["position", "layer", "rank", "token_id", "token", "probability"]
+        snap = self._snapshot
+        if snap is None:
+            return header, []
+        names = layer_names(snap.n_layers)
+        rows = [
+            [
+                snap.lens_position,
+                names[r],
+                c + 1,
+                int(snap.lens_ids[r, c]),
+                snap.lens_pieces[r][c],
+                float(snap.lens_probs[r, c]),
+            ]
+            for r in range(snap.lens_ids.shape[0])
+            for c in range(snap.lens_ids.shape[1])
+        ]
+        return header, rows

@@ -362,3 +362,15 @@ class AttentionPane(QWidget):
             "skip_first_token": np.array(self.skip_first_box.isChecked()),
             "overview": self.overview_tiles(),
         }
+
+    def export_table(self) -> tuple[list[str], list[list[object]]]:
+        """The shown map as a CSV table: one row per query token, one column per key token."""
+        snap = self._snapshot
+        if snap is None:
+            return ["query"], []
+        header = ["query"] + [f"{i}:{piece}" for i, piece in enumerate(snap.pieces)]
+        rows = [
+            [f"{i}:{piece}", *row.tolist()]
+            for i, (piece, row) in enumerate(zip(snap.pieces, self.displayed_matrix, strict=True))
+        ]
+        return header, rows

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptviz.config import GPTConfig
-from gptviz.data import SlidingWindows, encode_corpus, load_corpus, split_ids
+from gptviz.data import SlidingWindows, read_corpus_ids, split_ids
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, all_reduce_sum, barrier, shard
 from gptviz.engine.probe import ProbeRecord, make_probe, probe_prompt_ids, truncate_probes, write_probe
 from gptviz.engine.rundir import (
@@ -402,8 +402,8 @@ class Trainer:
             source = corpus.get("source")
             if not source:
                 raise DataError(f"{run_dir} does not record its corpus; pass the token ids to resume it")
-            text = load_corpus(source, lenient=bool(corpus.get("lenient", False))).text
-            train_ids, val_ids = split_ids(encode_corpus(tokenizer, text), settings.val_ratio)
+            ids = read_corpus_ids(source, tokenizer, lenient=bool(corpus.get("lenient", False))).ids  # (N,)
+            train_ids, val_ids = split_ids(ids, settings.val_ratio)
         expected = corpus.get("sha256")
         if (
             expected
@@ -552,8 +552,10 @@ class Trainer:
 
         val_loss = train_eval = perplexity = None
         probe = None
-        saved = False
-        evaluate_now = self.step_count == 1 or self.step_count % self.settings.eval_freq == 0 or self.done
+        # Evaluate at step 1 too (an early point on the curve and in the time-lapse), but save only every
+        # eval_freq steps and at the end: the step-0 checkpoint already covers the start.
+        save_now = self.step_count % self.settings.eval_freq == 0 or self.done
+        evaluate_now = save_now or self.step_count == 1
         if evaluate_now:
             train_eval, val_loss = self.evaluate()
             for what, value in (("the training loss", train_eval), ("the validation loss", val_loss)):
@@ -586,16 +588,15 @@ class Trainer:
             eta_s=remaining * self._session_time / self._session_steps,
             done=self.done,
             probe=probe,
-            checkpoint_saved=evaluate_now and self.run_dir is not None and self.is_writer,
+            checkpoint_saved=save_now and self.run_dir is not None and self.is_writer,
         )
         if self.is_writer:
             self._write_metrics(result)
             if probe is not None and self.run_dir is not None:
                 write_probe(self.run_dir, probe)
-        if evaluate_now:
+        if save_now:
             self.save()
-            saved = True
-        if saved and self.done:
+        if self.done:
             self.close()
         return result
 

@@ -246,6 +246,13 @@ def test_run_directory_contents(tmp_path, tokenizer, short_ids):
         )
         assert m["world_size"] == 1
     assert [("val_loss" in m) for m in metrics] == [True, True, False, True, True]
+    assert [r.checkpoint_saved for r in results] == [
+        False,
+        True,
+        False,
+        True,
+        True,
+    ]  # evaluated at 1, saved not
     assert metrics[-1]["val_loss"] == pytest.approx(results[-1].val_loss)
     settings = read_settings(tmp_path)
     assert settings["train"]["steps"] == 5 and settings["model"]["emb_dim"] == 32

@@ -1,0 +1,277 @@
+"""`gptviz train --corpus (PATH|builtin) --preset NAME --out RUN_DIR [--steps N | --epochs N] ...`.
+
+Runs the step-wise Trainer in a loop with a progress line on stderr. Under `torchrun` it trains with DDP
+(one process a rank); rank 0 alone prints and writes the run directory. Ctrl-C (or SIGTERM) finishes the
+current step, saves a checkpoint and exits with 130; `--resume` continues from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from gptviz.config import PRESETS, preset
+from gptviz.errors import ConfigError
+
+# Options that may change on --resume (the rest decide which data the run sees and stay as recorded).
+RESUMABLE_OPTIONS = {
+    "steps": "steps",
+    "epochs": "epochs",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "eval_freq": "eval_freq",
+    "eval_iter": "eval_iter",
+    "device": "device",
+    "warmup": "warmup_steps",
+    "save_dtype": "save_dtype",
+}
+FIXED_ON_RESUME = ("corpus", "preset", "context", "batch_size", "stride", "val_ratio", "seed", "lenient")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", help='a UTF-8 text file, or "builtin" (the Python reference topics)')
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), help="model size (see `gptviz info --preset NAME`)"
+    )
+    parser.add_argument("--out", required=True, help="run directory (must be new or empty unless --resume)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps to train in all")
+    length.add_argument("--epochs", type=int, help="passes over the training windows (default 1)")
+    parser.add_argument(
+        "--context",
+        type=int,
+        help="window length in tokens; shorter than the preset's "
+        "context builds the model with this context length",
+    )
+    parser.add_argument("--batch-size", type=int, help="windows per step and process (default 8)")
+    parser.add_argument("--stride", type=int, help="tokens between window starts (default: the context)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 4e-4)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (default 0.1)")
+    parser.add_argument("--eval-freq", type=int, help="evaluate, probe and save every N steps (default 50)")
+    parser.add_argument(
+        "--eval-iter", type=int, help="batches per loss estimate at an evaluation (default 5)"
+    )
+    parser.add_argument("--val-ratio", type=float, help="share of the text kept for validation (default 0.1)")
+    parser.add_argument("--seed", type=int, help="seed for weights, batch order and dropout (default 123)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default auto)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps (default 0)")
+    parser.add_argument("--cosine", action="store_true", help="cosine decay to lr/10 after the warm-up")
+    parser.add_argument("--grad-clip", type=float, help="max gradient norm, 0 for none (default 1.0)")
+    parser.add_argument(
+        "--save-dtype",
+        choices=["float32", "float16"],
+        help="checkpoint weight type (float16 halves the file; resume still continues from fp32)",
+    )
+    parser.add_argument(
+        "--lenient", action="store_true", help="read a corpus that is not valid UTF-8, replacing bad bytes"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _given(args: argparse.Namespace, name: str) -> bool:
+    value = getattr(args, name, None)
+    return value is not None and value is not False
+
+
+def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    mapping = {
+        "steps": "steps",
+        "epochs": "epochs",
+        "batch_size": "batch_size",
+        "stride": "stride",
+        "lr": "lr",
+        "weight_decay": "weight_decay",
+        "eval_freq": "eval_freq",
+        "eval_iter": "eval_iter",
+        "val_ratio": "val_ratio",
+        "seed": "seed",
+        "device": "device",
+        "warmup": "warmup_steps",
+        "grad_clip": "grad_clip",
+        "save_dtype": "save_dtype",
+        "context": "context",
+    }
+    kwargs = {field: getattr(args, opt) for opt, field in mapping.items() if _given(args, opt)}
+    if args.cosine:
+        kwargs["cosine"] = True
+    return kwargs
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Progress:
+    """A one-line bar redrawn with \\r on a terminal; one line per evaluation when stderr is a file or pipe."""
+
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last_draw = 0.0
+        self._val: float | None = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self._clear()
+            print(text, file=self.stream, flush=True)
+
+    def _clear(self) -> None:
+        if self.tty and self._last_draw:
+            self.stream.write("\r\033[K")
+
+    def update(self, result: Any) -> None:
+        if self.quiet:
+            return
+        if result.val_loss is not None:
+            self._val = result.val_loss
+        fraction = result.step / max(1, result.total_steps)
+        val = f" val {self._val:.3f}" if self._val is not None else ""
+        text = (
+            f"step {result.step}/{result.total_steps} loss {result.train_loss:.3f}{val} "
+            f"{result.tokens_per_s:,.0f} tok/s ETA {_format_duration(result.eta_s)}"
+        )
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last_draw < 0.1 and not result.done and result.val_loss is None:
+                return
+            self._last_draw = now
+            filled = int(round(20 * fraction))
+            bar = "#" * filled + "." * (20 - filled)
+            self.stream.write(f"\r\033[K[{bar}] {fraction:4.0%} {text}")
+            if result.done:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif result.val_loss is not None or result.train_eval_loss is not None or result.done:
+            print(f"{fraction:4.0%} {text}", file=self.stream, flush=True)
+
+
+class StopRequest:
+    """First Ctrl-C / SIGTERM: finish the step, save, exit 130. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner thread)
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from gptviz.data import read_corpus_ids, split_ids
+    from gptviz.engine.distributed import any_rank, barrier, init_distributed, shutdown
+    from gptviz.engine.rundir import ensure_fresh_run_dir
+    from gptviz.engine.trainer import Trainer, TrainSettings
+    from gptviz.model.gpt import GPTModel
+    from gptviz.tokenizer import default_tokenizer
+
+    out = Path(args.out)
+    stop = StopRequest()
+    info = init_distributed(args.device or "auto")
+    progress = Progress(sys.stderr, quiet=args.quiet or not info.is_main)
+    try:
+        tokenizer = default_tokenizer()
+        if args.resume:
+            ignored = [f"--{name.replace('_', '-')}" for name in FIXED_ON_RESUME if _given(args, name)]
+            if ignored:
+                progress.message(
+                    f"gptviz train: note: {', '.join(ignored)} ignored on --resume (the run keeps "
+                    "its recorded corpus and data settings)"
+                )
+            overrides = {
+                field: getattr(args, opt) for opt, field in RESUMABLE_OPTIONS.items() if _given(args, opt)
+            }
+            if args.cosine:
+                overrides["cosine"] = True
+            if _given(args, "grad_clip"):
+                overrides["grad_clip"] = args.grad_clip
+            trainer = Trainer.resume(out, tokenizer=tokenizer, dist_info=info, **overrides)
+            progress.message(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}")
+        else:
+            if not args.corpus or not args.preset:
+                raise ConfigError("--corpus and --preset are needed to start a run (or pass --resume)")
+            ensure_fresh_run_dir(out)
+            barrier(info)  # every rank has looked before rank 0 writes anything
+            settings = TrainSettings(**_settings_kwargs(args))
+            cfg = preset(args.preset)
+            if args.context is not None:
+                if args.context > cfg.context_length:
+                    raise ConfigError(
+                        f"--context {args.context} is longer than the {args.preset} preset's context length "
+                        f"{cfg.context_length}"
+                    )
+                if args.context <= 0:
+                    raise ConfigError(f"--context must be a positive integer, got {args.context}")
+                cfg = cfg.replace(context_length=args.context)
+            corpus = read_corpus_ids(args.corpus, tokenizer, lenient=args.lenient)
+            if corpus.replacements:
+                progress.message(f"gptviz train: note: {corpus.replacements} undecodable bytes replaced")
+            train_ids, val_ids = split_ids(corpus.ids, settings.val_ratio)  # (N_train,), (N_val,)
+            torch.manual_seed(settings.seed)
+            model = GPTModel(cfg)
+            source = args.corpus if args.corpus == "builtin" else str(Path(args.corpus).resolve())
+            trainer = Trainer(
+                model,
+                tokenizer,
+                train_ids,
+                val_ids,
+                settings,
+                out,
+                corpus={"source": source, "name": corpus.name, "lenient": bool(args.lenient)},
+                dist_info=info,
+            )
+        summary = trainer.model_summary()
+        progress.message(
+            f"training {trainer.cfg.name} ({summary['params']:,} parameters, context {summary['context']}) on "
+            f"{summary['train_tokens']:,} tokens ({summary['train_windows']:,} windows, "
+            f"{summary['val_tokens']:,} held out) for {summary['total_steps']:,} steps, batch "
+            f"{trainer.settings.batch_size} x {summary['world_size']} process(es), {summary['device']}"
+        )
+        stop.install()
+        result = None
+        while not trainer.done:
+            result = trainer.step()
+            progress.update(result)
+            if any_rank(stop.requested, info, trainer.device):
+                trainer.save()
+                trainer.close()
+                progress.message(
+                    f"gptviz train: interrupted at step {trainer.step_count}; checkpoint saved to "
+                    f"{out / 'checkpoint'}; continue with --resume"
+                )
+                return 130
+        trainer.close()
+        if info.is_main:
+            val = f", val loss {trainer.last_val_loss:.4f}" if trainer.last_val_loss is not None else ""
+            train = f"train loss {trainer.last_train_loss:.4f}" if trainer.last_train_loss is not None else ""
+            print(f"done: step {trainer.step_count}, {train}{val}; checkpoint {out / 'checkpoint'}")
+        return 0
+    finally:
+        stop.restore()
+        shutdown(info)

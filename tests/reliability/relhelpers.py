@@ -1,0 +1,29 @@
+"""Helpers shared by the reliability tests: a tiny model and a snapshot of a folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from gptviz.config import GPTConfig
+from gptviz.model.gpt import GPTModel
+
+# Small enough that a checkpoint is ~30 KB and a save takes a millisecond; the GPT-2 vocabulary is kept
+# down to 300 ids, so generate/import through the CLI stay fast too.
+REL_CFG = GPTConfig(vocab_size=300, context_length=16, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
+
+
+def make_model(seed: int = 0, cfg: GPTConfig = REL_CFG) -> GPTModel:
+    torch.manual_seed(seed)
+    return GPTModel(cfg).eval()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under `root` (hidden ones too) with its sha256: 'nothing changed on disk' is equality."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

@@ -51,6 +51,34 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, but belongs to someone else
+    return True
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Delete staging folders left by saves whose process died (SIGKILL, power cut): each is a full-size copy
+    of the model that nobody will finish, and a run killed often would fill the disk with them."""
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows
+        return
+    prefix = f".{name}.tmp-"
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for stale in entries:
+        pid = stale.name[len(prefix) :]
+        if stale.name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def model_state_for_saving(model: GPTModel, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The model's tensors, a tied output head stored once (safetensors refuses shared storage)."""
     state = model.state_dict()
@@ -79,6 +107,7 @@ def save_checkpoint(
     parent.mkdir(parents=True, exist_ok=True)
     staging = parent / f".{target.name}.tmp-{os.getpid()}"
     backup = parent / f".{target.name}.old"
+    _remove_stale_staging(parent, target.name)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()

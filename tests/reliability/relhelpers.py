@@ -27,3 +27,28 @@ def tree_digest(root: Path) -> dict[str, str]:
         rel = str(path.relative_to(root))
         out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+def fill_model(model: GPTModel, value: float) -> GPTModel:
+    """Every weight set to `value`, so a loaded checkpoint tells which save it came from."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(value)
+    return model
+
+
+def save_forever(directory: str, counter, first_version: int) -> None:
+    """Child process of the SIGKILL test: save checkpoints version after version until killed.
+
+    `counter` (a multiprocessing.Value) holds the last version whose save_checkpoint returned.
+    """
+    from gptviz.engine.weights import save_checkpoint
+
+    torch.set_num_threads(1)
+    model = make_model()
+    version = first_version
+    while True:
+        fill_model(model, float(version))
+        save_checkpoint(model, directory, trainer_state={"step": version}, meta={"version": version})
+        counter.value = version
+        version += 1

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -810,8 +809,3 @@ class Trainer:
             "context": self.context,
             "stride": self.stride,
         }
-
-
-def untrained_loss_reference(vocab_size: int) -> float:
-    """ln(V): the loss of a model that spreads its probability evenly, where an untrained GPT starts."""
-    return float(np.log(vocab_size))

@@ -52,3 +52,23 @@ def save_forever(directory: str, counter, first_version: int) -> None:
         save_checkpoint(model, directory, trainer_state={"step": version}, meta={"version": version})
         counter.value = version
         version += 1
+
+
+def write_metrics_slowly(path: str, counter, piece: int = 5) -> None:
+    """Child process of the follower test: append metrics lines a few bytes at a time until killed, so a
+    kill almost always lands in the middle of a line. `counter` holds the last step written in full."""
+    import time
+
+    from gptviz.engine.rundir import dumps_record
+
+    step = 0
+    with open(path, "ab", buffering=0) as handle:
+        while True:
+            step += 1
+            line = (
+                dumps_record({"step": step, "train_loss": 10.0 / step, "note": "é" * (step % 7)}) + "\n"
+            ).encode()
+            for start in range(0, len(line), piece):
+                handle.write(line[start : start + piece])
+                time.sleep(0.0005)
+            counter.value = step

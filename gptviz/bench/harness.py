@@ -1,0 +1,354 @@
+"""Timing helpers shared by the benchmarks: interleaved repeats, min/median/max, machine facts, markdown.
+
+A loaded machine slows every run, but it slows two runs taken in turn (A B A B ...) about equally, so the
+ratio of the two medians is far steadier than either figure alone. Every side-by-side benchmark therefore
+runs its variants interleaved, with one untimed warm-up each, and reports both the figures and the ratio.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stats:
+    """min / median / max of repeated measurements of one figure."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stats:
+        if not values:
+            raise ValueError("no measurements")
+        return cls(tuple(float(v) for v in values))
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.values))
+
+    @property
+    def max(self) -> float:
+        return max(self.values)
+
+    def map(self, fn: Callable[[float], float]) -> Stats:
+        """The same repeats through `fn` (e.g. seconds -> tokens/s); min and max swap when fn decreases."""
+        return Stats(tuple(fn(v) for v in self.values))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"min": self.min, "median": self.median, "max": self.max, "n": len(self.values)}
+
+
+@dataclass
+class Figure:
+    """One measured number with its target: `value` is what the table shows (a median unless noted)."""
+
+    name: str
+    value: float
+    unit: str
+    stats: Stats | None = None
+    target: str = ""  # e.g. "<= 1.25"
+    passed: bool | None = None  # None: no target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit,
+            "stats": self.stats.to_dict() if self.stats else None,
+            "target": self.target,
+            "pass": self.passed,
+        }
+
+
+@dataclass
+class BenchResult:
+    """One benchmark: the headline comparison (ours vs baseline and their ratio) plus further figures.
+
+    For throughput benchmarks `ratio` = ours / baseline (higher is better); for overhead benchmarks it is
+    ours / baseline of a time (lower is better); `target` says which way and how far.
+    """
+
+    name: str
+    ours: float | None
+    baseline: float | None
+    unit: str
+    ratio: float | None
+    target: str
+    passed: bool | None
+    ours_label: str = "ours"
+    baseline_label: str = "baseline"
+    ours_stats: Stats | None = None
+    baseline_stats: Stats | None = None
+    figures: list[Figure] = field(default_factory=list)
+    setup: str = ""  # what was run, sizes included
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # plain values a test or a script can check
+    seconds: float = 0.0  # wall time the benchmark took
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ours": self.ours,
+            "baseline": self.baseline,
+            "unit": self.unit,
+            "ratio": self.ratio,
+            "target": self.target,
+            "pass": self.passed,
+            "ours_label": self.ours_label,
+            "baseline_label": self.baseline_label,
+            "ours_stats": self.ours_stats.to_dict() if self.ours_stats else None,
+            "baseline_stats": self.baseline_stats.to_dict() if self.baseline_stats else None,
+            "figures": [f.to_dict() for f in self.figures],
+            "setup": self.setup,
+            "notes": list(self.notes),
+            "details": dict(self.details),
+            "seconds": self.seconds,
+        }
+
+
+def at_most(value: float, limit: float) -> bool:
+    return value <= limit
+
+
+def at_least(value: float, limit: float) -> bool:
+    return value >= limit
+
+
+def interleave(
+    variants: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Run each variant `warmup` times untimed, then `repeats` rounds of A B C ...; seconds per call.
+
+    The order inside a round alternates (A B, then B A, ...) so neither variant always runs right after the
+    other's memory traffic or right before a pause.
+    """
+    names = list(variants)
+    for _ in range(warmup):
+        for name in names:
+            variants[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except (OSError, AttributeError):
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 2**20
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001 - a missing package is reported as such
+        return "not installed"
+
+
+def _pyside_version() -> str:
+    found = _version("PySide6")
+    return found if found != "not installed" else _version("PySide6-Essentials")
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, threads torch uses, memory, versions, load."""
+    import numpy
+    import torch
+
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "PySide6": _pyside_version(),
+        "pyqtgraph": _version("pyqtgraph"),
+        "load_average": load_average(),
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def matmul_flops(size: int = 1024, seconds: float = 1.0) -> Stats:
+    """fp32 matmul FLOP/s of this process's torch threads (2 n^3 per n x n product), a few timed bursts.
+
+    Used as the denominator of model FLOPs utilisation, measured in the same run as the training figures.
+    """
+    import torch
+
+    a = torch.randn(size, size)  # (n, n)
+    b = torch.randn(size, size)  # (n, n)
+    out = torch.empty(size, size)  # (n, n)
+    torch.mm(a, b, out=out)  # warm-up: first call picks kernels
+    flop = 2.0 * size**3
+    rates = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)  # (n, n)
+        rates.append(flop / (time.perf_counter() - start))
+    return Stats.of(rates)
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """Readable number: 3 significant digits, thousands separators, unit after."""
+    if value is None:
+        return "–"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        text = f"{value:,.0f}"
+    elif magnitude >= 100:
+        text = f"{value:.0f}"
+    elif magnitude >= 10:
+        text = f"{value:.1f}"
+    elif magnitude >= 1:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def fmt_stats(stats: Stats | None, unit: str = "") -> str:
+    if stats is None:
+        return "–"
+    return f"{fmt(stats.min)} / {fmt(stats.median)} / {fmt(stats.max)} {unit}".strip()
+
+
+def verdict(passed: bool | None) -> str:
+    return {True: "pass", False: "MISS", None: "–"}[passed]
+
+
+def summary_table(results: Sequence[BenchResult]) -> str:
+    """The plain-text table `gptviz bench` prints."""
+    rows = [("benchmark", "ours", "baseline", "ratio", "target", "")]
+    for r in results:
+        rows.append(
+            (
+                r.name,
+                fmt(r.ours, r.unit),
+                fmt(r.baseline, r.unit),
+                fmt(r.ratio) + ("x" if r.ratio is not None else ""),
+                r.target,
+                verdict(r.passed),
+            )
+        )
+        for f in r.figures:
+            rows.append(("  " + f.name, fmt(f.value, f.unit), "", "", f.target, verdict(f.passed)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_report(
+    results: Sequence[BenchResult],
+    machine: dict[str, Any],
+    *,
+    quick: bool,
+    command: str,
+    preface: str = "",
+    appendix: str = "",
+) -> str:
+    """docs/benchmarks.md: machine, versions, each figure as min / median / max, ratio, target, pass/miss."""
+    load = machine.get("load_average")
+    load_text = ", ".join(f"{x:.2f}" for x in load) if load else "unknown"
+    lines = ["# gptviz benchmarks", ""]
+    if preface:
+        lines += [preface.strip(), ""]
+    lines += [
+        f"Measured with `{command}`" + (" (quick sizes: see each setup line)" if quick else "") + ".",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| date | {machine.get('date')} |",
+        f"| CPU | {machine.get('cpu')} |",
+        f"| cores / torch threads | {machine.get('cores')} / {machine.get('torch_threads')} |",
+        f"| memory | {machine.get('memory_gib') or 0:.1f} GiB |",
+        f"| load average (1, 5, 15 min) at the start | {load_text} |",
+        f"| OS | {machine.get('os')} |",
+        f"| Python / torch / numpy | {machine.get('python')} / {machine.get('torch')} / {machine.get('numpy')} |",
+        f"| PySide6 / pyqtgraph | {machine.get('PySide6')} / {machine.get('pyqtgraph')} |",
+        "",
+        "Figures are min / median / max over the repeats; the headline value and the ratio use medians. "
+        "Side-by-side variants ran interleaved (A B B A ...) in one process on the same data and seed.",
+        "",
+        "## Summary",
+        "",
+        "| benchmark | ours | baseline | ratio | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = fmt(r.ratio) + "x" if r.ratio is not None else "–"
+        lines.append(
+            f"| {r.name} | {fmt(r.ours, r.unit)} | {fmt(r.baseline, r.unit)} | {ratio} | {r.target} | "
+            f"{verdict(r.passed)} |"
+        )
+        for f in r.figures:
+            lines.append(
+                f"| &nbsp;&nbsp;{f.name} | {fmt(f.value, f.unit)} | | | {f.target} | {verdict(f.passed)} |"
+            )
+    for r in results:
+        lines += ["", f"## {r.name}", ""]
+        if r.setup:
+            lines += [r.setup, ""]
+        lines += ["| figure | min / median / max | target | result |", "|---|---|---|---|"]
+        if r.ours_stats is not None:
+            lines.append(f"| {r.ours_label} | {fmt_stats(r.ours_stats, r.unit)} | | |")
+        if r.baseline_stats is not None:
+            lines.append(f"| {r.baseline_label} | {fmt_stats(r.baseline_stats, r.unit)} | | |")
+        if r.ratio is not None:
+            lines.append(f"| ratio (medians) | {fmt(r.ratio)}x | {r.target} | {verdict(r.passed)} |")
+        for f in r.figures:
+            shown = fmt_stats(f.stats, f.unit) if f.stats is not None else fmt(f.value, f.unit)
+            lines.append(f"| {f.name} | {shown} | {f.target} | {verdict(f.passed)} |")
+        for note in r.notes:
+            lines += ["", note]
+        lines += ["", f"(took {r.seconds:.0f} s)"]
+    if appendix:
+        lines += ["", appendix.strip()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,221 @@
+"""Training: our `Trainer.step()` against a loop written the book's way (ch. 5 `train_model_simple`).
+
+The book's loop body is `optimizer.zero_grad(); loss = calc_loss_batch(...); loss.backward();
+optimizer.step()` with the ch. 4 model (separate Q/K/V projections, written-out LayerNorm and GELU, an untied
+output head) and `torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)`. Both sides start from
+the same weights and train on the same batches (the trainer's own batch order), interleaved step block by
+step block. Evaluation, probes and checkpoints happen only on our warm-up step, so the timed steps compare
+the training work alone (ours still clips gradients and reads the loss, which the book's loop does not).
+
+Model FLOPs utilisation uses the PaLM estimate of 6N + 12·L·T·D FLOPs a token (N: parameters without the
+position table, which is a lookup, not a product) over fp32 matmul FLOP/s measured in the same process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, interleave, matmul_flops
+from gptviz.bench.models import make_pair
+from gptviz.config import GPTConfig, preset
+from gptviz.data import BUILTIN, encode_corpus, load_corpus, split_ids
+from gptviz.engine.trainer import Trainer, TrainSettings
+from gptviz.tokenizer import default_tokenizer
+
+SPEEDUP_TARGET = 1.3
+MFU_TARGET = 0.60
+
+
+@dataclass(frozen=True)
+class TrainCase:
+    cfg: GPTConfig
+    batch_size: int
+    steps_per_round: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class TrainingSizes:
+    cases: tuple[TrainCase, ...]  # the first is the headline
+
+
+FULL = TrainingSizes(
+    (
+        TrainCase(preset("124M").replace(context_length=256), batch_size=2, steps_per_round=1, repeats=3),
+        TrainCase(preset("tiny"), batch_size=8, steps_per_round=8, repeats=4),
+    )
+)
+QUICK = TrainingSizes((TrainCase(preset("tiny"), batch_size=4, steps_per_round=2, repeats=2),))
+
+
+def calc_loss_batch(
+    input_batch: torch.Tensor, target_batch: torch.Tensor, model: torch.nn.Module, device: torch.device
+) -> torch.Tensor:
+    """The book's ch. 5 loss of one batch."""
+    input_batch, target_batch = input_batch.to(device), target_batch.to(device)  # (B, T), (B, T)
+    logits = model(input_batch)  # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())  # ()
+
+
+def book_train_steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """The body of the book's `train_model_simple` over `batches`; returns each step's loss (detached)."""
+    losses = []
+    model.train()
+    for input_batch, target_batch in batches:
+        optimizer.zero_grad()
+        loss = calc_loss_batch(input_batch, target_batch, model, device)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())  # () kept as a tensor: the book's loop never reads it back
+    return losses
+
+
+def flops_per_token(cfg: GPTConfig, context: int, params: int) -> float:
+    """6N + 12 L T D: forward and backward matmuls of the weights plus attention's QK^T and AV."""
+    n = params - cfg.context_length * cfg.emb_dim  # the position table is looked up, not multiplied
+    return 6.0 * n + 12.0 * cfg.n_layers * context * cfg.emb_dim
+
+
+@dataclass
+class CaseResult:
+    case: TrainCase
+    ours: Stats  # tokens/s
+    book: Stats  # tokens/s
+    flops_token: float
+    first_losses: tuple[float, float]
+
+
+def _corpus_ids() -> tuple[torch.Tensor, torch.Tensor]:
+    tokenizer = default_tokenizer()
+    ids = encode_corpus(tokenizer, load_corpus(BUILTIN).text)  # (N,)
+    return split_ids(ids, 0.1)
+
+
+def run_case(case: TrainCase, train_ids: torch.Tensor, val_ids: torch.Tensor) -> CaseResult:
+    cfg = case.cfg
+    ours_model, book_model = make_pair(cfg)
+    settings = TrainSettings(
+        lr=4e-4,
+        weight_decay=0.1,
+        batch_size=case.batch_size,
+        context=cfg.context_length,
+        steps=10**6,
+        eval_freq=10**6,
+        eval_iter=1,
+        probe_tokens=0,
+        device="cpu",
+        seed=123,
+    )
+    trainer = Trainer(ours_model, None, train_ids, val_ids, settings)
+    k = case.steps_per_round
+    needed = (1 + case.repeats) * k
+    batches = [trainer.batch_for_step(i) for i in range(needed)]  # the same batches, in the same order
+    device = torch.device("cpu")
+    book_opt = torch.optim.AdamW(book_model.parameters(), lr=0.0004, weight_decay=0.1)
+    position = {"book": 0}
+    first: dict[str, float] = {}
+
+    def ours() -> None:
+        for _ in range(k):
+            result = trainer.step()
+            first.setdefault("ours", result.train_loss)
+
+    def book() -> None:
+        start = position["book"]
+        losses = book_train_steps(book_model, book_opt, batches[start : start + k], device)
+        first.setdefault("book", float(losses[0]))
+        position["book"] = start + k
+
+    tokens = k * case.batch_size * cfg.context_length
+    times = interleave({"ours": ours, "book": book}, case.repeats)
+    return CaseResult(
+        case,
+        Stats.of(times["ours"]).map(lambda s: tokens / s),
+        Stats.of(times["book"]).map(lambda s: tokens / s),
+        flops_per_token(cfg, cfg.context_length, ours_model.num_parameters()),
+        (first["ours"], first["book"]),
+    )
+
+
+def run(sizes: TrainingSizes = FULL) -> BenchResult:
+    started = time.perf_counter()
+    train_ids, val_ids = _corpus_ids()
+    flops_before = matmul_flops()
+    cases = [run_case(case, train_ids, val_ids) for case in sizes.cases]
+    flops_after = matmul_flops()
+    peak = Stats.of(flops_before.values + flops_after.values)
+    head = cases[0]
+    ratio = head.ours.median / head.book.median
+    figures: list[Figure] = []
+    for i, c in enumerate(cases):
+        label = _label(c.case)
+        mfu = c.ours.map(lambda r, f=c.flops_token: 100 * r * f / peak.median)  # %
+        book_mfu = c.book.map(lambda r, f=c.flops_token: 100 * r * f / peak.median)  # %
+        if i > 0:
+            r = c.ours.median / c.book.median
+            figures.append(Figure(f"{label}: ours", c.ours.median, "tokens/s", c.ours))
+            figures.append(Figure(f"{label}: book", c.book.median, "tokens/s", c.book))
+            figures.append(
+                Figure(
+                    f"{label}: ratio", r, "x", None, f">= {SPEEDUP_TARGET:g}x", at_least(r, SPEEDUP_TARGET)
+                )
+            )
+        headline = i == 0  # the MFU target applies to the headline size
+        figures.append(
+            Figure(
+                f"{label}: MFU ours",
+                mfu.median,
+                "%",
+                mfu,
+                f">= {100 * MFU_TARGET:g}%" if headline else "",
+                at_least(mfu.median, 100 * MFU_TARGET) if headline else None,
+            )
+        )
+        figures.append(Figure(f"{label}: MFU book", book_mfu.median, "%", book_mfu))
+    figures.append(
+        Figure("fp32 matmul (1024², same run)", peak.median / 1e9, "GFLOP/s", peak.map(lambda v: v / 1e9))
+    )
+    setup_lines = [
+        f"{_label(c.case)}: {c.case.repeats} interleaved rounds of {c.case.steps_per_round} optimizer step(s) "
+        f"each after one warm-up round; first-batch loss ours {c.first_losses[0]:.4f}, "
+        f"book {c.first_losses[1]:.4f} (same weights and batch; dropout draws differ)"
+        for c in cases
+    ]
+    return BenchResult(
+        name="training",
+        ours=head.ours.median,
+        baseline=head.book.median,
+        unit="tokens/s",
+        ratio=ratio,
+        target=f">= {SPEEDUP_TARGET:g}x",
+        passed=at_least(ratio, SPEEDUP_TARGET),
+        ours_label=f"ours: Trainer.step(), {_label(head.case)}",
+        baseline_label=f"book: train_model_simple loop, {_label(head.case)}",
+        ours_stats=head.ours,
+        baseline_stats=head.book,
+        figures=figures,
+        setup="Built-in corpus, lr 4e-4, weight decay 0.1, seed 123. " + "; ".join(setup_lines) + ".",
+        notes=[
+            "MFU = (6N + 12·L·T·D) × tokens/s ÷ the median fp32 matmul FLOP/s of 1024×1024 products timed "
+            "before and after the training runs."
+        ],
+        details={
+            "first_losses": {_label(c.case): {"ours": c.first_losses[0], "book": c.first_losses[1]} for c in cases},
+            "flops_per_token": {_label(c.case): c.flops_token for c in cases},
+            "matmul_flops": peak.median,
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _label(case: TrainCase) -> str:
+    return f"{case.cfg.name} ctx {case.cfg.context_length} batch {case.batch_size}"

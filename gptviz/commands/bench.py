@@ -1,0 +1,72 @@
+"""`gptviz bench [--quick] [--json] [--only NAME ...] [--out FILE | --no-write]`.
+
+Runs the side-by-side benchmarks (gptviz.bench), prints a table (or, with --json, only the JSON object),
+and writes the results as markdown to docs/benchmarks.md (relative to the current folder) unless told not to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+DEFAULT_OUT = "docs/benchmarks.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gptviz.bench.runner import BENCHMARKS
+
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller sizes and fewer repeats (under 2 minutes on 2 idle cores)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=list(BENCHMARKS),
+        help=f"run only these benchmarks ({', '.join(BENCHMARKS)})",
+    )
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE", help=f"markdown report to write (default {DEFAULT_OUT})"
+    )
+    parser.add_argument("--no-write", action="store_true", help="do not write the markdown report")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptviz.bench.harness import machine_info, summary_table
+    from gptviz.bench.runner import as_json, run_benchmarks, select, write_markdown
+
+    names = select(args.only)
+    machine = machine_info()
+    log = sys.stderr
+    if args.quick:
+        print(
+            "[bench] quick run: smaller sizes and fewer repeats (see each setup line)", file=log, flush=True
+        )
+    results = run_benchmarks(names, quick=args.quick, log=log)
+    command = "gptviz bench " + " ".join(shlex.quote(a) for a in _argv_of(args))
+    if not args.no_write:
+        path = write_markdown(args.out, results, machine, quick=args.quick, command=command.strip())
+        print(f"[bench] wrote {path}", file=log, flush=True)
+    if args.json:
+        print(json.dumps(as_json(results, machine, args.quick), indent=2))
+    else:
+        print(summary_table(results))
+        for r in results:
+            if r.setup:
+                print(f"\n{r.name}: {r.setup}")
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    """The options as a user would type them, for the report's 'measured with' line."""
+    argv: list[str] = []
+    if args.quick:
+        argv.append("--quick")
+    if args.only:
+        argv += ["--only", *args.only]
+    return argv

@@ -1,0 +1,181 @@
+"""The benchmarks run (on tiny sizes) and produce the promised shapes; no assertion here is about time."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from gptviz import cli  # noqa: E402
+from gptviz.bench import capture, generation, gui, harness, runner, startup, training  # noqa: E402
+from gptviz.bench.models import make_pair  # noqa: E402
+from gptviz.config import GPTConfig  # noqa: E402
+from gptviz.engine.inspection import mib, snapshot_nbytes  # noqa: E402
+from gptviz.errors import ConfigError  # noqa: E402
+from gptviz.model.book_reference import generate_text_simple  # noqa: E402
+from gptviz.model.gpt import generate_greedy  # noqa: E402
+
+TINY = GPTConfig(
+    vocab_size=50257, context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0, name="t"
+)
+HEADLINE_KEYS = {"ours", "baseline", "unit", "ratio", "target", "pass", "figures", "setup"}
+
+
+def _check_headline(data: dict, unit: str) -> None:
+    assert set(data) >= HEADLINE_KEYS
+    assert data["unit"] == unit
+    assert data["ours"] > 0 and data["baseline"] > 0
+
+
+# ------------------------------------------------------------------------------------------ harness
+
+
+def test_stats_and_interleave_order() -> None:
+    stats = harness.Stats.of([3.0, 1.0, 2.0, 10.0])
+    assert (stats.min, stats.median, stats.max) == (1.0, 2.5, 10.0)
+    assert stats.map(lambda s: 10 / s).median == pytest.approx((10 / 2 + 10 / 3) / 2)  # the middle two
+    calls: list[str] = []
+    times = harness.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then A B, B A, A B
+    assert [len(v) for v in times.values()] == [3, 3]
+
+
+def test_markdown_and_table_show_every_figure() -> None:
+    result = harness.BenchResult(
+        name="demo",
+        ours=2.0,
+        baseline=1.0,
+        unit="tokens/s",
+        ratio=2.0,
+        target=">= 1.5x",
+        passed=True,
+        ours_stats=harness.Stats.of([1.9, 2.0, 2.1]),
+        baseline_stats=harness.Stats.of([1.0]),
+        figures=[harness.Figure("extra", 7.0, "ms", None, "<= 5 ms", False)],
+    )
+    text = harness.markdown_report(
+        [result], harness.machine_info(), quick=True, command="gptviz bench --quick"
+    )
+    assert "| demo | 2.00 tokens/s | 1.00 tokens/s | 2.00x | >= 1.5x | pass |" in text
+    assert "1.90 / 2.00 / 2.10 tokens/s" in text
+    assert "| extra | 7.00 ms | <= 5 ms | MISS |" in text
+    assert "load average" in text
+    table = harness.summary_table([result])
+    assert "MISS" in table and "demo" in table
+
+
+def test_book_model_gets_our_weights_and_agrees() -> None:
+    ours, book = make_pair(TINY)
+    idx = torch.tensor([[15496, 11, 314, 716]])  # (1, 4) "Hello, I am"
+    with torch.no_grad():
+        assert torch.allclose(ours(idx), book(idx), atol=1e-5)  # (1, 4, V)
+    expected = generate_greedy(ours, idx, 10)  # (1, 14)
+    assert torch.equal(generate_text_simple(book, idx, 10, TINY.context_length), expected)
+    assert book.out_head.weight.data_ptr() != book.tok_emb.weight.data_ptr()  # the book's head is untied
+
+
+def test_select_refuses_unknown_names() -> None:
+    assert runner.select(None) == list(runner.BENCHMARKS)
+    assert runner.select(["startup", "generation"]) == ["generation", "startup"]
+    with pytest.raises(ConfigError, match="unknown benchmark 'nope'"):
+        runner.select(["nope"])
+
+
+# ------------------------------------------------------------------------------------------ benchmarks
+
+
+def test_generation_tiny() -> None:
+    result = generation.run(generation.GenerationSizes(TINY, new_tokens=6, repeats=1))
+    data = result.to_dict()
+    _check_headline(data, "tokens/s")
+    assert data["ratio"] == pytest.approx(data["ours"] / data["baseline"])
+    ceiling = next(f for f in result.figures if f.name == "per-token time / ceiling")
+    assert ceiling.target == "<= 1.25x" and ceiling.value > 0
+    assert result.details["agreeing_tokens"] == 6  # same weights, same greedy ids
+
+
+def test_training_tiny() -> None:
+    case = training.TrainCase(TINY, batch_size=2, steps_per_round=1, repeats=1)
+    result = training.run(training.TrainingSizes((case,)))
+    _check_headline(result.to_dict(), "tokens/s")
+    assert result.ratio == pytest.approx(result.ours / result.baseline)
+    mfu = next(f for f in result.figures if f.name.endswith("MFU ours"))
+    assert mfu.unit == "%" and mfu.target == ">= 60%" and mfu.value > 0
+    # Same weights and batch (dropout is off in TINY): the first losses agree, near ln(V) for a fresh model.
+    losses = result.details["first_losses"]["t ctx 32 batch 2"]
+    assert losses["ours"] == pytest.approx(losses["book"], abs=1e-4)
+    assert losses["ours"] == pytest.approx(math.log(TINY.vocab_size), abs=0.2)
+
+
+def test_flops_per_token_formula() -> None:
+    cfg = GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=3)
+    params = 10_000
+    assert training.flops_per_token(cfg, 8, params) == 6 * (params - 8 * 16) + 12 * 3 * 8 * 16
+
+
+def test_capture_tiny() -> None:
+    result = capture.run(capture.CaptureSizes(TINY, tokens=16, repeats=1, measure_memory_at_full_size=False))
+    _check_headline(result.to_dict(), "s")
+    assert result.ratio == pytest.approx(result.ours / result.baseline)
+    memory = next(f for f in result.figures if f.name.startswith("snapshot memory"))
+    assert memory.value == pytest.approx(mib(snapshot_nbytes(2, 4, 1024, 32)))
+    naive = next(f for f in result.figures if f.name == "naive all-heads fp32 attention")
+    assert naive.value == pytest.approx(2 * 4 * 1024 * 1024 * 4 / 2**20)
+    details = result.details
+    assert details["captured"] == details["taps"] > 0  # every tap recorded something
+    assert details["snapshot_bytes"] == details["snapshot_bytes_formula"]  # measured == shape formula
+    assert capture.naive_attention_bytes(GPTConfig(), 1024) == 576 * 2**20
+
+
+def test_gui_tiny(tmp_path) -> None:
+    sizes = gui.GuiSizes(
+        lag_seconds=0.3,
+        redraw_repeats=1,
+        loss_points=300,
+        overview_layers=2,
+        overview_heads=2,
+        overview_tokens=16,
+        session_cfg=TINY,
+        train_batch=2,
+        train_context=16,
+    )
+    result = gui.run(sizes)
+    data = result.to_dict()
+    assert data["unit"] == "ms" and data["ratio"] is None and data["ours"] >= 0
+    names = [f["name"] for f in data["figures"]]
+    assert "attention overview redraw, 2x2 heads at 16 tokens" in names
+    assert "loss plot redraw, 300 points" in names
+    assert all(f["value"] >= 0 for f in data["figures"])
+
+
+def test_startup_probe_reports_paint_and_ready(tmp_path) -> None:
+    painted, ready = startup.launch_app(str(tmp_path))
+    assert 0 < painted < 150 and 0 < ready < 150
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def test_cli_json_and_markdown(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(generation, "QUICK", generation.GenerationSizes(TINY, new_tokens=3, repeats=1))
+    out = tmp_path / "docs" / "bench.md"
+    code = cli.main(["bench", "--quick", "--only", "generation", "--json", "--out", str(out)])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"generation", "machine", "quick"}
+    assert data["quick"] is True
+    gen = data["generation"]
+    assert gen["unit"] == "tokens/s" and gen["ratio"] == pytest.approx(gen["ours"] / gen["baseline"])
+    text = out.read_text(encoding="utf-8")
+    assert "## generation" in text and "gptviz bench --quick --only generation" in text
+
+
+def test_cli_refuses_unknown_benchmark(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--only", "nope", "--no-write"])
+    assert "invalid choice" in capsys.readouterr().err

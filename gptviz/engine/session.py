@@ -500,9 +500,8 @@ class Session:
 
     def _weights_changed(self) -> None:
         """The generator's KV cache holds keys of the old weights: make it recompute from the start."""
-        cache = getattr(self.generator, "_cache", None)
-        if cache is not None:
-            cache.reset()
+        if self.generator is not None:
+            self.generator.invalidate_cache()
 
     # ---------------------------------------------------------------------------------- following a run
 

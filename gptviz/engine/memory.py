@@ -166,10 +166,13 @@ def check_fits(
     context: int,
     device: str | torch.device = "cpu",
     available: int | None = None,
+    weights_allocated: bool = False,
 ) -> MemoryEstimate:
     """Refuse (ConfigError, with the numbers) a model that will not fit, before anything is allocated.
 
     Call it before building the model (`GPTModel(cfg)`), loading weights, or starting a training run.
+    `weights_allocated=True` says the model already exists on `device` (e.g. a Trainer given a model): its
+    weights are counted in the estimate but have already left the free memory, so they are added back.
     `available` overrides the measured free memory (tests). Setting GPTVIZ_SKIP_MEMORY_CHECK=1 turns the
     refusal off; the estimate is still returned.
     """
@@ -177,6 +180,8 @@ def check_fits(
     if os.environ.get(SKIP_ENV) == "1":
         return estimate
     room = available if available is not None else available_memory(device)
+    if weights_allocated:
+        room += estimate.weights
     if estimate.total > USABLE_FRACTION * room:
         what = "training" if training else "running"
         where = "GPU memory" if torch.device(device).type == "cuda" else "RAM"

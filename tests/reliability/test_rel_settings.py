@@ -129,6 +129,12 @@ def test_fits_or_not_against_a_given_amount_of_memory(monkeypatch) -> None:
         check_fits(cfg, training=True, batch_size=4, context=129, available=10 * need)
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         check_fits(cfg, training=True, batch_size=0, context=16, available=10 * need)
+    # A model that already exists has its weights out of the free memory already: they are added back.
+    weights = estimate_memory(cfg, training=True, batch_size=4, context=128).weights
+    room = int(need / memory.USABLE_FRACTION) + 1 - weights
+    with pytest.raises(ConfigError):
+        check_fits(cfg, training=True, batch_size=4, context=128, available=room)
+    check_fits(cfg, training=True, batch_size=4, context=128, available=room, weights_allocated=True)
     monkeypatch.setenv(SKIP_ENV, "1")
     assert check_fits(cfg, training=True, batch_size=4, context=128, available=1).total == need
 

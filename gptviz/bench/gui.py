@@ -166,7 +166,7 @@ def loss_plot_redraw(sizes: GuiSizes) -> Stats:
     pane = TrainingPane()
     pane.resize(900, 600)
     pane.show()
-    total = sizes.loss_points + sizes.redraw_repeats + 1
+    total = sizes.loss_points + 2 * sizes.redraw_repeats + 10  # the warm-up adds a point too
     noise = rng.normal(0.0, 0.05, total)
 
     def update(step: int) -> TrainingUpdate:

@@ -209,7 +209,9 @@ def run(sizes: TrainingSizes = FULL) -> BenchResult:
             "before and after the training runs."
         ],
         details={
-            "first_losses": {_label(c.case): {"ours": c.first_losses[0], "book": c.first_losses[1]} for c in cases},
+            "first_losses": {
+                _label(c.case): {"ours": c.first_losses[0], "book": c.first_losses[1]} for c in cases
+            },
             "flops_per_token": {_label(c.case): c.flops_token for c in cases},
             "matmul_flops": peak.median,
         },

@@ -186,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
 
     from gptviz.data import read_corpus_ids, split_ids
     from gptviz.engine.distributed import any_rank, barrier, init_distributed, shutdown
+    from gptviz.engine.memory import check_fits
     from gptviz.engine.rundir import ensure_fresh_run_dir
-    from gptviz.engine.trainer import Trainer, TrainSettings
+    from gptviz.engine.trainer import Trainer, TrainSettings, resolve_device
     from gptviz.model.gpt import GPTModel
     from gptviz.tokenizer import default_tokenizer
 
@@ -229,6 +230,14 @@ def run(args: argparse.Namespace) -> int:
                 if args.context <= 0:
                     raise ConfigError(f"--context must be a positive integer, got {args.context}")
                 cfg = cfg.replace(context_length=args.context)
+            # Refuse a model that cannot fit before reading the corpus or allocating anything.
+            check_fits(
+                cfg,
+                training=True,
+                batch_size=settings.batch_size,
+                context=settings.context_for(cfg),
+                device=resolve_device(settings.device, info),
+            )
             corpus = read_corpus_ids(args.corpus, tokenizer, lenient=args.lenient)
             if corpus.replacements:
                 progress.message(f"gptviz train: note: {corpus.replacements} undecodable bytes replaced")

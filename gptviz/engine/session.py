@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from gptviz.config import PRESETS, GPTConfig, preset
-from gptviz.data import BUILTIN, SlidingWindows, encode_corpus, load_corpus
+from gptviz.data import BUILTIN, SlidingWindows, read_corpus_ids
 from gptviz.engine.generator import Generator, GenStep
+from gptviz.engine.memory import check_fits
 from gptviz.engine.sampling import SamplingSettings
 from gptviz.errors import ConfigError, DataError, GptvizError
 from gptviz.model.gpt import GPTModel
@@ -192,7 +193,6 @@ class Session:
         self.seed = seed
         self.sampling = sampling or SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, seed=seed)
         self.prompt = prompt
-        self._corpus_text = ""
         self._corpus_ids = torch.zeros(0, dtype=torch.long)  # (N,)
         self.corpus: CorpusInfo | None = None
         self.generator: Generator | None = None
@@ -274,6 +274,7 @@ class Session:
     def new_model(self, preset_name: str | GPTConfig, seed: int | None = None) -> ModelInfo:
         """A freshly initialised model of a preset (or any config)."""
         cfg = preset(preset_name) if isinstance(preset_name, str) else preset_name
+        check_fits(cfg, training=False, batch_size=1, context=cfg.context_length, device=self.device)
         torch.manual_seed(self.seed if seed is None else seed)
         return self._set_model(GPTModel(cfg), "preset", "", f"{cfg.name} (untrained)")
 
@@ -304,15 +305,14 @@ class Session:
         )
 
     def load_corpus(self, source: str | os.PathLike, lenient: bool = False) -> CorpusInfo:
-        corpus = load_corpus(source, lenient=lenient)
-        ids = encode_corpus(self.tokenizer, corpus.text)  # (N,)
-        self._corpus_text = corpus.text
+        corpus = read_corpus_ids(source, self.tokenizer, lenient=lenient)  # streamed: memory ~ the ids
+        ids = corpus.ids  # (N,)
         self._corpus_ids = ids
         self.corpus_source = str(source)
         self.corpus = CorpusInfo(
             name=corpus.name,
             path=str(source),
-            n_chars=len(corpus.text),
+            n_chars=corpus.n_chars,
             n_tokens=int(ids.numel()),
             replacements=corpus.replacements,
         )

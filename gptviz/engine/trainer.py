@@ -34,6 +34,7 @@ from torch import nn
 from gptviz.config import GPTConfig
 from gptviz.data import SlidingWindows, read_corpus_ids, split_ids
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, all_reduce_sum, barrier, shard
+from gptviz.engine.memory import check_fits
 from gptviz.engine.probe import ProbeRecord, make_probe, probe_prompt_ids, truncate_probes, write_probe
 from gptviz.engine.rundir import (
     JsonlWriter,
@@ -263,6 +264,14 @@ class Trainer:
         _resume_state: dict[str, Any] | None = None,
     ) -> None:
         settings.check_model(model.cfg)
+        check_fits(
+            model.cfg,
+            training=True,
+            batch_size=settings.batch_size,
+            context=settings.context_for(model.cfg),
+            device=resolve_device(settings.device, dist_info),
+            weights_allocated=True,
+        )
         self.settings = settings
         self.tokenizer = tokenizer or default_tokenizer()
         self.dist = dist_info

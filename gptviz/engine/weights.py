@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gptviz.config import GPTConfig
+from gptviz.engine.memory import check_fits
 from gptviz.errors import ConfigError, WeightsError
 from gptviz.model.gpt import GPTModel
 
@@ -238,6 +239,7 @@ def load_checkpoint(
     """Load a checkpoint directory as an fp32 model in eval mode, plus its meta dict."""
     path = resolve_checkpoint_dir(directory)
     cfg = read_checkpoint_config(path)
+    check_fits(cfg, training=False, batch_size=1, context=cfg.context_length, device=device)
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except FileNotFoundError:
@@ -247,7 +249,14 @@ def load_checkpoint(
     model = empty_model(cfg)
     load_state_into(model, state, str(path / WEIGHTS_FILE))
     model.to(device).eval()
-    return model, read_checkpoint_meta(path)
+    meta = read_checkpoint_meta(path)
+    notes: list[str] = []
+    _check_finite(state, path / WEIGHTS_FILE, notes)
+    for note in notes:  # loaded, but the user should know: NaN weights give NaN logits
+        log.warning(note)
+    if notes:
+        meta["warnings"] = notes
+    return model, meta
 
 
 def load_trainer_state(directory: str | os.PathLike) -> dict[str, Any] | None:

@@ -34,5 +34,17 @@ screenshots: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m gptviz bench
 
+# The bundled demo model: trained by this repo's own `gptviz train` on the built-in corpus, then only the
+# weights (fp16), config, metrics and probes are kept (the optimizer state would be 90 MB).
+DEMO_TRAIN_ARGS = --corpus builtin --preset tiny --steps 600 --batch-size 8 --lr 2e-3 --warmup 50 --cosine \
+	--eval-freq 50 --eval-iter 5 --seed 123 --save-dtype float16
+demo-model: $(VENV)/.installed
+	rm -rf runs/demo
+	$(VENV)/bin/gptviz train $(DEMO_TRAIN_ARGS) --out runs/demo
+	rm -rf resources/demo-model && mkdir -p resources/demo-model
+	cp runs/demo/checkpoint/model.safetensors runs/demo/checkpoint/config.json resources/demo-model/
+	cp runs/demo/metrics.jsonl runs/demo/settings.json resources/demo-model/
+	cp -r runs/demo/probes resources/demo-model/probes
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

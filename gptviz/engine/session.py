@@ -281,9 +281,12 @@ class Session:
     def save_checkpoint(self, directory: str | os.PathLike) -> Path:
         from gptviz.engine.weights import save_checkpoint
 
-        if self.trainer is not None and hasattr(self.trainer, "save"):
-            return Path(self.trainer.save(directory))
-        return save_checkpoint(self.model, directory, meta={"name": self.model_name})
+        meta: dict[str, Any] = {"name": self.model_name}
+        trainer_state = None
+        if self.trainer is not None:  # mid-run (paused or between steps): keep what a resume needs
+            trainer_state = self.trainer.state_dict()
+            meta.update(step=self.trainer.step_count, tokens_seen=self.trainer.tokens_seen)
+        return save_checkpoint(self.model, directory, trainer_state=trainer_state, meta=meta)
 
     @staticmethod
     def presets() -> list[str]:

@@ -139,7 +139,10 @@ class Worker(QObject):
         self._model_changed(request)
 
     def cmd_save_checkpoint(self, request: int, channel: str, path: str) -> None:
-        saved = self.session.save_checkpoint(path)
+        try:
+            saved = self.session.save_checkpoint(path)
+        except OSError as exc:  # disk full, read-only: the OS's reason; the save left the old files alone
+            raise GptvizError(f"could not save the checkpoint to {path}: {exc.strerror or exc}") from None
         self.result.emit(request, SAVED, str(saved))
 
     def cmd_load_corpus(self, request: int, channel: str, path: str, lenient: bool = False) -> None:
@@ -265,9 +268,14 @@ class Worker(QObject):
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             self.training = "idle"
+            try:
+                self.session.stop_training()  # back to eval mode: dropout must not leak into generation
+            except Exception:  # noqa: BLE001 - the step's error is the one to show
+                traceback.print_exc()
             self.result.emit(WORKER_ORIGIN, TRAIN_STATE, "idle")
             self.error.emit("training", _message(exc))
             self.activity.emit("")
+            self.progress.emit(0, 0)
             return
         self.result.emit(WORKER_ORIGIN, TRAINING, update)
         self.activity.emit(f"training step {update.step}/{update.total_steps}")

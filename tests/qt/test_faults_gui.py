@@ -391,3 +391,46 @@ def test_followed_run_whose_writer_is_killed_mid_line(main_window, qtbot, sessio
     qtbot.waitUntil(lambda: training.train_curve.getData()[0].tolist() == list(range(1, 9)), timeout=20_000)
     assert training.train_curve.getData()[1][-2:].tolist() == [2.5, 2.5]
     window.stop_following()
+
+
+# ------------------------------------------------------------------------------ bounded plot history
+
+
+def test_curve_history_is_bounded_and_uniformly_downsampled():
+    from gptviz.qt.panes.training import MAX_CURVE_POINTS, CurveBuffer
+
+    buffer = CurveBuffer(max_points=1000)
+    for step in range(1, 100_001):
+        buffer.append(step, 2.0 * step)
+        assert buffer.n <= 1000
+    x, y = buffer.view()
+    assert buffer.stride == 128 and buffer.n == 783 and buffer.x.shape[0] == 1000
+    assert x[0] == 1 and x[-1] == 100_000  # the first and the newest point are always shown
+    assert np.all(np.diff(x[:-1]) == 128) and np.all(y == 2.0 * x)  # uniform, and x still matches y
+    buffer.clear()
+    buffer.append(5, 1.0)
+    assert buffer.view()[0].tolist() == [5] and buffer.stride == 1
+    assert CurveBuffer().max_points == MAX_CURVE_POINTS == 10_000
+
+
+def test_training_pane_keeps_a_bounded_number_of_points(qtbot):
+    from gptviz.engine.session import TrainingUpdate
+    from gptviz.engine.trainer import StepResult
+    from gptviz.qt.panes.training import MAX_CURVE_POINTS, TrainingPane
+
+    pane = TrainingPane()
+    qtbot.addWidget(pane)
+    total = 3 * MAX_CURVE_POINTS
+    for step in range(1, total + 1):
+        evaluated = step % 10 == 0
+        result = StepResult(
+            step=step, epoch=0, tokens_seen=64 * step, train_loss=5.0, val_loss=5.5 if evaluated else None,
+            train_eval_loss=5.0 if evaluated else None, perplexity=None, lr=1e-3, grad_norm=1.0,
+            tokens_per_s=1.0, elapsed_s=float(step), total_steps=total, eta_s=0.0, done=False,
+        )  # fmt: skip
+        pane.add_update(TrainingUpdate(result=result, new_probes=(), batch_tokens=64, corpus_name="c"))
+    pane.refresh()
+    counts = pane.point_counts()
+    assert max(counts.values()) <= MAX_CURVE_POINTS and counts["val"] == total // 10  # 3,000: not thinned
+    steps = pane.train_curve.getData()[0]
+    assert len(steps) == counts["train"] and steps[0] == 1 and steps[-1] == total

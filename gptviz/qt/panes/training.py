@@ -40,24 +40,69 @@ from gptviz.qt.widgets.heatmap import HeatmapView
 CURRENT_MODEL = "current model"
 
 
-class CurveBuffer:
-    """x/y values in preallocated arrays that double when full; `view()` hands out the filled part."""
+MAX_CURVE_POINTS = 10_000  # a curve keeps at most this many points, however long the run
 
-    def __init__(self, capacity: int = 1024) -> None:
+
+class CurveBuffer:
+    """x/y values in preallocated arrays that double when full; `view()` hands out the filled part.
+
+    The history is bounded: when `max_points` are kept, every second point is dropped and from then on only
+    every `stride`-th appended point is kept (uniformly downsampled, oldest to newest), so hours of training
+    hold and redraw a few thousand points. The newest point is always shown, kept or not.
+    """
+
+    def __init__(self, capacity: int = 1024, max_points: int = MAX_CURVE_POINTS) -> None:
+        if max_points < 2:
+            raise ValueError(f"max_points must be at least 2, got {max_points}")
+        capacity = max(1, min(capacity, max_points))
         self.x = np.empty(capacity, dtype=np.float64)
         self.y = np.empty(capacity, dtype=np.float64)
-        self.n = 0
+        self.max_points = max_points
+        self.stride = 1  # keep every stride-th appended point
+        self._kept = 0
+        self._seen = 0  # points appended since the last clear()
+        self._tail = False  # x[_kept] holds the newest point, which the stride does not keep
+
+    @property
+    def n(self) -> int:
+        """Points shown: the kept ones plus the newest when it is not one of them."""
+        return self._kept + self._tail
 
     def append(self, x: float, y: float) -> None:
-        if self.n == self.x.shape[0]:
-            self.x = np.concatenate([self.x, np.empty_like(self.x)])  # (2C,)
-            self.y = np.concatenate([self.y, np.empty_like(self.y)])  # (2C,)
-        self.x[self.n] = x
-        self.y[self.n] = y
-        self.n += 1
+        if self._kept == self.x.shape[0]:
+            size = min(2 * self.x.shape[0], self.max_points)
+            self.x = np.concatenate([self.x, np.empty(size - self.x.shape[0])])  # (size,)
+            self.y = np.concatenate([self.y, np.empty(size - self.y.shape[0])])  # (size,)
+        index = self._seen
+        self._seen += 1
+        self.x[self._kept] = x
+        self.y[self._kept] = y
+        if index % self.stride:
+            self._tail = True
+            return
+        self._tail = False
+        self._kept += 1
+        if self._kept == self.max_points:
+            self._decimate()
+
+    def _decimate(self) -> None:
+        """Keep every second point (appended indices 0, 2s, 4s, ...) and double the stride."""
+        last = self._kept - 1
+        newest = self.x[last], self.y[last]
+        kept = (self._kept + 1) // 2
+        self.x[:kept] = self.x[: self._kept : 2].copy()  # (kept,)
+        self.y[:kept] = self.y[: self._kept : 2].copy()  # (kept,)
+        self._kept = kept
+        self.stride *= 2
+        self._tail = last % 2 == 1  # the newest point was dropped: show it as the tail
+        if self._tail:
+            self.x[kept], self.y[kept] = newest
 
     def clear(self) -> None:
-        self.n = 0
+        self._kept = 0
+        self._seen = 0
+        self.stride = 1
+        self._tail = False
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         return self.x[: self.n], self.y[: self.n]
@@ -116,6 +161,7 @@ class TrainingPane(QWidget):
         super().__init__(parent)
         self.state = "idle"
         self.following: str | None = None
+        self.history: str | None = None  # label of the loaded model's history while the pane shows it
         self.train_curve_data = CurveBuffer()
         self.eval_curve_data = CurveBuffer()
         self.val_curve_data = CurveBuffer()
@@ -264,6 +310,13 @@ class TrainingPane(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("%v / %m steps (%p%)")
+        self.history_label = QLabel()
+        self.history_label.setObjectName("history_label")
+        self.history_label.setWordWrap(True)
+        self.history_label.setStyleSheet(
+            "background: #eef4fb; border: 1px solid #c6d8ee; border-radius: 3px; padding: 3px 6px"
+        )
+        self.history_label.hide()
         self.top_axis = TokensSeenAxis(self.tokens_data)
         self.plot = pg.PlotWidget(axisItems={"top": self.top_axis})
         self.plot.showAxis("top")
@@ -294,6 +347,7 @@ class TrainingPane(QWidget):
             curve.setClipToView(True)
         layout = QVBoxLayout(self.plot_box)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.history_label)
         layout.addLayout(grid)
         layout.addWidget(self.progress)
         layout.addWidget(self.plot, 1)
@@ -441,6 +495,28 @@ class TrainingPane(QWidget):
         self.latest = None
         self._probe_shown = -1
         self._dirty = True
+        self.history = None
+        self.history_label.hide()
+        self.follow_latest.setChecked(True)
+
+    def set_history(self, batch) -> None:
+        """Show how the loaded model was trained (a FollowBatch read once from its run files), or, with
+        None (a model without a record), take down a history shown before. A live run is left alone."""
+        if batch is None:
+            if self.history is not None:
+                self.clear()
+            return
+        if self.following or self.state != "idle":
+            return
+        self.clear()
+        self.add_follow(batch)
+        self.history = batch.label
+        self.history_label.setText(
+            f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained "
+            "(read once from its run files); Start trains on from here as a new run</span>"
+        )
+        self.history_label.setToolTip(batch.run_dir)
+        self.history_label.show()
 
     def add_update(self, update) -> None:
         """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""

@@ -156,6 +156,37 @@ def model_bytes(model: GPTModel) -> int:
     return total
 
 
+def history_dir_for(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """Where a checkpoint's training was recorded: the checkpoint directory itself when its run's
+    metrics.jsonl was copied beside the weights (the demo model), or the run directory around a run's
+    checkpoint/ folder; None when neither has a metrics.jsonl."""
+    from gptviz.engine.rundir import CHECKPOINT_DIR, metrics_path
+
+    path = Path(checkpoint_dir)
+    candidates = [path, path.parent] if path.name == CHECKPOINT_DIR else [path]
+    for candidate in candidates:
+        if metrics_path(candidate).is_file():
+            return candidate
+    return None
+
+
+def run_is_finished(run_dir: str | os.PathLike) -> bool:
+    """True when a run directory's checkpoint holds its last step (settings' total_steps): nothing more will
+    be written, so opening it shows the model and its history once instead of following a static folder.
+    Reads two small JSON files, never the metrics."""
+    import json
+
+    from gptviz.engine.rundir import SETTINGS_FILE, checkpoint_path
+
+    try:
+        settings = json.loads((Path(run_dir) / SETTINGS_FILE).read_text(encoding="utf-8"))
+        config = json.loads((checkpoint_path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        total, step = int(settings["total_steps"]), int(config["meta"]["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return step >= total > 0
+
+
 def process_rss_bytes() -> int:
     """Resident memory of this process (Linux /proc; 0 where that is unavailable)."""
     try:
@@ -214,6 +245,7 @@ class Session:
             try:
                 model, meta = load_checkpoint(demo_dir, self.device)
                 self._set_model(model, "demo", str(demo_dir), str(meta.get("name") or "demo"))
+                self._set_history(demo_dir, meta)
                 return
             except GptvizError as exc:
                 note = f"demo model unreadable ({exc}): using a freshly initialised tiny model"
@@ -231,7 +263,14 @@ class Session:
         self.model_note = note
         self.trainer = None
         self.generator = None
+        self.history_dir: Path | None = None
+        self._history_meta: dict[str, Any] = {}
         return self.info()
+
+    def _set_history(self, checkpoint_dir: Path, meta: dict[str, Any]) -> None:
+        """Remember where the loaded checkpoint's training was recorded (see `model_history`)."""
+        self.history_dir = history_dir_for(checkpoint_dir)
+        self._history_meta = dict(meta)
 
     def info(self) -> ModelInfo:
         cfg = self.model.cfg
@@ -260,7 +299,48 @@ class Session:
             path = path / "checkpoint"
         model, meta = load_checkpoint(path, self.device)
         name = str(meta.get("name") or path.name if path.name != "checkpoint" else path.parent.name)
-        return self._set_model(model, "checkpoint", str(path), name)
+        info = self._set_model(model, "checkpoint", str(path), name)
+        self._set_history(path, meta)
+        return info
+
+    def model_history(self) -> FollowBatch | None:
+        """How the loaded model was trained, read once from the run files beside its checkpoint.
+
+        The demo model keeps its run's metrics.jsonl and probes/ next to its weights; a run directory keeps
+        them around its checkpoint/. Records and probes after the checkpoint's step are left out (they
+        describe weights this model does not have). None when there is no record: a preset, an import, a
+        checkpoint saved on its own, a followed run (following shows that run), or unreadable files.
+        """
+        if self.history_dir is None:
+            return None
+        from gptviz.engine.rundir import MetricsFollower, read_settings
+
+        path = self.history_dir
+        try:
+            settings: dict[str, Any] = dict(read_settings(path))
+        except DataError:
+            settings = {}  # a checkpoint with metrics but no settings.json: curves without the run's totals
+        try:
+            batch = self.poll_run(RunFollower(path, MetricsFollower(path), settings))
+        except (OSError, ValueError):
+            return None
+        if batch is None:
+            return None
+        last = self._history_meta.get("step")
+        records, probes = batch.records, batch.probes
+        if isinstance(last, int):
+            records = tuple(r for r in records if r["step"] <= last)
+            probes = tuple(p for p in probes if p.step <= last)
+        if not records:
+            return None
+        steps = int(records[-1]["step"])
+        total = max(steps, int(settings.get("total_steps") or 0))
+        corpus = (settings.get("corpus") or {}).get("name") or self._history_meta.get("corpus") or ""
+        label = f"history of {self.model_name}: {steps:,}" + (f" of {total:,}" if total > steps else "")
+        label += " steps" + (f" on {corpus}" if corpus else "")
+        return dataclasses.replace(
+            batch, records=records, probes=probes, restart=False, total_steps=total, label=label
+        )
 
     def import_weights(self, source: str | os.PathLike, n_heads: int | None = None) -> ModelInfo:
         """GPT-2 weights from a Hugging Face folder/file, the book's .pth, or a gptviz checkpoint."""
@@ -521,6 +601,7 @@ class Session:
         if (checkpoint_path(path) / "config.json").is_file():
             self.load_checkpoint(checkpoint_path(path))
             self.model_name = f"{path.name} (followed)"
+            self.history_dir = None  # the follower shows this run, live
         return follower
 
     def poll_run(self, follower: RunFollower) -> FollowBatch | None:
@@ -600,3 +681,4 @@ class FollowBatch:
     probes: tuple  # ProbeRecord
     restart: bool  # the file was cut back or replaced: clear the curves first
     total_steps: int
+    label: str = ""  # set for a loaded model's history (read once): "history of demo: 600 steps on …"

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
-from gptviz.engine.session import process_rss_bytes
+from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.qt import worker as w
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
@@ -352,6 +352,8 @@ class MainWindow(QMainWindow):
             self.training_pane.add_update(payload)
         elif channel == w.FOLLOW:
             self.training_pane.add_follow(payload)
+        elif channel == w.HISTORY:
+            self.training_pane.set_history(payload)
         elif channel == w.TRAIN_STATE:
             self.training_pane.set_state(str(payload))
         elif channel == w.PLAY_STATE:
@@ -435,7 +437,8 @@ class MainWindow(QMainWindow):
             ):
                 self.import_weights(path)
             elif (path / "settings.json").is_file() and (path / "metrics.jsonl").exists():
-                self.follow(path)
+                # A finished run will not change: open its model with its history, read once.
+                (self.open_checkpoint if run_is_finished(path) else self.follow)(path)
             elif (path / "config.json").is_file() and (path / "model.safetensors").is_file():
                 self._open_checkpoint_or_import(path)
             elif (path / "checkpoint" / "config.json").is_file():
@@ -462,11 +465,15 @@ class MainWindow(QMainWindow):
         self._rebuild_recent()
 
     def open_checkpoint(self, path: str | os.PathLike) -> None:
+        if self._follow_dir:
+            self.stop_following()  # the followed run's model is being replaced
         self.host.submit("load_checkpoint", path=str(path))
         self.settings.add_recent("checkpoint", path)
         self._rebuild_recent()
 
     def import_weights(self, path: str | os.PathLike) -> None:
+        if self._follow_dir:
+            self.stop_following()
         self.host.submit("import_weights", path=str(path))
         self.settings.add_recent("import", path)
         self._rebuild_recent()

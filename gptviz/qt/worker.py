@@ -33,6 +33,7 @@ TRAIN_STATE = "train_state"
 PLAY_STATE = "play_state"
 SAVED = "saved"
 FOLLOW = "follow"
+HISTORY = "history"  # the loaded model's own training history (FollowBatch with a label), or None
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
 
@@ -73,6 +74,7 @@ class Worker(QObject):
             self.activity.emit("")
             return
         self._emit_model()
+        self._emit_history()
         if self.session.corpus is not None:
             self.result.emit(WORKER_ORIGIN, CORPUS, self.session.corpus)
         self._emit_generation()
@@ -122,7 +124,13 @@ class Worker(QObject):
         self.result.emit(request, TRAIN_STATE, "idle")
         self.result.emit(request, PLAY_STATE, False)
         self._emit_model()
+        self._emit_history(request)
         self._emit_generation()
+
+    def _emit_history(self, request: int = WORKER_ORIGIN) -> None:
+        """Read once per model change: a model loaded with its run's files shows how it was trained."""
+        history = getattr(self.session, "model_history", None)
+        self.result.emit(request, HISTORY, history() if history is not None else None)
 
     # ---------------------------------------------------------------------------------------- commands
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +116,82 @@ def test_save_and_load_checkpoint_round_trip(session, tmp_path):
 def test_bad_device_is_a_config_error(tiny_model):
     with pytest.raises(ConfigError):
         Session(model=tiny_model, device="tpu", corpus=None)
+
+
+# ------------------------------------------------------------------------------ a loaded model's history
+
+
+def _train_run(session, run_dir, steps: int = 3, eval_freq: int = 2):
+    """A real run directory (settings.json, metrics.jsonl, checkpoint/, probes/) from the Trainer."""
+    from gptviz.data import split_ids
+    from gptviz.engine.trainer import Trainer
+
+    train_ids, val_ids = split_ids(session.corpus_ids, 0.1)  # (N_train,), (N_val,)
+    settings = TrainSettings(
+        steps=steps, batch_size=2, context=16, eval_freq=eval_freq, eval_iter=1, probe_tokens=2
+    )
+    corpus = {"name": "c.txt", "source": session.corpus.path}
+    trainer = Trainer(session.model, session.tokenizer, train_ids, val_ids, settings, run_dir, corpus=corpus)
+    for _ in range(steps):
+        trainer.step()
+    trainer.close()
+    return run_dir
+
+
+def _pack_like_the_demo(run_dir, out):
+    """What `make demo-model` keeps: weights and config, plus the run's metrics, settings and probes."""
+    import shutil
+
+    out.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(run_dir / "checkpoint" / name, out / name)
+    for name in ("metrics.jsonl", "settings.json"):
+        shutil.copy(run_dir / name, out / name)
+    shutil.copytree(run_dir / "probes", out / "probes")
+    return out
+
+
+def test_a_run_directory_opened_as_a_checkpoint_brings_its_history(session, tmp_path):
+    from gptviz.engine.session import run_is_finished
+
+    run = _train_run(session, tmp_path / "run")
+    assert run_is_finished(run)
+    assert session.model_history() is None  # an injected model has no record
+    session.load_checkpoint(run)
+    history = session.model_history()
+    assert [r["step"] for r in history.records] == [1, 2, 3]
+    assert [r["val_loss"] is not None for r in history.records] == [True, True, True]
+    assert [p.step for p in history.probes] == [0, 1, 2, 3]
+    assert history.probes[-1].attention.shape == (2, 4, 4, 4)  # (L, H, T, T) of "Every effort moves you"
+    assert history.total_steps == 3 and not history.restart
+    assert history.label == "history of run: 3 steps on c.txt"
+    assert session.model_history().records == history.records  # read again, the same (nothing followed)
+    session.new_model(session.model.cfg)
+    assert session.model_history() is None
+
+
+def test_the_demo_layout_brings_its_history_up_to_the_checkpoints_step(session, tmp_path, corpus_file):
+    run = _train_run(session, tmp_path / "run", steps=4, eval_freq=2)
+    demo = _pack_like_the_demo(run, tmp_path / "demo")
+    # Lines a run wrote after the checkpoint describe other weights: they are not this model's history.
+    config = json.loads((demo / "config.json").read_text())
+    config["meta"]["step"] = 2
+    (demo / "config.json").write_text(json.dumps(config))
+    s = Session(demo_dir=demo, corpus=None)
+    history = s.model_history()
+    assert s.info().source == "demo"
+    assert [r["step"] for r in history.records] == [1, 2]
+    assert [p.step for p in history.probes] == [0, 1, 2]
+    assert history.label == "history of demo: 2 of 4 steps on c.txt" and history.total_steps == 4
+
+
+def test_a_checkpoint_without_run_files_or_a_followed_run_has_no_history(session, tmp_path):
+    from gptviz.engine.session import run_is_finished
+
+    session.load_checkpoint(session.save_checkpoint(tmp_path / "alone"))
+    assert session.model_history() is None
+    run = _train_run(session, tmp_path / "run")
+    follower = session.follow_run(run)
+    assert session.model_history() is None  # following shows the run live instead
+    assert [r["step"] for r in session.poll_run(follower).records] == [1, 2, 3]
+    assert not run_is_finished(tmp_path / "alone") and not run_is_finished(tmp_path / "missing")

@@ -98,3 +98,96 @@ def test_following_a_run_directory(pane, session, tmp_path, train_settings):
     assert [p.step for p in pane.probes] == [0, 1, 2, 3]
     assert not pane.start_button.isEnabled()
     assert session.poll_run(follower) is None  # nothing new
+
+
+# ------------------------------------------------------------------------------ the loaded model's history
+
+
+def _packed_run(session, tmp_path, train_settings):
+    """A run trained by the Trainer, packed like `make demo-model` (weights + metrics + settings + probes)."""
+    import shutil
+
+    run = tmp_path / "run"
+    train_ids, val_ids = split_ids(session.corpus_ids, 0.1)
+    corpus = {"name": "small.txt", "source": session.corpus.path}
+    settings = train_settings(steps=3, eval_freq=2)
+    trainer = Trainer(session.model, session.tokenizer, train_ids, val_ids, settings, run, corpus=corpus)
+    for _ in range(3):
+        trainer.step()
+    trainer.close()
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(run / "checkpoint" / name, demo / name)
+    for name in ("metrics.jsonl", "settings.json"):
+        shutil.copy(run / name, demo / name)
+    shutil.copytree(run / "probes", demo / "probes")
+    return run, demo
+
+
+def test_the_app_opens_with_the_demo_models_history_then_a_new_run_replaces_it(
+    qtbot, session, small_corpus, tmp_path, train_settings
+):
+    from gptviz.engine.session import Session
+    from gptviz.qt.main_window import MainWindow
+
+    _run, demo = _packed_run(session, tmp_path, train_settings)
+    window = MainWindow(lambda: Session(demo_dir=demo, corpus=small_corpus), startup_tokens=0)
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.host.ready, timeout=30_000):
+        window.show()
+    pane = window.training_pane
+    try:
+        qtbot.waitUntil(lambda: pane.history is not None, timeout=20_000)
+        window.redraw()
+        assert pane.point_counts() == {"train": 3, "train_eval": 3, "val": 3}
+        assert pane.train_curve.getData()[0].tolist() == [1, 2, 3]
+        assert pane.slider.maximum() == 3 and len(pane.probes) == 4  # probes at steps 0, 1, 2, 3
+        assert pane.probe_label.text().startswith("probe 4 of 4 · step 3")
+        assert pane.heatmap.matrix.shape == (4, 4)
+        assert pane.history == "history of demo: 3 steps on small.txt"
+        assert pane.history_label.isVisible() and "history of demo" in pane.history_label.text()
+        assert pane.stats["step"].text() == "3 / 3"
+        # Read once: nothing polls the static folder.
+        assert not window.follow_timer.isActive() and window.watcher.files() == []
+        assert pane.start_button.isEnabled()
+
+        # Start a new run from the pane: the history goes, the new run is plotted from step 1.
+        pane.steps.setValue(2)
+        pane.batch_size.setValue(2)
+        pane.context.setValue(16)
+        pane.eval_freq.setValue(1)
+        pane.eval_iter.setValue(1)
+        pane.start_button.click()
+        assert pane.history is None and not pane.history_label.isVisible()
+        qtbot.waitUntil(lambda: pane.state == "running", timeout=20_000)
+        qtbot.waitUntil(lambda: pane.state == "idle", timeout=60_000)
+        window.redraw()
+        assert pane.train_curve.getData()[0].tolist() == [1, 2]
+        assert [p.step for p in pane.probes] == [0, 1, 2] and pane.slider.maximum() == 2
+        assert pane.stats["step"].text() == "2 / 2"
+        assert window.errors == []
+    finally:
+        window.close()
+
+
+def test_opening_a_finished_run_directory_shows_its_history_without_following(
+    main_window, qtbot, session, tmp_path, train_settings
+):
+    run, _demo = _packed_run(session, tmp_path, train_settings)
+    window = main_window
+    pane = window.training_pane
+    qtbot.waitUntil(lambda: window.generation_pane.view is not None, timeout=20_000)
+    assert pane.history is None  # the injected model has no record
+    window.open_path(run)
+    qtbot.waitUntil(lambda: pane.history is not None, timeout=20_000)
+    window.redraw()
+    assert pane.history == "history of run: 3 steps on small.txt"
+    assert pane.train_curve.getData()[0].tolist() == [1, 2, 3] and pane.slider.maximum() == 3
+    assert window.model_info.source == "checkpoint" and pane.following is None
+    assert not window.follow_timer.isActive()
+    # A model without a record (a new preset) takes the history down.
+    window.host.submit("new_model", preset="tiny")
+    qtbot.waitUntil(lambda: pane.history is None, timeout=30_000)
+    window.redraw()
+    assert pane.point_counts() == {"train": 0, "train_eval": 0, "val": 0} and pane.slider.maximum() == 0

@@ -212,27 +212,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def matmul_flops(size: int = 1024, seconds: float = 1.0) -> Stats:
-    """fp32 matmul FLOP/s of this process's torch threads (2 n^3 per n x n product), a few timed bursts.
-
-    Used as the denominator of model FLOPs utilisation, measured in the same run as the training figures.
-    """
-    import torch
-
-    a = torch.randn(size, size)  # (n, n)
-    b = torch.randn(size, size)  # (n, n)
-    out = torch.empty(size, size)  # (n, n)
-    torch.mm(a, b, out=out)  # warm-up: first call picks kernels
-    flop = 2.0 * size**3
-    rates = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(rates) < 3:
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)  # (n, n)
-        rates.append(flop / (time.perf_counter() - start))
-    return Stats.of(rates)
-
-
 def fmt(value: float | None, unit: str = "") -> str:
     """Readable number: 3 significant digits, thousands separators, unit after."""
     if value is None:

@@ -272,8 +272,10 @@ def markdown_report(
     appendix: str = "",
 ) -> str:
     """docs/benchmarks.md: machine, versions, each figure as min / median / max, ratio, target, pass/miss."""
-    load = machine.get("load_average")
-    load_text = ", ".join(f"{x:.2f}" for x in load) if load else "unknown"
+
+    def load_text(load: Sequence[float] | None) -> str:
+        return ", ".join(f"{x:.2f}" for x in load) if load else "unknown"
+
     lines = ["# gptviz benchmarks", ""]
     if preface:
         lines += [preface.strip(), ""]
@@ -288,7 +290,8 @@ def markdown_report(
         f"| CPU | {machine.get('cpu')} |",
         f"| cores / torch threads | {machine.get('cores')} / {machine.get('torch_threads')} |",
         f"| memory | {machine.get('memory_gib') or 0:.1f} GiB |",
-        f"| load average (1, 5, 15 min) at the start | {load_text} |",
+        f"| load average (1, 5, 15 min) at the start | {load_text(machine.get('load_average'))} |",
+        f"| load average (1, 5, 15 min) at the end | {load_text(machine.get('load_average_end'))} |",
         f"| OS | {machine.get('os')} |",
         f"| Python / torch / numpy | {machine.get('python')} / {machine.get('torch')} / {machine.get('numpy')} |",
         f"| PySide6 / pyqtgraph | {machine.get('PySide6')} / {machine.get('pyqtgraph')} |",

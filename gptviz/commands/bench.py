@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptviz.bench.harness import machine_info, summary_table
+    from gptviz.bench.harness import load_average, machine_info, summary_table
     from gptviz.bench.runner import as_json, run_benchmarks, select, write_markdown
 
     names = select(args.only)
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             "[bench] quick run: smaller sizes and fewer repeats (see each setup line)", file=log, flush=True
         )
     results = run_benchmarks(names, quick=args.quick, log=log)
+    machine["load_average_end"] = load_average()
     command = "gptviz bench " + " ".join(shlex.quote(a) for a in _argv_of(args))
     if not args.no_write:
         path = write_markdown(args.out, results, machine, quick=args.quick, command=command.strip())

@@ -51,7 +51,8 @@ class CurveBuffer:
     hold and redraw a few thousand points. The newest point is always shown, kept or not.
     """
 
-    def __init__(self, capacity: int = 1024, max_points: int = MAX_CURVE_POINTS) -> None:
+    def __init__(self, capacity: int = 1024, max_points: int | None = None) -> None:
+        max_points = MAX_CURVE_POINTS if max_points is None else max_points
         if max_points < 2:
             raise ValueError(f"max_points must be at least 2, got {max_points}")
         capacity = max(1, min(capacity, max_points))

@@ -24,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="a checkpoint directory instead of the bundled demo model")
     parser.add_argument("--prompt", default="Every effort moves you", help="prompt to generate from")
     parser.add_argument("--tokens", type=int, default=6, help="generation steps to take (default 6)")
-    parser.add_argument("--train-steps", type=int, default=8, help="training steps to take first (default 8)")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=0,
+        help="training steps to take first (default 0: the Training pane shows the model's own history)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
 
@@ -72,11 +77,17 @@ def run(args: argparse.Namespace) -> int:
             session.load_checkpoint(args.checkpoint)
         return session
 
-    window = MainWindow(factory, AppSettings())
+    # No startup tokens: this command takes its own steps and counts them; the startup ones would race it.
+    window = MainWindow(factory, AppSettings(), startup_tokens=0)
     window.resize(*WINDOW_SIZE)
     window.generation_pane.prompt.setText(args.prompt)
+    ready: list[bool] = []
+    window.host.ready.connect(lambda: ready.append(True))  # after the window's own start-up requests
     window.show()
-    wait_until(lambda: window.model_info is not None and window.generation_pane.view is not None, "the model")
+    wait_until(
+        lambda: ready and window.model_info is not None and window.generation_pane.view is not None,
+        "the model",
+    )
     if window.errors:
         raise ConfigError(f"the app reported: {window.errors[-1]}")
 

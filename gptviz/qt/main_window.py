@@ -191,6 +191,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["activations"], d["training"])
         d["activations"].raise_()
         self.resizeDocks([d["tokens"], d["attention"]], [640, 760], Qt.Orientation.Horizontal)
+        # Tokens above Generation: enough height for the chips and several input/target window pairs.
+        self.resizeDocks([d["tokens"], d["generation"]], [540, 400], Qt.Orientation.Vertical)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()

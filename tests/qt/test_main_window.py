@@ -113,3 +113,16 @@ def test_dropping_a_corpus_file_opens_it(main_window, qtbot, tmp_path):
     np.testing.assert_array_equal(
         view.inputs[0, 1:], view.targets[0, :-1]
     )  # targets are inputs shifted by one
+
+
+def test_default_layout_shows_several_window_pairs_in_the_data_view(main_window, qtbot):
+    window = main_window
+    _wait_for_panes(qtbot, window)
+    window.redraw()
+    table = window.tokens_pane.table
+    qtbot.waitUntil(lambda: table.rowCount() == 12, timeout=20_000)  # 6 windows: input + target rows
+    height = table.viewport().height()
+    fully_visible = sum(
+        1 for r in range(table.rowCount()) if table.rowViewportPosition(r) + table.rowHeight(r) <= height
+    )
+    assert fully_visible >= 6  # at least three input/target pairs without scrolling

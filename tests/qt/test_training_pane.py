@@ -191,3 +191,26 @@ def test_opening_a_finished_run_directory_shows_its_history_without_following(
     qtbot.waitUntil(lambda: pane.history is None, timeout=30_000)
     window.redraw()
     assert pane.point_counts() == {"train": 0, "train_eval": 0, "val": 0} and pane.slider.maximum() == 0
+
+
+def test_a_probe_of_only_newlines_and_spaces_stays_visible(pane):
+    from gptviz.engine.probe import ProbeRecord
+
+    probe = ProbeRecord(
+        step=0,
+        tokens_seen=0,
+        prompt="Every effort moves you",
+        prompt_ids=(6109, 3626, 6100, 345),
+        prompt_pieces=("Every", " effort", " moves", " you"),
+        sample_ids=(198, 198, 220),
+        sample_text="\n\n  x",
+        top_ids=(198,),
+        top_pieces=("\n",),
+        top_probs=(0.5,),
+        attention=None,
+    )
+    pane.probes = [probe]
+    pane._dirty = True
+    pane.refresh()
+    text = pane.sample.toPlainText().split("next token")[0]
+    assert text.count("↵") == 2 and "  x" in text  # HTML would have collapsed them to nothing

@@ -645,7 +645,7 @@ class TrainingPane(QWidget):
         )
         self.sample.setHtml(
             f"<p><span style='color:#666'>{html.escape(probe.prompt)}</span>"
-            f"<b>{html.escape(probe.sample_text)}</b></p>"
+            f"<b>{sample_html(probe.sample_text)}</b></p>"
             f"<p style='color:#444'>next token: {tops}</p>"
         )
         attention = probe.attention
@@ -694,6 +694,13 @@ class TrainingPane(QWidget):
             [int(s), int(t), train.get(s, ""), val.get(s, "")] for s, t in zip(steps, tokens, strict=True)
         ]
         return ["step", "tokens_seen", "train_loss", "val_loss"], rows
+
+
+def sample_html(text: str) -> str:
+    """A probe's continuation as HTML that keeps its layout: an untrained model often writes only newlines
+    and spaces, which HTML would collapse to nothing; newlines show as ↵ and break the line."""
+    escaped = html.escape(text).replace("\n", "↵<br>")
+    return f"<span style='white-space: pre-wrap'>{escaped}</span>"
 
 
 def _num(value, fmt: str) -> str:

@@ -4,6 +4,8 @@ docs/reliability.md)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from gptviz.bench.soak import Sample, SoakResult, proc_status, replace_section, report_markdown, run_soak
 from gptviz.config import GPTConfig
 
@@ -21,25 +23,32 @@ def _sample(t_s: float, rss_mib: float, threads: int = 6, timers: int = 3, point
 
 
 def _result(samples: list[Sample]) -> SoakResult:
-    return SoakResult(minutes=3, preset="tiny", batch_size=4, context=64, max_points=100, samples=samples)
-
-
-def test_checks_measure_growth_after_the_first_minute():
-    steady = _result(
-        [_sample(0, 400), _sample(30, 900), _sample(60, 1000), _sample(120, 1040), _sample(180, 1030)]
+    return SoakResult(
+        minutes=3, preset="tiny", batch_size=4, context=64, max_points=100, samples=samples, app_bound=100
     )
-    assert steady.baseline.t_s == 60 and abs(steady.rss_growth() - 0.03) < 1e-9
-    assert abs(steady.rss_peak_growth() - 0.04) < 1e-9
+
+
+def test_checks_compare_minute_medians_after_the_first_minute():
+    rss = [400, 900, 1000, 1050, 980, 1000, 1020, 1030, 990, 1060]  # a sample every 20 s, 0..180 s
+    steady = _result([_sample(20.0 * i, m) for i, m in enumerate(rss)])
+    assert steady.baseline.t_s == 60
+    assert steady.rss_windows() == (1000 * 2**20, 1025 * 2**20)  # medians of 60-100 s and of 120-180 s
+    assert abs(steady.rss_growth() - 0.025) < 1e-9 and abs(steady.rss_peak_growth() - 0.06) < 1e-9
     assert [ok for _, ok, _ in steady.checks()] == [True, True, True, True] and steady.passed()
 
-    leaky = _result([_sample(0, 400), _sample(60, 1000), _sample(180, 1060, threads=7, timers=4, points=101)])
+    grows = [400, 900, 1000, 1000, 1000, 1100, 1100, 1100]
+    leaky = _result(
+        [_sample(20.0 * i, m, threads=6 + (i > 5), timers=3 + (i > 6)) for i, m in enumerate(grows)]
+    )
+    leaky.samples[-1] = dataclasses.replace(leaky.samples[-1], train_points=101)
     assert [ok for _, ok, _ in leaky.checks()] == [False, False, False, False]
     text = report_markdown(leaky, "python -m gptviz.bench.soak --minutes 3")
     assert (
-        "| resident memory grows <= 5% after the first minute | FAIL | 1,000.0 MiB at 60 s, 1,060.0 MiB"
+        "| resident memory grows <= 5% after the first minute | FAIL | median 1,000.0 MiB in the minute"
         in text
     )
-    assert text.count("\n| 0.0 min |") == 1 and "| 3.0 min | 180 | 1,060.0 | 7 |" in text
+    assert "1,100.0 MiB in the last minute: +10.00%" in text
+    assert text.count("\n| 0.0 min |") == 1 and "| 2.3 min | 140 | 1,100.0 | 7 |" in text
 
 
 def test_replace_section_replaces_only_the_soak_section():

@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         "the inspection of the generated text",
     )
+    window.generation_pane.prompt.deselect()  # a selected prompt reads as a highlight in the pictures
     settle(0.5)
     window.redraw()
     if window.errors:

@@ -513,8 +513,8 @@ class TrainingPane(QWidget):
         self.add_follow(batch)
         self.history = batch.label
         self.history_label.setText(
-            f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained "
-            "(read once from its run files); Start trains on from here as a new run</span>"
+            f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained, "
+            "read once from its run files; Start begins a new run</span>"
         )
         self.history_label.setToolTip(batch.run_dir)
         self.history_label.show()

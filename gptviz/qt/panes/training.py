@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 import numpy as np
 import pyqtgraph as pg
@@ -513,8 +514,8 @@ class TrainingPane(QWidget):
         self.add_follow(batch)
         self.history = batch.label
         self.history_label.setText(
-            f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained, "
-            "read once from its run files; Start begins a new run</span>"
+            f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained "
+            "(read once from its run files); Start begins a new run</span>"
         )
         self.history_label.setToolTip(batch.run_dir)
         self.history_label.show()
@@ -698,8 +699,8 @@ class TrainingPane(QWidget):
 
 def sample_html(text: str) -> str:
     """A probe's continuation as HTML that keeps its layout: an untrained model often writes only newlines
-    and spaces, which HTML would collapse to nothing; newlines show as ↵ and break the line."""
-    escaped = html.escape(text).replace("\n", "↵<br>")
+    and spaces, which HTML would collapse to nothing; newlines show as ↵, and a run of them breaks the line once."""
+    escaped = re.sub(r"\n+", lambda m: "↵" * len(m.group()) + "<br>", html.escape(text))
     return f"<span style='white-space: pre-wrap'>{escaped}</span>"
 
 

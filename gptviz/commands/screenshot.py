@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         settle(0.6)
         window.redraw()
         settle(0.2)
+        window.generation_pane.prompt.deselect()  # a floated dock takes the focus, and focus selects all
         path = out / f"{key}.png"
         dock.widget().grab().save(str(path), "PNG")
         written.append(path)

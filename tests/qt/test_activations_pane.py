@@ -15,7 +15,8 @@ from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.engine.inspection import inspect_tokens  # noqa: E402
 from gptviz.model import GPTModel  # noqa: E402
 from gptviz.model.hooks import capture  # noqa: E402
-from gptviz.qt.panes.activations import ActivationsPane, format_probability  # noqa: E402
+from gptviz.qt.panes.activations import LENS_LABEL_CHARS, ActivationsPane, format_probability  # noqa: E402
+from gptviz.qt.token_labels import token_label  # noqa: E402
 from gptviz.tokenizer import default_tokenizer  # noqa: E402
 
 CFG = GPTConfig(context_length=32, emb_dim=32, n_heads=4, n_layers=3, drop_rate=0.0)
@@ -67,7 +68,8 @@ def test_mlp_heatmap_and_histogram_show_the_chosen_layer(pane, snapshot, model, 
 def test_residual_heatmap_shows_norms_per_layer_and_token(pane, snapshot):
     np.testing.assert_array_equal(pane.residual.matrix, snapshot.residual_norms)
     assert pane.residual.row_labels == ["embed", "block 0", "block 1", "block 2"]
-    assert pane.residual.col_labels == list(snapshot.pieces)
+    assert pane.residual.col_labels == [token_label(p) for p in snapshot.pieces]
+    assert pane.residual.col_labels[1] == "\u00b7effort"  # a space shows as ·, as in the Tokens pane
     assert pane.residual.marked_column == 3
 
 
@@ -77,7 +79,7 @@ def test_lens_table_cells_show_the_top_tokens_and_their_probabilities(pane, snap
     for row in range(table.rowCount()):
         for col in range(table.columnCount()):
             text = table.item(row, col).text()
-            assert f"'{snapshot.lens_pieces[row][col]}'" in text
+            assert text.split("\n")[0] == token_label(snapshot.lens_pieces[row][col], LENS_LABEL_CHARS)
             assert format_probability(float(snapshot.lens_probs[row, col])) in text
     assert table.verticalHeaderItem(CFG.n_layers).text() == "block 2 (output)"
     assert "token 3" in pane.lens_title.text()
@@ -95,6 +97,21 @@ def test_layernorm_table_shows_output_mean_zero_and_variance_near_one(pane, snap
             assert value == pytest.approx(float(snapshot.ln_stats[layer, col // 4, 1, 1, 3]), abs=1e-4)
             assert value > 0.9
     assert float(table.item(1, 1).text()) == pytest.approx(float(snapshot.ln_stats[1, 0, 0, 1, 3]), abs=1e-4)
+
+
+def test_a_newline_token_reads_as_the_tokens_pane_shows_it(qtbot, model):
+    """Axis labels, the lens cells and the titles use the shared convention: a newline is ↵, never \\n."""
+    tokenizer = default_tokenizer()
+    ids = tokenizer.encode("one\ntwo\tthree")
+    snap = inspect_tokens(model, tokenizer, ids, mlp_layer=0, lens_position=1, lens_top_k=3)
+    widget = ActivationsPane()
+    qtbot.addWidget(widget)
+    widget.set_snapshot(snap)
+    assert list(snap.pieces)[1] == "\n"
+    assert widget.residual.col_labels[1] == "\u21b5" == widget.mlp.row_labels[1]
+    assert "\u2192" in "".join(widget.residual.col_labels)  # the tab
+    assert "'\u21b5'" in widget.lens_title.text() and "\\n" not in widget.lens_title.text()
+    assert widget.residual._col_axis.labels[1] == "\u21b5"  # what the axis draws
 
 
 def test_layer_spin_box_asks_for_another_mlp_layer(qtbot, pane):

@@ -16,6 +16,7 @@ from gptviz.engine.inspection import inspect_tokens  # noqa: E402
 from gptviz.model import GPTModel  # noqa: E402
 from gptviz.model.hooks import capture  # noqa: E402
 from gptviz.qt.panes.attention import AttentionPane, renormalise_without_first, tile_thumbnails  # noqa: E402
+from gptviz.qt.token_labels import token_label  # noqa: E402
 from gptviz.qt.widgets.heatmap import LOG_FLOOR  # noqa: E402
 from gptviz.tokenizer import default_tokenizer  # noqa: E402
 
@@ -62,8 +63,22 @@ def test_clicking_a_thumbnail_opens_that_heads_weights(qtbot, pane, engine):
     assert (pane.layer_spin.value(), pane.head_spin.value()) == (2, 1)
     np.testing.assert_array_equal(pane.displayed_matrix, snapshot.attention[2, 1])
     np.testing.assert_allclose(pane.displayed_matrix, oracle[2, 1], rtol=1e-3, atol=1e-7)
-    assert pane.heatmap.row_labels == list(snapshot.pieces) == pane.heatmap.col_labels
+    assert pane.heatmap.row_labels == [token_label(p) for p in snapshot.pieces] == pane.heatmap.col_labels
     assert pane.overview.highlight.rect().topLeft() == QPointF(1, 2)
+
+
+def test_a_newline_token_reads_as_in_the_tokens_pane(qtbot):
+    """The heatmap's axes show a newline as ↵ and a leading space as ·, as the Tokens pane's chips do."""
+    torch.manual_seed(0)
+    model = GPTModel(CFG).eval()
+    tokenizer = default_tokenizer()
+    snap = inspect_tokens(model, tokenizer, tokenizer.encode("Hi\n there"))
+    widget = AttentionPane()
+    qtbot.addWidget(widget)
+    widget.set_snapshot(snap)
+    assert list(snap.pieces) == ["Hi", "\n", " there"]
+    assert widget.heatmap.row_labels == ["Hi", "\u21b5", "\u00b7there"] == widget.heatmap.col_labels
+    assert widget.heatmap._row_axis.labels == ["Hi", "\u21b5", "\u00b7there"]
 
 
 def test_spin_boxes_select_layer_and_head(pane, engine):

@@ -133,7 +133,9 @@ def test_same_shape_keeps_the_zoom_and_a_new_shape_resets_it(view):
 
 def test_helpers():
     assert [nice_step(x) for x in (0.2, 1.0, 2.5, 4.1, 6, 11, 30, 70)] == [1, 1, 3, 5, 10, 20, 50, 100]
-    assert display_label("a\nb") == "a\\nb"
+    assert display_label("a\nb") == "a\u21b5b"  # ↵, as the Tokens pane shows a newline
+    assert display_label("block 0") == "block 0"  # a plain label keeps its spaces
+    assert display_label("  ") == "\u00b7\u00b7"
     assert len(display_label("x" * 40)) == 14
 
 

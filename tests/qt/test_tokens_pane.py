@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gptviz.data import SlidingWindows
-from gptviz.qt.panes.tokens import TokensPane, visible_whitespace
+from gptviz.qt.panes.tokens import TokensPane
+from gptviz.qt.token_labels import visible_whitespace
 
 
 @pytest.fixture

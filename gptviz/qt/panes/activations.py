@@ -29,9 +29,11 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.inspection import InspectionSnapshot
-from gptviz.qt.widgets.heatmap import HeatmapView, display_label
+from gptviz.qt.token_labels import quoted_token, token_label
+from gptviz.qt.widgets.heatmap import HeatmapView
 
 HISTOGRAM_BINS = 80
+LENS_LABEL_CHARS = 14  # a logit lens cell: long tokens shortened (the tooltip has them whole)
 LN_COLUMNS = (
     ("norm1", "in", "mean"),
     ("norm1", "in", "var"),
@@ -42,11 +44,6 @@ LN_COLUMNS = (
     ("norm2", "out", "mean"),
     ("norm2", "out", "var"),
 )
-
-
-def quoted(piece: str) -> str:
-    """A token shown in quotes, so leading spaces are visible: ' forward'."""
-    return f"'{display_label(piece)}'"
 
 
 def probability_colour(p: float) -> QColor:
@@ -194,7 +191,7 @@ class ActivationsPane(QWidget):
             spin.setRange(0, top)
             spin.setValue(value)
             spin.blockSignals(False)
-        pieces = list(snapshot.pieces)
+        pieces = [token_label(p) for p in snapshot.pieces]
         self.residual.set_matrix(snapshot.residual_norms, layer_names(L), pieces)
         self.mlp.set_matrix(snapshot.mlp_post, pieces, [str(i) for i in range(snapshot.mlp_post.shape[1])])
         width = snapshot.mlp_post.shape[1]
@@ -231,7 +228,7 @@ class ActivationsPane(QWidget):
         if snap is None:
             return
         self.residual.mark_column(position)
-        self.position_label.setText(quoted(snap.pieces[position]))
+        self.position_label.setText(quoted_token(snap.pieces[position]))
         self._fill_ln_table(position)
 
     def _fill_lens_table(self) -> None:
@@ -250,16 +247,16 @@ class ActivationsPane(QWidget):
             for c in range(k):
                 prob = float(snap.lens_probs[r, c])
                 piece = snap.lens_pieces[r][c]
-                item = QTableWidgetItem(f"{quoted(piece)}\n{format_probability(prob)}")
+                item = QTableWidgetItem(f"{token_label(piece, LENS_LABEL_CHARS)}\n{format_probability(prob)}")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 item.setToolTip(
-                    f"{names[r]}: token {int(snap.lens_ids[r, c])} {quoted(piece)}, p = {prob:.4f}"
+                    f"{names[r]}: token {int(snap.lens_ids[r, c])} {quoted_token(piece)}, p = {prob:.4f}"
                 )
                 item.setBackground(QBrush(probability_colour(prob)))
                 item.setForeground(QBrush(QColor("white" if prob > 0.45 else "black")))
                 table.setItem(r, c, item)
         position = snap.lens_position
-        self.lens_title.setText(f"Logit lens at token {position} {quoted(snap.pieces[position])}")
+        self.lens_title.setText(f"Logit lens at token {position} {quoted_token(snap.pieces[position])}")
         self.lens_title.setToolTip(
             "The final norm and output head applied to the residual stream after each layer: what the model "
             "would predict next if it stopped there. The last row is the model's real prediction."
@@ -286,7 +283,7 @@ class ActivationsPane(QWidget):
                     close = abs(value - target) < 0.05
                     item.setBackground(QBrush(QColor("#dff0d8" if close else "#fbe3c8")))
                 table.setItem(layer, c, item)
-        self.ln_title.setText(f"LayerNorm at token {position} {quoted(snap.pieces[position])}")
+        self.ln_title.setText(f"LayerNorm at token {position} {quoted_token(snap.pieces[position])}")
         self.ln_title.setToolTip(
             "Mean and variance over the features, before (in) and after (out) each norm. With scale 1 and "
             "shift 0 the output has mean 0 and variance 1 (green); trained scales and shifts move it (orange)."

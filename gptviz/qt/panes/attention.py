@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.inspection import InspectionSnapshot
+from gptviz.qt.token_labels import token_label
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
 
 
@@ -339,7 +340,7 @@ class AttentionPane(QWidget):
             mask = np.triu(np.ones((T, T), dtype=bool), k=1)  # (T, T) keys after the query
             if skip:
                 mask[:, 0] = True
-        labels = list(snap.pieces)
+        labels = [token_label(p) for p in snap.pieces]
         self.heatmap.set_matrix(matrix, labels, labels, mask=mask)
         self.heatmap.set_log_scale(self.log_box.isChecked())
         what = f"average of {snap.n_heads} heads" if self.average_box.isChecked() else f"head {self._head}"

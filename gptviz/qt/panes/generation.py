@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.sampling import SamplingSettings
 from gptviz.errors import ConfigError
-from gptviz.qt.panes.tokens import visible_whitespace
+from gptviz.qt.token_labels import quoted_token, token_label
 
 COLUMNS = ("", "token", "id", "p before", "p after")
 
@@ -263,7 +263,7 @@ class GenerationPane(QWidget):
             last = view.last
             kind = "forced" if last.forced else ("greedy" if last.greedy else "sampled")
             status.append(
-                f"last: {visible_whitespace(last.chosen_piece)!r} ({kind}, rank {last.chosen_rank + 1}, "
+                f"last: {quoted_token(last.chosen_piece)} ({kind}, rank {last.chosen_rank + 1}, "
                 f"{last.kept_count:,} tokens survived the filters)"
             )
         if view.cropped:
@@ -284,7 +284,7 @@ class GenerationPane(QWidget):
         for r, cand in enumerate(rows):
             cells = (
                 "▶" if cand.chosen else str(r + 1),
-                repr(visible_whitespace(cand.piece))[1:-1],
+                token_label(cand.piece),
                 str(cand.id),
                 f"{cand.prob_raw:.4f}",
                 f"{cand.prob_final:.4f}",
@@ -312,7 +312,7 @@ class GenerationPane(QWidget):
         self.bars_raw.setOpts(x0=zeros, y=y, width=raw, height=0.8)
         self.bars_final.setOpts(x0=zeros, y=y, width=np.where(chosen, 0.0, final), height=0.45)
         self.bars_chosen.setOpts(x0=zeros, y=y, width=np.where(chosen, final, 0.0), height=0.45)
-        labels = [(i, repr(visible_whitespace(c.piece))[1:-1][:14]) for i, c in enumerate(rows)]
+        labels = [(i, token_label(c.piece)[:14]) for i, c in enumerate(rows)]
         self.plot.getAxis("left").setTicks([labels])
         top = float(max(raw.max(initial=0.0), final.max(initial=0.0)))
         self.plot.setXRange(0, max(0.05, min(1.0, top * 1.1)), padding=0.02)

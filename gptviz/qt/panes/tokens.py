@@ -29,17 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gptviz.qt.token_labels import token_label
 from gptviz.tokenizer import END_OF_TEXT
 
 # Pastel chip colours, cycled per token so neighbours always differ (as in the usual tokenizer demos).
 CHIP_COLORS = ("#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad")
 SPECIAL_COLOR = "#3a3a3a"
 MAX_CHIPS = 4000  # beyond this the view says how many more there are instead of painting them
-
-
-def visible_whitespace(piece: str) -> str:
-    """Make spaces, newlines and tabs visible: · for a space, ↵ for a newline, → for a tab."""
-    return piece.replace(" ", "·").replace("\n", "↵").replace("\t", "→").replace("\r", "␍")
 
 
 def chip_tooltip(token_id: int, data: bytes, start: int, end: int, text: str, special: bool) -> str:
@@ -110,7 +106,7 @@ class ChipView(QWidget):
         for i in range(count):
             token_id = int(view.ids[i])
             special = bool(view.special[i])
-            label = END_OF_TEXT if special else visible_whitespace(view.pieces[i])
+            label = END_OF_TEXT if special else token_label(view.pieces[i])
             w = max(pm.horizontalAdvance(label), im.horizontalAdvance(str(token_id))) + 2 * pad
             if x + w > width - 4 and x > 4:
                 x, y = 4, y + line_h + gap
@@ -319,7 +315,7 @@ class TokensPane(QWidget):
                     (1, view.targets, view.target_pieces),
                 ):
                     token_id = int(ids[r, c])
-                    item = QTableWidgetItem(f"{visible_whitespace(pieces[r][c])}\n{token_id}")
+                    item = QTableWidgetItem(f"{token_label(pieces[r][c])}\n{token_id}")
                     item.setData(Qt.ItemDataRole.UserRole, token_id)
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                     item.setBackground(QColor("#e8f0fe") if kind == 0 else QColor("#fff4e0"))

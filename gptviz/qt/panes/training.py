@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from gptviz.config import PRESETS
 from gptviz.errors import ConfigError
-from gptviz.qt.panes.tokens import visible_whitespace
+from gptviz.qt.token_labels import token_label
 from gptviz.qt.widgets.heatmap import HeatmapView
 
 CURRENT_MODEL = "current model"
@@ -641,7 +641,7 @@ class TrainingPane(QWidget):
             f"probe {index + 1} of {len(self.probes)} · step {probe.step:,} · {_short(probe.tokens_seen)} tokens seen"
         )
         tops = ", ".join(
-            f"{html.escape(repr(visible_whitespace(p))[1:-1])} {q:.2f}"
+            f"{html.escape(token_label(p))} {q:.2f}"
             for p, q in zip(probe.top_pieces[:10], probe.top_probs[:10], strict=False)
         )
         self.sample.setHtml(
@@ -658,7 +658,7 @@ class TrainingPane(QWidget):
             self.head.setRange(0, n_heads - 1)
             self.layer.blockSignals(False)
             self.head.blockSignals(False)
-            labels = [visible_whitespace(p) for p in probe.prompt_pieces]
+            labels = [token_label(p) for p in probe.prompt_pieces]
             matrix = np.ascontiguousarray(
                 attention[self.layer.value(), self.head.value()], dtype=np.float32
             )  # (T, T)

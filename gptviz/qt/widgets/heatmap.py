@@ -16,18 +16,22 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 
+from gptviz.qt.token_labels import elide, visible_whitespace
+
 MAX_LABEL_CHARS = 14
 LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones to it)
 
 
 def display_label(text: str) -> str:
-    """A token as a tick label: control characters made visible, long ones shortened."""
-    shown = text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
-    if not shown.strip():
-        shown = shown.replace(" ", "\u2423")  # a token of spaces only: show them as open boxes
-    if len(shown) > MAX_LABEL_CHARS:
-        shown = shown[: MAX_LABEL_CHARS - 1] + "\u2026"
-    return shown
+    """Any label as a tick label: one line (newlines, tabs and other unprintables made visible as in
+    every pane, spaces kept so "block 0" stays readable), long ones shortened with ….
+
+    Panes pass tokens through `token_label` first, so a token's spaces show as · here too."""
+    if not text.strip():
+        shown = visible_whitespace(text)  # only whitespace: show every character, spaces too
+    else:
+        shown = "".join(ch if ch == " " else visible_whitespace(ch) for ch in text)
+    return elide(shown, MAX_LABEL_CHARS)
 
 
 def nice_step(minimum: float) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from PySide6.QtCore import Qt
 
@@ -38,6 +40,21 @@ def test_table_rows_equal_the_gen_step(pane, session):
     assert pane.table.item(chosen_row, 0).text() == "▶"
     assert pane.table.item(chosen_row, 0).font().bold()
     assert pane.undo_button.isEnabled()
+
+
+def test_a_long_candidate_is_elided_on_the_chart_axis_and_whole_in_the_table(pane, session):
+    """A 16-character token would squeeze the bars: the chart's axis shows 12 characters ending in …."""
+    view = session.gen_step()
+    long_piece = "*" * 16
+    rows = list(view.candidates)
+    rows[1] = dataclasses.replace(rows[1], piece=long_piece)
+    rows[2] = dataclasses.replace(rows[2], piece="\n")
+    pane.set_generation(dataclasses.replace(view, candidates=tuple(rows)))
+    ticks = dict(pane.plot.getAxis("left")._tickLevels[0])
+    assert ticks[1] == "*" * 11 + "\u2026" and len(ticks[1]) == 12
+    assert ticks[2] == "\u21b5"  # a newline, as in the Tokens pane
+    assert pane.table.item(1, 1).text() == long_piece
+    assert pane.table.item(2, 1).text() == "\u21b5"
 
 
 def test_sampling_controls_make_settings(pane, qtbot):

@@ -35,6 +35,7 @@ from gptviz.errors import ConfigError
 from gptviz.qt.token_labels import quoted_token, token_label
 
 COLUMNS = ("", "token", "id", "p before", "p after")
+CHART_LABEL_CHARS = 12  # the bar chart's axis: a long token would squeeze the bars (the table keeps it all)
 
 
 def probability_color(p: float) -> QColor:
@@ -312,7 +313,7 @@ class GenerationPane(QWidget):
         self.bars_raw.setOpts(x0=zeros, y=y, width=raw, height=0.8)
         self.bars_final.setOpts(x0=zeros, y=y, width=np.where(chosen, 0.0, final), height=0.45)
         self.bars_chosen.setOpts(x0=zeros, y=y, width=np.where(chosen, final, 0.0), height=0.45)
-        labels = [(i, token_label(c.piece)[:14]) for i, c in enumerate(rows)]
+        labels = [(i, token_label(c.piece, CHART_LABEL_CHARS)) for i, c in enumerate(rows)]
         self.plot.getAxis("left").setTicks([labels])
         top = float(max(raw.max(initial=0.0), final.max(initial=0.0)))
         self.plot.setXRange(0, max(0.05, min(1.0, top * 1.1)), padding=0.02)

@@ -15,7 +15,12 @@ from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.engine.inspection import inspect_tokens  # noqa: E402
 from gptviz.model import GPTModel  # noqa: E402
 from gptviz.model.hooks import capture  # noqa: E402
-from gptviz.qt.panes.activations import LENS_LABEL_CHARS, ActivationsPane, format_probability  # noqa: E402
+from gptviz.qt.panes.activations import (  # noqa: E402
+    LENS_LABEL_CHARS,
+    ActivationsPane,
+    format_probability,
+    format_stat,
+)
 from gptviz.qt.token_labels import token_label  # noqa: E402
 from gptviz.tokenizer import default_tokenizer  # noqa: E402
 
@@ -89,14 +94,45 @@ def test_lens_table_cells_show_the_top_tokens_and_their_probabilities(pane, snap
 def test_layernorm_table_shows_output_mean_zero_and_variance_near_one(pane, snapshot):
     table = pane.ln_table
     assert (table.rowCount(), table.columnCount()) == (CFG.n_layers, 8)
+    headers = [table.horizontalHeaderItem(c).text() for c in range(8)]
+    assert headers[:4] == ["norm1\nin \u03bc", "\nin \u03c3\u00b2", "\nout \u03bc", "\nout \u03c3\u00b2"]
+    assert headers[4] == "norm2\nin \u03bc" and table.horizontalHeaderItem(7).toolTip() == (
+        "norm2 output: var over the features"
+    )
     for layer in range(CFG.n_layers):
         for col in (2, 6):  # norm1 / norm2 output mean
-            assert abs(float(table.item(layer, col).text())) < 1e-3
+            assert table.item(layer, col).text() == "0.00"
         for col in (3, 7):  # output variance: var / (var + eps), near 1 even at random init
-            value = float(table.item(layer, col).text())
-            assert value == pytest.approx(float(snapshot.ln_stats[layer, col // 4, 1, 1, 3]), abs=1e-4)
-            assert value > 0.9
-    assert float(table.item(1, 1).text()) == pytest.approx(float(snapshot.ln_stats[1, 0, 0, 1, 3]), abs=1e-4)
+            value = float(snapshot.ln_stats[layer, col // 4, 1, 1, 3])
+            assert table.item(layer, col).text() == f"{value:.2f}"
+            assert float(table.item(layer, col).text()) > 0.9
+            assert table.item(layer, col).toolTip().endswith(f"{value:.6g}")
+    assert table.item(1, 1).text() == f"{float(snapshot.ln_stats[1, 0, 0, 1, 3]):.2f}"
+
+
+def test_layernorm_table_fits_the_default_dock_without_scrolling(qtbot, snapshot):
+    """797 x 592 is the Activations dock in the default 1600 x 1000 window: all eight columns show."""
+    widget = ActivationsPane()
+    widget.resize(797, 592)
+    qtbot.addWidget(widget)
+    widget.set_snapshot(snapshot)
+    widget.show()
+    qtbot.waitExposed(widget)
+    table = widget.ln_table
+    assert table.horizontalHeader().length() <= table.viewport().width()
+    assert not table.horizontalScrollBar().isVisible()
+
+
+def test_format_stat_is_short():
+    assert [format_stat(v) for v in (0.0, -0.0004, -0.0377, 1.9223, 15.97, 153.4, 2.1e5)] == [
+        "0.00",
+        "0.00",
+        "-0.04",
+        "1.92",
+        "15.97",
+        "153",
+        "2.1e+05",
+    ]
 
 
 def test_a_newline_token_reads_as_the_tokens_pane_shows_it(qtbot, model):

@@ -44,6 +44,34 @@ LN_COLUMNS = (
     ("norm2", "out", "mean"),
     ("norm2", "out", "var"),
 )
+STAT_SYMBOLS = {"mean": "\u03bc", "var": "\u03c3\u00b2"}  # μ, σ²: short headers keep the table narrow
+IO_WORDS = {"in": "input", "out": "output"}
+
+
+def format_stat(value: float) -> str:
+    """A LayerNorm statistic in at most five or six characters ("-0.04", "1.92", "153", "2.1e+05"): the
+    table must fit beside the histogram; the cell's tooltip has the value to six significant digits."""
+    if not np.isfinite(value):
+        return str(value)
+    magnitude = abs(value)
+    if magnitude < 0.005:
+        return "0.00"  # never "-0.00"
+    if magnitude < 100:
+        return f"{value:.2f}"
+    if magnitude < 1e5:
+        return f"{value:.0f}"
+    return f"{value:.1e}"
+
+
+def ln_headers() -> list[str]:
+    """Two header lines a column: the norm's name over the first of its four columns only (as a header
+    spanning them would), then input/output and the statistic: "norm1\nin μ", "\nin σ²", ...; the
+    narrow columns let the table fit beside the histogram."""
+    headers, previous = [], None
+    for norm, io, stat in LN_COLUMNS:
+        headers.append(f"{norm if norm != previous else ''}\n{io} {STAT_SYMBOLS[stat]}")
+        previous = norm
+    return headers
 
 
 def probability_colour(p: float) -> QColor:
@@ -110,6 +138,7 @@ class ActivationsPane(QWidget):
         self.residual.setToolTip("Click a token to look at it in the logit lens and LayerNorm table")
         self.mlp_title = QLabel("MLP activations after GELU")
         self.mlp = HeatmapView(row_name="token", col_name="neuron", levels=None, value_format="{:.3f}")
+        self.mlp.readout.setWordWrap(True)  # its one-line hint would hold the heatmap wider than it needs
         self.histogram = pg.PlotWidget()
         self.histogram.setBackground("w")
         self.histogram.setMenuEnabled(False)
@@ -132,7 +161,11 @@ class ActivationsPane(QWidget):
         self.ln_table = QTableWidget()
         self.ln_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.ln_table.setColumnCount(len(LN_COLUMNS))
-        self.ln_table.setHorizontalHeaderLabels([f"{n} {io}\n{stat}" for n, io, stat in LN_COLUMNS])
+        for c, ((norm, io, stat), text) in enumerate(zip(LN_COLUMNS, ln_headers(), strict=True)):
+            header = QTableWidgetItem(text)
+            header.setToolTip(f"{norm} {IO_WORDS[io]}: {stat} over the features")
+            self.ln_table.setHorizontalHeaderItem(c, header)
+        self.ln_table.horizontalHeader().setMinimumSectionSize(20)
         self.ln_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.ln_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
 
@@ -143,9 +176,11 @@ class ActivationsPane(QWidget):
         top.setSizes([500, 500])
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(_titled(self.mlp_title, self.mlp))
-        bottom.addWidget(_titled(QLabel("Histogram of those activations"), self.histogram))
+        histogram_title = QLabel("Histogram")
+        histogram_title.setToolTip("How the MLP activations at the left are spread")
+        bottom.addWidget(_titled(histogram_title, self.histogram))
         bottom.addWidget(_titled(self.ln_title, self.ln_table))
-        bottom.setSizes([400, 250, 350])
+        bottom.setSizes([255, 115, 430])  # the LayerNorm table's eight columns fit without scrolling
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(bottom)
@@ -275,8 +310,8 @@ class ActivationsPane(QWidget):
         for layer in range(L):
             for c, (norm, io, stat) in enumerate(LN_COLUMNS):
                 value = float(snap.ln_stats[layer, norms[norm], ios[io], stats[stat], position])
-                value = 0.0 if abs(value) < 5e-5 else value  # no "-0.0000"
-                item = QTableWidgetItem(f"{value:.4f}" if abs(value) < 1e4 else f"{value:.3g}")
+                item = QTableWidgetItem(format_stat(value))
+                item.setToolTip(f"block {layer} {norm} {IO_WORDS[io]} {stat}: {value:.6g}")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if io == "out":
                     target = 0.0 if stat == "mean" else 1.0

@@ -8,7 +8,7 @@ import pytest
 from gptviz.data import split_ids
 from gptviz.engine.trainer import Trainer
 from gptviz.qt import worker as w
-from gptviz.qt.panes.training import CurveBuffer, TrainingPane, format_duration
+from gptviz.qt.panes.training import CurveBuffer, TrainingPane, format_duration, history_settings
 from gptviz.qt.worker import WorkerHost
 
 
@@ -183,6 +183,9 @@ def test_opening_a_finished_run_directory_shows_its_history_without_following(
     qtbot.waitUntil(lambda: pane.history is not None, timeout=20_000)
     window.redraw()
     assert pane.history == "history of run: 3 steps on small.txt"
+    # the controls show the settings that run was trained with (train_settings(steps=3, eval_freq=2))
+    assert (pane.steps.value(), pane.batch_size.value(), pane.context.value()) == (3, 2, 16)
+    assert (pane.eval_freq.value(), pane.eval_iter.value()) == (2, 1)
     assert pane.train_curve.getData()[0].tolist() == [1, 2, 3] and pane.slider.maximum() == 3
     assert window.model_info.source == "checkpoint" and pane.following is None
     assert not window.follow_timer.isActive()
@@ -191,6 +194,70 @@ def test_opening_a_finished_run_directory_shows_its_history_without_following(
     qtbot.waitUntil(lambda: pane.history is None, timeout=30_000)
     window.redraw()
     assert pane.point_counts() == {"train": 0, "train_eval": 0, "val": 0} and pane.slider.maximum() == 0
+
+
+def _history(run_dir, train: dict | None, total_steps: int = 600):
+    """A recorded run on disk (settings.json with `train`, two metrics records) and its FollowBatch."""
+    from gptviz.engine.rundir import write_settings
+    from gptviz.engine.session import FollowBatch
+
+    run_dir.mkdir()
+    if train is not None:
+        write_settings(run_dir, {"train": train, "total_steps": total_steps})
+    records = (
+        {"step": 1, "tokens_seen": 64, "train_loss": 10.0},
+        {"step": 2, "tokens_seen": 128, "train_loss": 9.0, "val_loss": 9.5, "train_eval_loss": 9.2},
+    )
+    return FollowBatch(str(run_dir), records, (), False, total_steps, label="history of demo: 2 steps")
+
+
+def test_a_shown_history_fills_the_settings_it_was_trained_with(pane, tmp_path):
+    train = {
+        "lr": 0.002,
+        "weight_decay": 0.05,
+        "batch_size": 8,
+        "context": None,
+        "stride": 32,
+        "steps": 600,
+        "epochs": None,
+        "eval_freq": 50,
+        "eval_iter": 5,
+        "val_ratio": 0.2,
+        "seed": 7,
+        "warmup_steps": 50,
+        "cosine": True,
+        "probe_prompt": "The for statement",
+        "a_setting_from_a_newer_version": 1,
+    }
+    pane.cosine.setChecked(False)
+    pane.model_choice.setCurrentIndex(2)
+    pane.set_history(_history(tmp_path / "run", train))
+    assert pane.history == "history of demo: 2 steps"
+    shown = pane.settings()
+    assert (shown.steps, shown.batch_size, shown.context, shown.stride) == (600, 8, None, 32)
+    assert (shown.lr, shown.weight_decay, shown.warmup_steps, shown.cosine) == (0.002, 0.05, 50, True)
+    assert (shown.eval_freq, shown.eval_iter, shown.val_ratio, shown.seed) == (50, 5, 0.2, 7)
+    assert shown.probe_prompt == "The for statement"
+    assert pane.model_choice.currentIndex() == 0  # Start goes on training the model this history belongs to
+    assert "with its settings" in pane.history_label.text()
+
+
+def test_a_history_without_readable_settings_leaves_the_controls_alone(pane, tmp_path):
+    pane.batch_size.setValue(3)
+    pane.set_history(_history(tmp_path / "bare", None))  # curves but no settings.json
+    assert pane.history is not None and pane.batch_size.value() == 3
+    assert "with its settings" not in pane.history_label.text()
+    assert history_settings(str(tmp_path / "bare")) is None
+    assert history_settings(str(tmp_path / "missing")) is None
+    # an epoch-counted run shows its total steps; nonsense values are refused, not shown
+    (tmp_path / "epochs").mkdir()
+    from gptviz.engine.rundir import write_settings
+
+    write_settings(tmp_path / "epochs", {"train": {"steps": None, "epochs": 2}, "total_steps": 244})
+    assert history_settings(str(tmp_path / "epochs")).steps == 244
+    (tmp_path / "bad").mkdir()
+    write_settings(tmp_path / "bad", {"train": {"batch_size": -1}})
+    assert history_settings(str(tmp_path / "bad")) is None
 
 
 def test_a_probe_of_only_newlines_and_spaces_stays_visible(pane):

@@ -6,6 +6,7 @@ main window's redraw timer calls `refresh()` (at most ~30 times a second, howeve
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -34,11 +35,36 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.config import PRESETS
-from gptviz.errors import ConfigError
+from gptviz.errors import ConfigError, DataError
 from gptviz.qt.token_labels import token_label
 from gptviz.qt.widgets.heatmap import HeatmapView
 
 CURRENT_MODEL = "current model"
+
+
+def history_settings(run_dir: str):
+    """The TrainSettings a recorded run was trained with (its settings.json), or None when the file is
+    missing, unreadable or describes settings this version cannot make. A run counted in epochs gets its
+    total steps instead, so the Steps box shows how long that run was."""
+    from gptviz.engine.rundir import read_settings
+    from gptviz.engine.trainer import TrainSettings
+
+    try:
+        data = read_settings(run_dir)
+    except (DataError, OSError):
+        return None
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(TrainSettings)}
+    values = {k: v for k, v in train.items() if k in known}  # a newer version's extra keys are skipped
+    total = data.get("total_steps")
+    if values.get("steps") is None and isinstance(total, int) and total > 0:
+        values["steps"], values["epochs"] = total, None
+    try:
+        return TrainSettings.from_dict(values)
+    except (ConfigError, TypeError, ValueError):
+        return None
 
 
 MAX_CURVE_POINTS = 10_000  # a curve keeps at most this many points, however long the run
@@ -413,11 +439,13 @@ class TrainingPane(QWidget):
         )
 
     def apply_settings(self, settings) -> None:
+        """Show a TrainSettings in the controls (values outside a box's range are clamped to it)."""
         self.steps.setValue(settings.steps or self.steps.value())
         self.batch_size.setValue(settings.batch_size)
         self.context.setValue(settings.context or 0)
         self.stride.setValue(settings.stride or 0)
         self.lr.setValue(settings.lr)
+        self.weight_decay.setValue(settings.weight_decay)
         self.eval_freq.setValue(settings.eval_freq)
         self.eval_iter.setValue(settings.eval_iter)
         self.val_ratio.setValue(settings.val_ratio)
@@ -513,9 +541,15 @@ class TrainingPane(QWidget):
         self.clear()
         self.add_follow(batch)
         self.history = batch.label
+        recorded = history_settings(batch.run_dir)
+        if recorded is not None:  # Start then goes on with the settings this history was made with
+            self.apply_settings(recorded)
+            self.model_choice.setCurrentIndex(0)  # the loaded model, whose history this is
         self.history_label.setText(
             f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained "
-            "(read once from its run files); Start begins a new run</span>"
+            "(read once from its run files); Start begins a new run"
+            + (" with its settings" if recorded is not None else "")
+            + "</span>"
         )
         self.history_label.setToolTip(batch.run_dir)
         self.history_label.show()

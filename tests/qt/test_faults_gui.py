@@ -377,6 +377,10 @@ def test_followed_run_whose_writer_is_killed_mid_line(main_window, qtbot, sessio
     assert killed.returncode == -9, killed.stderr
     assert not metrics.read_bytes().endswith(b"\n")  # the file ends in half a line
     _sync(window, qtbot)
+    # The follow timer may queue its own poll after ours (a newer request replaces an older one), so wait
+    # for the curve rather than assume one round trip: it must reach the complete records, and only them.
+    qtbot.waitUntil(lambda: len(training.train_curve.getData()[0]) >= 6, timeout=20_000)
+    window.redraw()
     steps, losses = training.train_curve.getData()
     assert steps.tolist() == [1, 2, 3, 4, 5, 6]  # the complete records only
     assert np.all(losses[3:] == last["train_loss"]) and 123.0 not in losses.tolist()

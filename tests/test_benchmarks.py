@@ -173,6 +173,24 @@ def test_cli_json_and_markdown(tmp_path, monkeypatch, capsys) -> None:
     assert gen["unit"] == "tokens/s" and gen["ratio"] == pytest.approx(gen["ours"] / gen["baseline"])
     text = out.read_text(encoding="utf-8")
     assert "## generation" in text and "gptviz bench --quick --only generation" in text
+    stored = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert stored["generation"]["ours"] == gen["ours"]
+
+
+def test_only_keeps_the_other_sections_of_a_stored_report(tmp_path) -> None:
+    def result(name: str, ours: float) -> harness.BenchResult:
+        stats = harness.Stats.of([ours - 1, ours, ours + 2])
+        return harness.BenchResult(name, ours, 1.0, "s", ours, "<= 2x", ours <= 2, ours_stats=stats)
+
+    sidecar = tmp_path / "bench.json"
+    runner.write_json(sidecar, [result("generation", 5.0), result("capture", 1.5)], {"date": "then"}, False)
+    merged = runner.merge_previous([result("capture", 1.2)], sidecar)
+    assert [r.name for r in merged] == ["generation", "capture"]  # report order, fresh capture wins
+    old = merged[0]
+    assert (old.ours, old.ratio, old.passed, old.started) == (5.0, 5.0, False, "then")
+    assert old.ours_stats.values == (4.0, 5.0, 7.0)
+    assert merged[1].ours == 1.2
+    assert runner.merge_previous([result("gui", 3.0)], tmp_path / "missing.json")[0].name == "gui"
 
 
 def test_cli_refuses_unknown_benchmark(capsys) -> None:

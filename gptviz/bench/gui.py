@@ -235,6 +235,10 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
     window = MainWindow(factory)
     became_ready: list[bool] = []
     window.host.ready.connect(lambda: became_ready.append(True))
+    updates: list[Any] = []  # our run's training updates (the pane may already show a model's old history)
+    window.host.resultReady.connect(
+        lambda channel, payload: updates.append(payload) if channel == "training" else None
+    )
     window.resize(1400, 900)
     window.show()
     try:
@@ -250,12 +254,12 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
         if sizes.train_context is not None:
             settings = settings.replace(context=sizes.train_context)
         window.host.submit("train_start", settings=settings)
-        if not wait_until(lambda: window.training_pane.latest is not None, 300):
+        if not wait_until(lambda: bool(updates), 300):
             raise RuntimeError("training did not produce a step within 300 s")
-        first_step = window.training_pane.latest["step"]
+        before = len(updates)
         busy = measure_lag(sizes.lag_seconds)
-        steps = window.training_pane.latest["step"] - first_step
-        tokens_per_s = window.training_pane.latest.get("tokens_per_s")
+        steps = len(updates) - before
+        tokens_per_s = updates[-1].result.tokens_per_s
         model = window.model_info.name if window.model_info else "?"
         window.host.submit("train_stop")
     finally:
@@ -269,7 +273,7 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
         "tokens_per_s": tokens_per_s,
         "model": model,
         "batch": settings.batch_size,
-        "context": settings.context,
+        "context": settings.context if settings.context is not None else "the model's",
     }
 
 

@@ -47,7 +47,21 @@ class Stats:
         return Stats(tuple(fn(v) for v in self.values))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"min": self.min, "median": self.median, "max": self.max, "n": len(self.values)}
+        return {
+            "min": self.min,
+            "median": self.median,
+            "max": self.max,
+            "n": len(self.values),
+            "values": list(self.values),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Stats | None:
+        """Inverse of to_dict; a record without `values` keeps its min, median and max."""
+        if data is None:
+            return None
+        values = data.get("values") or [data["min"], data["median"], data["max"]]
+        return cls.of(values)
 
 
 @dataclass
@@ -70,6 +84,17 @@ class Figure:
             "target": self.target,
             "pass": self.passed,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Figure:
+        return cls(
+            data["name"],
+            data["value"],
+            data["unit"],
+            Stats.from_dict(data.get("stats")),
+            data["target"],
+            data["pass"],
+        )
 
 
 @dataclass
@@ -96,6 +121,8 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # plain values a test or a script can check
     seconds: float = 0.0  # wall time the benchmark took
+    started: str = ""  # when it started (ISO time) and the load average then: results of one report may
+    load_start: tuple[float, float, float] | None = None  # come from different runs (`--only` updates)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +141,34 @@ class BenchResult:
             "notes": list(self.notes),
             "details": dict(self.details),
             "seconds": self.seconds,
+            "started": self.started,
+            "load_start": list(self.load_start) if self.load_start else None,
         }
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> BenchResult:
+        """Inverse of to_dict (the name is the key it was stored under)."""
+        load = data.get("load_start")
+        return cls(
+            name=name,
+            ours=data["ours"],
+            baseline=data["baseline"],
+            unit=data["unit"],
+            ratio=data["ratio"],
+            target=data["target"],
+            passed=data["pass"],
+            ours_label=data.get("ours_label", "ours"),
+            baseline_label=data.get("baseline_label", "baseline"),
+            ours_stats=Stats.from_dict(data.get("ours_stats")),
+            baseline_stats=Stats.from_dict(data.get("baseline_stats")),
+            figures=[Figure.from_dict(f) for f in data.get("figures", [])],
+            setup=data.get("setup", ""),
+            notes=list(data.get("notes", [])),
+            details=dict(data.get("details", {})),
+            seconds=float(data.get("seconds", 0.0)),
+            started=data.get("started", ""),
+            load_start=tuple(load) if load else None,
+        )
 
 
 def at_most(value: float, limit: float) -> bool:
@@ -123,6 +177,10 @@ def at_most(value: float, limit: float) -> bool:
 
 def at_least(value: float, limit: float) -> bool:
     return value >= limit
+
+
+def now_iso() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def interleave(
@@ -196,7 +254,7 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     return {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "date": now_iso(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -330,7 +388,9 @@ def markdown_report(
             lines.append(f"| {f.name} | {shown} | {f.target} | {verdict(f.passed)} |")
         for note in r.notes:
             lines += ["", note]
-        lines += ["", f"(took {r.seconds:.0f} s)"]
+        when = f", started {r.started}" if r.started else ""
+        load = f", load average {load_text(r.load_start)}" if r.load_start else ""
+        lines += ["", f"(took {r.seconds:.0f} s{when}{load})"]
     if appendix:
         lines += ["", appendix.strip()]
     return "\n".join(lines) + "\n"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from gptviz.bench.harness import BenchResult, markdown_report
+from gptviz.bench.harness import BenchResult, load_average, markdown_report, now_iso
 from gptviz.errors import ConfigError
 
 # name -> module under gptviz.bench; each has run(sizes), FULL and QUICK. Order is the report's order.
@@ -48,8 +49,10 @@ def run_benchmarks(
         if log is not None:
             print(f"[bench] {name} ({'quick' if quick else 'full'}) ...", file=log, flush=True)
         started = time.perf_counter()
+        when, load = now_iso(), load_average()
         result = module.run(chosen)
         result.seconds = time.perf_counter() - started
+        result.started, result.load_start = when, load
         if log is not None:
             print(f"[bench] {name} done in {result.seconds:.0f} s", file=log, flush=True)
         results.append(result)
@@ -64,6 +67,47 @@ def as_json(results: Sequence[BenchResult], machine: dict[str, Any], quick: bool
     data["machine"] = machine
     data["quick"] = quick
     return data
+
+
+def merge_previous(results: Sequence[BenchResult], previous_json: str | Path) -> list[BenchResult]:
+    """`results` plus, in report order, the benchmarks a previous run stored in `previous_json` that this
+    run did not measure (so `--only gui` updates one section of the report and keeps the others)."""
+    path = Path(previous_json)
+    fresh = {r.name: r for r in results}
+    stored: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stored = {}
+    default_start = (stored.get("machine") or {}).get("date", "")  # older files: the run's own start
+    default_load = (stored.get("machine") or {}).get("load_average")
+    merged = []
+    for name in BENCHMARKS:
+        if name in fresh:
+            merged.append(fresh[name])
+        elif isinstance(stored.get(name), dict):
+            old = BenchResult.from_dict(name, stored[name])
+            if not old.started:  # a record from before per-benchmark times: the run's start stands in
+                old.started = default_start
+                old.load_start = tuple(default_load) if default_load else None
+            merged.append(old)
+    return merged
+
+
+def write_json(
+    path: str | Path, results: Sequence[BenchResult], machine: dict[str, Any], quick: bool, command: str = ""
+) -> Path:
+    """The results with every repeat, so a later `--only` run or `--render` can rebuild the report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = as_json(results, machine, quick)
+    if command:
+        data["command"] = command
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def write_markdown(

@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 DEFAULT_OUT = "docs/benchmarks.md"
 
@@ -33,13 +34,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=DEFAULT_OUT, metavar="FILE", help=f"markdown report to write (default {DEFAULT_OUT})"
     )
-    parser.add_argument("--no-write", action="store_true", help="do not write the markdown report")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: rewrite FILE from the results stored in FILE with .json (after editing the notes)",
+    )
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="do not write the report (by default FILE and FILE with .json; with --only, the other "
+        "benchmarks' sections are kept from that .json)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from gptviz.bench.harness import load_average, machine_info, summary_table
-    from gptviz.bench.runner import as_json, run_benchmarks, select, write_markdown
+    from gptviz.bench.runner import (
+        as_json,
+        merge_previous,
+        run_benchmarks,
+        select,
+        write_json,
+        write_markdown,
+    )
 
+    if args.render:
+        return _render(args)
     names = select(args.only)
     machine = machine_info()
     log = sys.stderr
@@ -51,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     machine["load_average_end"] = load_average()
     command = "gptviz bench " + " ".join(shlex.quote(a) for a in _argv_of(args))
     if not args.no_write:
-        path = write_markdown(args.out, results, machine, quick=args.quick, command=command.strip())
-        print(f"[bench] wrote {path}", file=log, flush=True)
+        sidecar = Path(args.out).with_suffix(".json")
+        report = merge_previous(results, sidecar) if args.only else list(results)
+        if len(report) > len(results):
+            command = f"gptviz bench` (earlier), sections updated by `{command.strip()}"
+        write_json(sidecar, report, machine, args.quick, command.strip())
+        path = write_markdown(args.out, report, machine, quick=args.quick, command=command.strip())
+        print(f"[bench] wrote {path} and {sidecar}", file=log, flush=True)
     if args.json:
         print(json.dumps(as_json(results, machine, args.quick), indent=2))
     else:
@@ -60,6 +85,24 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             if r.setup:
                 print(f"\n{r.name}: {r.setup}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from gptviz.bench.runner import merge_previous, write_markdown
+    from gptviz.errors import DataError
+
+    sidecar = Path(args.out).with_suffix(".json")
+    try:
+        stored = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read stored results {sidecar}: {exc}") from None
+    results = merge_previous([], sidecar)
+    command = stored.get("command") or "gptviz bench"
+    write_markdown(
+        args.out, results, stored.get("machine") or {}, quick=bool(stored.get("quick")), command=command
+    )
+    print(f"[bench] wrote {args.out} from {sidecar}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -94,6 +94,7 @@ def test_generation_tiny() -> None:
     data = result.to_dict()
     _check_headline(data, "tokens/s")
     assert data["ratio"] == pytest.approx(data["ours"] / data["baseline"])
+    assert data["pass"] is None and data["target"] == ">= 6x (at 200 tokens)"  # 6 tokens: not judged
     ceiling = next(f for f in result.figures if f.name == "per-token time / ceiling")
     assert ceiling.target == "<= 1.25x" and ceiling.value > 0
     assert result.details["agreeing_tokens"] == 6  # same weights, same greedy ids
@@ -105,7 +106,8 @@ def test_training_tiny() -> None:
     _check_headline(result.to_dict(), "tokens/s")
     assert result.ratio == pytest.approx(result.ours / result.baseline)
     mfu = next(f for f in result.figures if f.name.endswith("MFU ours"))
-    assert mfu.unit == "%" and mfu.target == ">= 60%" and mfu.value > 0
+    assert mfu.unit == "%" and mfu.value > 0
+    assert (result.passed, mfu.passed) == (None, None)  # targets are judged at the full sizes only
     # Same weights and batch (dropout is off in TINY): the first losses agree, near ln(V) for a fresh model.
     losses = result.details["first_losses"]["t ctx 32 batch 2"]
     assert losses["ours"] == pytest.approx(losses["book"], abs=1e-4)

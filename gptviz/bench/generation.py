@@ -22,6 +22,7 @@ from gptviz.tokenizer import default_tokenizer
 
 SPEEDUP_TARGET = 6.0
 CEILING_TARGET = 1.25
+TARGET_TOKENS = 200  # the length the speed-up target is stated for
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ def run(sizes: GenerationSizes = FULL) -> BenchResult:
         baseline=base_rate.median,
         unit="tokens/s",
         ratio=ratio,
-        target=f">= {SPEEDUP_TARGET:g}x",
-        passed=at_least(ratio, SPEEDUP_TARGET),
+        # The speed-up grows with the tokens generated, so the target is judged at its own length only.
+        target=f">= {SPEEDUP_TARGET:g}x" + ("" if n >= TARGET_TOKENS else f" (at {TARGET_TOKENS} tokens)"),
+        passed=at_least(ratio, SPEEDUP_TARGET) if n >= TARGET_TOKENS else None,
         ours_label="ours: Generator.step() with KV cache",
         baseline_label="book: generate_text_simple",
         ours_stats=ours_rate,

@@ -178,6 +178,8 @@ def run(sizes: TrainingSizes = FULL) -> BenchResult:
     peak = Stats.of([v for c in cases for v in c.matmul.values])
     head = cases[0]
     ratio = head.ours.median / head.book.median
+    # Targets are judged at the sizes they are stated for (the full run's); quick sizes only report.
+    judged = head.case in FULL.cases
     figures: list[Figure] = []
     for i, c in enumerate(cases):
         label = _label(c.case)
@@ -191,7 +193,7 @@ def run(sizes: TrainingSizes = FULL) -> BenchResult:
                     f"{label}: ratio", r, "x", None, f">= {SPEEDUP_TARGET:g}x", at_least(r, SPEEDUP_TARGET)
                 )
             )
-        headline = i == 0  # the MFU target applies to the headline size
+        headline = i == 0 and judged  # the MFU target applies to the full run's headline size
         figures.append(
             Figure(
                 f"{label}: MFU ours",
@@ -223,8 +225,8 @@ def run(sizes: TrainingSizes = FULL) -> BenchResult:
         baseline=head.book.median,
         unit="tokens/s",
         ratio=ratio,
-        target=f">= {SPEEDUP_TARGET:g}x",
-        passed=at_least(ratio, SPEEDUP_TARGET),
+        target=f">= {SPEEDUP_TARGET:g}x" + ("" if judged else " (at the full sizes)"),
+        passed=at_least(ratio, SPEEDUP_TARGET) if judged else None,
         ours_label=f"ours: Trainer.step(), {_label(head.case)}",
         baseline_label=f"book: train_model_simple loop, {_label(head.case)}",
         ours_stats=head.ours,

@@ -30,6 +30,27 @@ def test_curve_buffer_grows_without_losing_points():
     assert format_duration(3725) == "1:02:05"
 
 
+def test_refresh_redraws_only_the_curves_that_changed(pane, monkeypatch):
+    calls = {"train": 0, "val": 0}
+    monkeypatch.setattr(
+        pane.train_curve, "setData", lambda *a, **k: calls.__setitem__("train", calls["train"] + 1)
+    )
+    monkeypatch.setattr(pane.val_curve, "setData", lambda *a, **k: calls.__setitem__("val", calls["val"] + 1))
+    pane.train_curve_data.append(1, 5.0)
+    pane.val_curve_data.append(1, 4.0)
+    pane._dirty = True
+    pane.refresh()
+    assert calls == {"train": 1, "val": 1}
+    pane.train_curve_data.append(2, 4.5)  # a step without an evaluation
+    pane._dirty = True
+    pane.refresh()
+    assert calls == {"train": 2, "val": 1}
+    pane.val_curve_data.clear()  # a new run: the cleared curve is redrawn empty
+    pane._dirty = True
+    pane.refresh()
+    assert calls == {"train": 2, "val": 2}
+
+
 def test_curves_after_training_steps_through_the_worker(pane, qtbot, session_factory, train_settings):
     host = WorkerHost(session_factory)
     states = []

@@ -155,8 +155,8 @@ class ActivationsPane(QWidget):
         self.lens_table = QTableWidget()
         self.lens_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.lens_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.lens_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.lens_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.lens_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.lens_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.ln_title = QLabel("LayerNorm statistics")
         self.ln_table = QTableWidget()
         self.ln_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -166,8 +166,8 @@ class ActivationsPane(QWidget):
             header.setToolTip(f"{norm} {IO_WORDS[io]}: {stat} over the features")
             self.ln_table.setHorizontalHeaderItem(c, header)
         self.ln_table.horizontalHeader().setMinimumSectionSize(20)
-        self.ln_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.ln_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.ln_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.ln_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
 
         # Top: the two per-layer views side by side (same rows: embed, block 0, ...); bottom: one layer.
         top = QSplitter(Qt.Orientation.Horizontal)
@@ -290,6 +290,7 @@ class ActivationsPane(QWidget):
                 item.setBackground(QBrush(probability_colour(prob)))
                 item.setForeground(QBrush(QColor("white" if prob > 0.45 else "black")))
                 table.setItem(r, c, item)
+        _fit_to_contents(table)
         position = snap.lens_position
         self.lens_title.setText(f"Logit lens at token {position} {quoted_token(snap.pieces[position])}")
         self.lens_title.setToolTip(
@@ -318,6 +319,7 @@ class ActivationsPane(QWidget):
                     close = abs(value - target) < 0.05
                     item.setBackground(QBrush(QColor("#dff0d8" if close else "#fbe3c8")))
                 table.setItem(layer, c, item)
+        _fit_to_contents(table)
         self.ln_title.setText(f"LayerNorm at token {position} {quoted_token(snap.pieces[position])}")
         self.ln_title.setToolTip(
             "Mean and variance over the features, before (in) and after (out) each norm. With scale 1 and "
@@ -364,3 +366,10 @@ class ActivationsPane(QWidget):
             for c in range(snap.lens_ids.shape[1])
         ]
         return header, rows
+
+
+def _fit_to_contents(table: QTableWidget) -> None:
+    """Size columns and rows to their text once, after filling. (ResizeToContents mode re-measures a whole
+    column on every setItem: 38-59 ms a snapshot instead of about 10.)"""
+    table.resizeColumnsToContents()
+    table.resizeRowsToContents()

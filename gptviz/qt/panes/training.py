@@ -89,6 +89,7 @@ class CurveBuffer:
         self.stride = 1  # keep every stride-th appended point
         self._kept = 0
         self._seen = 0  # points appended since the last clear()
+        self.version = 0  # bumped on every change, so a redraw can skip curves that did not move
         self._tail = False  # x[_kept] holds the newest point, which the stride does not keep
 
     @property
@@ -103,6 +104,7 @@ class CurveBuffer:
             self.y = np.concatenate([self.y, np.empty(size - self.y.shape[0])])  # (size,)
         index = self._seen
         self._seen += 1
+        self.version += 1
         self.x[self._kept] = x
         self.y[self._kept] = y
         if index % self.stride:
@@ -127,6 +129,7 @@ class CurveBuffer:
             self.x[kept], self.y[kept] = newest
 
     def clear(self) -> None:
+        self.version += 1
         self._kept = 0
         self._seen = 0
         self.stride = 1
@@ -197,6 +200,7 @@ class TrainingPane(QWidget):
         self.probes: list = []
         self.latest = None  # newest StepResult-like record
         self._dirty = False
+        self._drawn_versions: dict[int, tuple[int, int]] = {}  # curve -> (buffer, version) last drawn
         self._probe_shown = -1
         self._build_controls()
         self._build_plot()
@@ -621,9 +625,15 @@ class TrainingPane(QWidget):
         if not self._dirty:
             return
         self._dirty = False
-        self.train_curve.setData(*self.train_curve_data.view())
-        self.eval_curve.setData(*self.eval_curve_data.view())
-        self.val_curve.setData(*self.val_curve_data.view())
+        # Most redraws add one training point; the evaluation curves change only every eval_freq steps.
+        for curve, data in (
+            (self.train_curve, self.train_curve_data),
+            (self.eval_curve, self.eval_curve_data),
+            (self.val_curve, self.val_curve_data),
+        ):
+            if self._drawn_versions.get(id(curve)) != (id(data), data.version):
+                curve.setData(*data.view())
+                self._drawn_versions[id(curve)] = (id(data), data.version)
         self.top_axis.picture = None  # tick labels depend on the tokens-seen buffer
         self.top_axis.update()
         latest = self.latest

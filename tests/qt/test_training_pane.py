@@ -51,6 +51,21 @@ def test_refresh_redraws_only_the_curves_that_changed(pane, monkeypatch):
     assert calls == {"train": 2, "val": 2}
 
 
+def test_evaluation_markers_go_when_the_curve_gets_long(pane):
+    from gptviz.qt.panes.training import MAX_MARKED_POINTS
+
+    for step in range(1, MAX_MARKED_POINTS + 1):
+        pane.val_curve_data.append(step, 3.0)
+    pane._dirty = True
+    pane.refresh()
+    assert pane.val_curve.opts["symbol"] == "o"
+    pane.val_curve_data.append(MAX_MARKED_POINTS + 1, 3.0)
+    pane._dirty = True
+    pane.refresh()
+    assert pane.val_curve.opts["symbol"] is None
+    assert len(pane.val_curve.getData()[0]) == MAX_MARKED_POINTS + 1
+
+
 def test_curves_after_training_steps_through_the_worker(pane, qtbot, session_factory, train_settings):
     host = WorkerHost(session_factory)
     states = []

@@ -18,7 +18,7 @@ from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.engine.inspection import mib, snapshot_nbytes  # noqa: E402
 from gptviz.errors import ConfigError  # noqa: E402
 from gptviz.model.book_reference import generate_text_simple  # noqa: E402
-from gptviz.model.gpt import generate_greedy  # noqa: E402
+from gptviz.model.gpt import GPTModel, generate_greedy  # noqa: E402
 
 TINY = GPTConfig(
     vocab_size=50257, context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0, name="t"
@@ -199,3 +199,120 @@ def test_cli_refuses_unknown_benchmark(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["bench", "--only", "nope", "--no-write"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ --device
+
+
+def test_device_flag_parses() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["bench", "--device", "cuda", "--only", "generation", "training", "capture"])
+    assert (args.device, args.only) == ("cuda", ["generation", "training", "capture"])
+    assert parser.parse_args(["bench"]).device == "cpu"  # the CPU report stays the default
+    assert parser.parse_args(["bench", "--device", "auto"]).device == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--device", "tpu"])
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "bench.md"
+    code = cli.main(["bench", "--device", "cuda", "--only", "generation", "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "gptviz bench: error: --device cuda was asked for, but PyTorch sees no CUDA device (use --device cpu)"
+    ]
+    assert not out.exists()  # nothing ran, nothing written
+    assert harness.resolve_device("auto") == "cpu"
+
+
+def test_cuda_selects_only_the_benchmarks_that_run_there() -> None:
+    assert runner.select(None, "cuda") == ["generation", "training", "capture"]
+    assert runner.select(["capture", "generation"], "cuda") == ["generation", "capture"]
+    with pytest.raises(ConfigError, match="the gui benchmark runs on the CPU only"):
+        runner.select(["gui"], "cuda")
+    for name in runner.CUDA_BENCHMARKS:  # each has GPU sizes the runner can pick
+        module = {"generation": generation, "training": training, "capture": capture}[name]
+        assert module.CUDA_FULL is not None and module.CUDA_QUICK is not None
+    head = training.CUDA_FULL.cases[0]
+    assert (head.cfg.name, head.cfg.context_length, head.amp, head.compile) == ("124M", 1024, "bf16", False)
+
+
+def test_interleave_syncs_around_every_timed_call() -> None:
+    calls: list[str] = []
+    harness.interleave({"a": lambda: calls.append("a")}, 2, warmup=1, sync=lambda: calls.append("sync"))
+    assert calls == ["a", "sync", "a", "sync", "sync", "a", "sync"]
+    assert harness.device_sync("cpu") is None
+
+
+def test_gpu_machine_row_and_kept_section(tmp_path) -> None:
+    result = harness.BenchResult("capture", 1.2, 1.0, "s", 1.2, "<= 1.3x", True)
+    machine = {"date": "now", "gpu": "NVIDIA H200", "gpu_memory_gib": 139.8, "cuda_version": "13.0"}
+    text = harness.markdown_report([result], machine, quick=False, command="gptviz bench --device cuda")
+    assert "| GPU | NVIDIA H200, 140 GiB, CUDA 13.0 |" in text
+    assert "| GPU |" not in harness.markdown_report([result], {"date": "now"}, quick=False, command="c")
+    # A hand-written GPU section between the markers survives a rewrite of the report.
+    report = tmp_path / "bench.md"
+    kept = f"{runner.KEPT_START}\n## On a GPU\n\nfigures\n{runner.KEPT_END}"
+    report.write_text("# old\n\n" + kept + "\n\n## How to read\n", encoding="utf-8")
+    runner.write_markdown(report, [result], {"date": "now"}, quick=False, command="gptviz bench")
+    text = report.read_text(encoding="utf-8")
+    assert text.count(kept) == 1 and text.index("## capture") < text.index(kept)
+
+
+# ------------------------------------------------------------------------------------------ TrainSettings.amp
+
+
+def test_amp_setting_is_checked_and_off_by_default() -> None:
+    from gptviz.engine.trainer import RESUME_OVERRIDES, TrainSettings
+
+    assert TrainSettings().amp == "off"
+    assert TrainSettings(amp="bf16").amp == "bf16"
+    assert "amp" in RESUME_OVERRIDES  # precision does not decide which batches a run sees
+    with pytest.raises(ConfigError, match="amp must be one of off, bf16"):
+        TrainSettings(amp="fp8")
+    assert (
+        TrainSettings.from_dict({k: v for k, v in TrainSettings().to_dict().items() if k != "amp"}).amp
+        == "off"
+    )
+
+
+def test_amp_bf16_trains_a_tiny_model_on_cpu_like_fp32() -> None:
+    """The autocast path the GPU bench uses, at a size where CPU bfloat16 is cheap: same first loss to
+    bf16 rounding, weights stay float32, and the bench's training section runs with it."""
+    from gptviz.engine.trainer import Trainer, TrainSettings
+
+    ids = torch.randint(0, TINY.vocab_size, (2000,), generator=torch.Generator().manual_seed(0))  # (N,)
+    losses = {}
+    for amp in ("off", "bf16"):
+        torch.manual_seed(1)
+        model = GPTModel(TINY)
+        settings = TrainSettings(batch_size=2, steps=2, eval_freq=100, probe_tokens=0, device="cpu", amp=amp)
+        trainer = Trainer(model, None, ids[:1800], ids[1800:], settings)
+        losses[amp] = [trainer.step().train_loss for _ in range(2)]
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert losses["bf16"] == pytest.approx(losses["off"], abs=0.05)
+    assert all(math.isfinite(x) for x in losses["bf16"])
+    case = training.TrainCase(TINY, batch_size=2, steps_per_round=1, repeats=1, amp="bf16")
+    result = training.run(training.TrainingSizes((case,)), device="cpu")
+    assert "t ctx 32 batch 2, bf16" in result.details["first_losses"]
+    assert result.details["device"] == "cpu" and result.details["failed"] == []
+
+
+def test_a_failing_compile_case_is_reported_not_raised(monkeypatch) -> None:
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no compiler here\nmore")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    plain = training.TrainCase(TINY, batch_size=2, steps_per_round=1, repeats=1)
+    compiled = training.TrainCase(TINY, batch_size=2, steps_per_round=1, repeats=1, compile=True)
+    result = training.run(training.TrainingSizes((plain, compiled)))
+    assert result.details["failed"] == [
+        "t ctx 32 batch 2, torch.compile failed: RuntimeError: no compiler here"
+    ]
+    assert result.notes[-1] == result.details["failed"][0]
+    with pytest.raises(TimeoutError), training._time_limit(0.05):
+        import time
+
+        time.sleep(1)

@@ -5,6 +5,10 @@ explicit path (scores -> mask -> softmax), so this is the most a capture can cos
 the app actually runs for the Attention and Activations panes: the taps they need plus packing everything
 into an `InspectionSnapshot`; its `nbytes` is the memory the panes hold, against the naive all-heads fp32
 attention of L * H * T^2 * 4 bytes.
+
+On a GPU (`device="cuda"`) the model runs there in float32 and every timed call ends with a
+torch.cuda.synchronize; the taps keep their tensors on the GPU, while `inspect_tokens` copies what the panes
+get to the CPU, as the app does.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gptviz.bench.harness import BenchResult, Figure, Stats, at_most, interleave
+from gptviz.bench.harness import BenchResult, Figure, Stats, at_most, device_sync, interleave
 from gptviz.config import GPTConfig, preset
 from gptviz.data import BUILTIN, load_corpus
 from gptviz.engine.inspection import inspect_tokens, mib, snapshot_nbytes
@@ -37,6 +41,8 @@ class CaptureSizes:
 
 FULL = CaptureSizes(preset("124M"), tokens=1024, repeats=3, measure_memory_at_full_size=True)
 QUICK = CaptureSizes(preset("124M"), tokens=256, repeats=2, measure_memory_at_full_size=False)
+CUDA_FULL = CaptureSizes(preset("124M"), tokens=1024, repeats=7, measure_memory_at_full_size=True)
+CUDA_QUICK = CaptureSizes(preset("124M"), tokens=1024, repeats=2, measure_memory_at_full_size=True)
 
 
 def naive_attention_bytes(cfg: GPTConfig, tokens: int) -> int:
@@ -44,14 +50,14 @@ def naive_attention_bytes(cfg: GPTConfig, tokens: int) -> int:
     return cfg.n_layers * cfg.n_heads * tokens * tokens * 4
 
 
-def run(sizes: CaptureSizes = FULL) -> BenchResult:
+def run(sizes: CaptureSizes = FULL, device: str = "cpu") -> BenchResult:
     started = time.perf_counter()
     cfg = sizes.cfg
     tokenizer = default_tokenizer()
     ids = tokenizer.encode(load_corpus(BUILTIN).text[:20_000])[: sizes.tokens]
     torch.manual_seed(123)
-    model = GPTModel(cfg).eval()
-    idx = torch.tensor([ids])  # (1, T)
+    model = GPTModel(cfg).eval().to(device)
+    idx = torch.tensor([ids], device=device)  # (1, T)
     n_taps = len(hook_names(model))
     kept: dict[str, object] = {}
 
@@ -68,7 +74,9 @@ def run(sizes: CaptureSizes = FULL) -> BenchResult:
     def inspect() -> None:
         kept["snapshot"] = inspect_tokens(model, tokenizer, ids)
 
-    times = interleave({"plain": plain, "every tap": every_tap, "inspect": inspect}, sizes.repeats)
+    times = interleave(
+        {"plain": plain, "every tap": every_tap, "inspect": inspect}, sizes.repeats, sync=device_sync(device)
+    )
     plain_s, taps_s, inspect_s = (Stats.of(times[k]) for k in ("plain", "every tap", "inspect"))
     ratio = taps_s.median / plain_s.median
     per_repeat = Stats.of([t / p for t, p in zip(times["every tap"], times["plain"], strict=True)])
@@ -119,7 +127,8 @@ def run(sizes: CaptureSizes = FULL) -> BenchResult:
             Figure("snapshot / naive", memory / naive, "x"),
         ],
         setup=(
-            f"{cfg.name} preset, random weights (seed 123), {len(ids)} tokens of the built-in corpus, batch 1, "
+            (f"On {torch.cuda.get_device_name()} (float32): " if torch.device(device).type == "cuda" else "")
+            + f"{cfg.name} preset, random weights (seed 123), {len(ids)} tokens of the built-in corpus, batch 1, "
             f"no_grad, eval mode; {sizes.repeats} interleaved repeats after one warm-up."
         ),
         notes=notes,
@@ -131,6 +140,7 @@ def run(sizes: CaptureSizes = FULL) -> BenchResult:
             "snapshot_bytes_formula": formula_here,
             "snapshot_bytes_at_1024": memory,
             "naive_bytes_at_1024": naive,
+            "device": device,
         },
         seconds=time.perf_counter() - started,
     )

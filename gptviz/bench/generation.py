@@ -3,6 +3,9 @@
 The book's loop runs the whole (growing) context through the model for every new token; ours feeds only
 the new token and reads earlier keys/values from the cache. The ceiling is the bare work ours cannot avoid:
 the prompt once, then one single-token forward pass per new token, with nothing around it.
+
+On a GPU (`device="cuda"`) both models run there in float32; every timed call ends with a
+torch.cuda.synchronize, and our step still samples on the CPU copy of the logits, as the app does.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, at_most, interleave
+from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, at_most, device_sync, interleave
 from gptviz.bench.models import make_pair
 from gptviz.config import GPTConfig, preset
 from gptviz.engine.generator import Generator
@@ -35,13 +38,17 @@ class GenerationSizes:
 
 FULL = GenerationSizes(preset("124M"), new_tokens=200, repeats=3)
 QUICK = GenerationSizes(preset("124M"), new_tokens=16, repeats=1)
+CUDA_FULL = GenerationSizes(preset("124M"), new_tokens=200, repeats=5)
+CUDA_QUICK = GenerationSizes(preset("124M"), new_tokens=16, repeats=2)
 
 
-def run(sizes: GenerationSizes = FULL) -> BenchResult:
+def run(sizes: GenerationSizes = FULL, device: str = "cpu") -> BenchResult:
     started = time.perf_counter()
     tokenizer = default_tokenizer()
     prompt_ids = tokenizer.encode(sizes.prompt)
     ours_model, book_model = make_pair(sizes.cfg)
+    ours_model, book_model = ours_model.to(device), book_model.to(device)
+    sync = device_sync(device)
     n = sizes.new_tokens
     greedy = SamplingSettings(temperature=0.0, top_k=None, top_p=1.0, seed=0, stop_at_eot=False)
     generator = Generator(ours_model, tokenizer, prompt_ids, greedy)
@@ -53,13 +60,13 @@ def run(sizes: GenerationSizes = FULL) -> BenchResult:
         outputs["ours"] = generator.new_ids
 
     def baseline() -> None:
-        idx = torch.tensor([prompt_ids])  # (1, P)
+        idx = torch.tensor([prompt_ids], device=device)  # (1, P)
         out = generate_text_simple(book_model, idx, n, sizes.cfg.context_length)  # (1, P + n)
         outputs["baseline"] = out[0, len(prompt_ids) :].tolist()
 
     cache = ours_model.new_cache(1)
-    prompt = torch.tensor([prompt_ids])  # (1, P)
-    token = torch.tensor([[prompt_ids[-1]]])  # (1, 1)
+    prompt = torch.tensor([prompt_ids], device=device)  # (1, P)
+    token = torch.tensor([[prompt_ids[-1]]], device=device)  # (1, 1)
 
     def ceiling() -> None:
         with torch.inference_mode():
@@ -71,7 +78,10 @@ def run(sizes: GenerationSizes = FULL) -> BenchResult:
     # Warm-up on a few tokens (kernels chosen, buffers allocated), then the timed full-length repeats.
     warm = GenerationSizes(sizes.cfg, min(n, 8), 1, sizes.prompt)
     _warm_up(generator, book_model, prompt_ids, warm)
-    times = interleave({"ours": ours, "baseline": baseline, "ceiling": ceiling}, sizes.repeats, warmup=0)
+    ceiling()  # its own warm-up (on a GPU the first calls also choose kernels)
+    times = interleave(
+        {"ours": ours, "baseline": baseline, "ceiling": ceiling}, sizes.repeats, warmup=0, sync=sync
+    )
     ours_rate = Stats.of(times["ours"]).map(lambda s: n / s)
     base_rate = Stats.of(times["baseline"]).map(lambda s: n / s)
     ceiling_ratio = Stats.of(
@@ -107,7 +117,8 @@ def run(sizes: GenerationSizes = FULL) -> BenchResult:
             ),
         ],
         setup=(
-            f"{sizes.cfg.name} preset ({sizes.cfg.n_layers} layers, width {sizes.cfg.emb_dim}), random weights "
+            _where(device)
+            + f"{sizes.cfg.name} preset ({sizes.cfg.n_layers} layers, width {sizes.cfg.emb_dim}), random weights "
             f"(seed 123) copied into the book's model, prompt {sizes.prompt!r} ({len(prompt_ids)} tokens), "
             f"{n} new tokens, greedy, {sizes.repeats} interleaved repeats after a short warm-up."
         ),
@@ -119,9 +130,21 @@ def run(sizes: GenerationSizes = FULL) -> BenchResult:
                 else " (random weights give near-ties that rounding can flip)."
             )
         ],
-        details={"agreeing_tokens": agree, "new_tokens": n, "prompt_tokens": len(prompt_ids)},
+        details={
+            "agreeing_tokens": agree,
+            "new_tokens": n,
+            "prompt_tokens": len(prompt_ids),
+            "device": device,
+        },
         seconds=time.perf_counter() - started,
     )
+
+
+def _where(device: str) -> str:
+    """The setup line's prefix naming the GPU, or nothing on the CPU."""
+    if torch.device(device).type != "cuda":
+        return ""
+    return f"On {torch.cuda.get_device_name()} (float32, timed with torch.cuda.synchronize): "
 
 
 def _warm_up(
@@ -129,7 +152,8 @@ def _warm_up(
 ) -> None:
     generator.reset()
     generator.generate(sizes.new_tokens)
-    generate_text_simple(book_model, torch.tensor([prompt_ids]), sizes.new_tokens, sizes.cfg.context_length)
+    idx = torch.tensor([prompt_ids], device=next(book_model.parameters()).device)  # (1, P)
+    generate_text_simple(book_model, idx, sizes.new_tokens, sizes.cfg.context_length)
 
 
 def _agreeing_prefix(a: list[int], b: list[int]) -> int:

@@ -184,13 +184,18 @@ def now_iso() -> str:
 
 
 def interleave(
-    variants: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+    variants: dict[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], Any] | None = None,
 ) -> dict[str, list[float]]:
     """Run each variant `warmup` times untimed, then `repeats` rounds of A B C ...; seconds per call.
 
     The order inside a round alternates (A B, then B A, ...) so neither variant always runs right after the
-    other's memory traffic or right before a pause.
+    other's memory traffic or right before a pause. `sync` (e.g. torch.cuda.synchronize) runs before the
+    clock starts and before it stops, so work a GPU queued is counted in the call that queued it.
     """
+    wait = sync if sync is not None else _nothing
     names = list(variants)
     for _ in range(warmup):
         for name in names:
@@ -199,10 +204,44 @@ def interleave(
     for r in range(repeats):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
+            wait()
             start = time.perf_counter()
             variants[name]()
+            wait()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def _nothing() -> None:
+    return None
+
+
+BENCH_DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str) -> str:
+    """'cpu' or 'cuda' for a --device choice; 'auto' takes the GPU when PyTorch sees one.
+
+    Asking for cuda without a GPU is a ConfigError with one line a user can act on.
+    """
+    import torch
+
+    from gptviz.errors import ConfigError
+
+    if name not in BENCH_DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(BENCH_DEVICES)}, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA device (use --device cpu)")
+    return name
+
+
+def device_sync(device: str) -> Callable[[], Any] | None:
+    """What `interleave` needs to time work on `device`: torch.cuda.synchronize on a GPU, nothing on a CPU."""
+    import torch
+
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else None
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -248,12 +287,13 @@ def _pyside_version() -> str:
     return found if found != "not installed" else _version("PySide6-Essentials")
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on: CPU, cores, threads torch uses, memory, versions, load."""
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, threads torch uses, memory, versions, load; on a GPU
+    run also the GPU's name and memory and the CUDA version torch was built with."""
     import numpy
     import torch
 
-    return {
+    info = {
         "date": now_iso(),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -268,6 +308,18 @@ def machine_info() -> dict[str, Any]:
         "load_average": load_average(),
         "cuda": torch.cuda.is_available(),
     }
+    if torch.device(device).type == "cuda":
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        info.update(
+            {
+                "device": "cuda",
+                "gpu": torch.cuda.get_device_name(),
+                "gpu_memory_gib": props.total_memory / 2**30,
+                "gpu_multiprocessors": props.multi_processor_count,
+                "cuda_version": torch.version.cuda,
+            }
+        )
+    return info
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -353,6 +405,13 @@ def markdown_report(
         f"| OS | {machine.get('os')} |",
         f"| Python / torch / numpy | {machine.get('python')} / {machine.get('torch')} / {machine.get('numpy')} |",
         f"| PySide6 / pyqtgraph | {machine.get('PySide6')} / {machine.get('pyqtgraph')} |",
+    ]
+    if machine.get("gpu"):
+        lines.append(
+            f"| GPU | {machine['gpu']}, {machine.get('gpu_memory_gib') or 0:.0f} GiB, "
+            f"CUDA {machine.get('cuda_version')} |"
+        )
+    lines += [
         "",
         "Figures are min / median / max over the repeats; the headline value and the ratio use medians. "
         "Side-by-side variants ran interleaved (A B B A ...) in one process on the same data and seed.",

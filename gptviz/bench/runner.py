@@ -20,16 +20,31 @@ BENCHMARKS: dict[str, str] = {
     "gui": "gptviz.bench.gui",
     "startup": "gptviz.bench.startup",
 }
+# The benchmarks that also run on a GPU (`--device cuda`): their modules have CUDA_FULL and CUDA_QUICK sizes
+# and a run(sizes, device=...). The others (the Qt window, start-up) measure the desktop app on the CPU.
+CUDA_BENCHMARKS: tuple[str, ...] = ("generation", "training", "capture")
 NOTES_FILE = Path(__file__).with_name("notes.md")
+# A hand-written section of the report between these markers (the GPU figures) survives a rewrite.
+KEPT_START, KEPT_END = "<!-- kept:gpu -->", "<!-- /kept:gpu -->"
 
 
-def select(only: Sequence[str] | None) -> list[str]:
-    """The benchmark names to run, in report order; unknown names are a ConfigError naming the choices."""
+def select(only: Sequence[str] | None, device: str = "cpu") -> list[str]:
+    """The benchmark names to run, in report order; unknown names are a ConfigError naming the choices.
+
+    On cuda the default is every benchmark that runs there, and naming one that does not is a ConfigError.
+    """
+    usable = list(BENCHMARKS) if device == "cpu" else [n for n in BENCHMARKS if n in CUDA_BENCHMARKS]
     if not only:
-        return list(BENCHMARKS)
+        return usable
     unknown = [n for n in only if n not in BENCHMARKS]
     if unknown:
         raise ConfigError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    cpu_only = [n for n in only if n not in usable]
+    if cpu_only:
+        raise ConfigError(
+            f"the {cpu_only[0]} benchmark runs on the CPU only; with --device {device} choose from "
+            f"{', '.join(usable)}"
+        )
     return [n for n in BENCHMARKS if n in only]
 
 
@@ -40,17 +55,27 @@ def run_benchmarks(
     sizes: dict[str, Any] | None = None,
     log: TextIO | None = None,
     on_result: Callable[[BenchResult], None] | None = None,
+    device: str = "cpu",
 ) -> list[BenchResult]:
-    """Run each named benchmark (quick or full sizes, or the explicit `sizes` given for a name)."""
+    """Run each named benchmark (quick or full sizes, or the explicit `sizes` given for a name).
+
+    `device` "cuda" runs the CUDA_BENCHMARKS at their CUDA_QUICK / CUDA_FULL sizes on the GPU.
+    """
+    on_gpu = device != "cpu"
     results = []
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
-        chosen = (sizes or {}).get(name) or (module.QUICK if quick else module.FULL)
+        if on_gpu:
+            default = module.CUDA_QUICK if quick else module.CUDA_FULL
+        else:
+            default = module.QUICK if quick else module.FULL
+        chosen = (sizes or {}).get(name) or default
         if log is not None:
-            print(f"[bench] {name} ({'quick' if quick else 'full'}) ...", file=log, flush=True)
+            where = f", {device}" if on_gpu else ""
+            print(f"[bench] {name} ({'quick' if quick else 'full'}{where}) ...", file=log, flush=True)
         started = time.perf_counter()
         when, load = now_iso(), load_average()
-        result = module.run(chosen)
+        result = module.run(chosen, device=device) if on_gpu else module.run(chosen)
         result.seconds = time.perf_counter() - started
         result.started, result.load_start = when, load
         if log is not None:
@@ -110,6 +135,13 @@ def write_json(
     return path
 
 
+def kept_section(text: str) -> str:
+    """The block between KEPT_START and KEPT_END (markers included), or "" when the report has none."""
+    start = text.find(KEPT_START)
+    end = text.find(KEPT_END, start + 1) if start >= 0 else -1
+    return text[start : end + len(KEPT_END)] if start >= 0 and end >= 0 else ""
+
+
 def write_markdown(
     path: str | Path, results: Sequence[BenchResult], machine: dict[str, Any], *, quick: bool, command: str
 ) -> Path:
@@ -117,6 +149,9 @@ def write_markdown(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     notes = NOTES_FILE.read_text(encoding="utf-8") if NOTES_FILE.is_file() else ""
+    kept = kept_section(path.read_text(encoding="utf-8")) if path.is_file() else ""
+    if kept:
+        notes = kept + "\n\n" + notes
     text = markdown_report(results, machine, quick=quick, command=command, appendix=notes)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -1,7 +1,9 @@
-"""`gptviz bench [--quick] [--json] [--only NAME ...] [--out FILE | --no-write]`.
+"""`gptviz bench [--quick] [--device cpu|cuda|auto] [--json] [--only NAME ...] [--out FILE | --no-write]`.
 
 Runs the side-by-side benchmarks (gptviz.bench), prints a table (or, with --json, only the JSON object),
 and writes the results as markdown to docs/benchmarks.md (relative to the current folder) unless told not to.
+A GPU run (`--device cuda`) runs generation, training and capture there and writes docs/benchmarks-cuda.md
+by default, so it never overwrites the CPU report.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_OUT = "docs/benchmarks.md"
+DEFAULT_CUDA_OUT = "docs/benchmarks-cuda.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="smaller sizes and fewer repeats (under 2 minutes on 2 idle cores)",
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the model benchmarks run (default cpu; auto: cuda when PyTorch sees a GPU). cuda runs "
+        "generation, training (bf16 autocast) and capture on the GPU",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
     parser.add_argument(
         "--only",
@@ -32,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"run only these benchmarks ({', '.join(BENCHMARKS)})",
     )
     parser.add_argument(
-        "--out", default=DEFAULT_OUT, metavar="FILE", help=f"markdown report to write (default {DEFAULT_OUT})"
+        "--out",
+        default=None,
+        metavar="FILE",
+        help=f"markdown report to write (default {DEFAULT_OUT}; {DEFAULT_CUDA_OUT} with --device cuda)",
     )
     parser.add_argument(
         "--render",
@@ -48,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptviz.bench.harness import load_average, machine_info, summary_table
+    from gptviz.bench.harness import load_average, machine_info, resolve_device, summary_table
     from gptviz.bench.runner import (
         as_json,
         merge_previous,
@@ -58,16 +71,22 @@ def run(args: argparse.Namespace) -> int:
         write_markdown,
     )
 
-    if args.render:
+    if args.render:  # measures nothing, so needs no GPU
+        args.out = args.out or (DEFAULT_CUDA_OUT if args.device == "cuda" else DEFAULT_OUT)
         return _render(args)
-    names = select(args.only)
-    machine = machine_info()
+    device = resolve_device(args.device)  # cuda without a GPU: a one-line error before anything runs
+    args.out = args.out or (DEFAULT_OUT if device == "cpu" else DEFAULT_CUDA_OUT)
+    names = select(args.only, device)
+    machine = machine_info(device)
     log = sys.stderr
+    if device != "cpu":
+        print(f"[bench] on {device}: {machine.get('gpu')}", file=log, flush=True)
     if args.quick:
         print(
             "[bench] quick run: smaller sizes and fewer repeats (see each setup line)", file=log, flush=True
         )
-    results = run_benchmarks(names, quick=args.quick, log=log)
+    results = run_benchmarks(names, quick=args.quick, log=log, device=device)
+    args.device = device
     machine["load_average_end"] = load_average()
     command = "gptviz bench " + " ".join(shlex.quote(a) for a in _argv_of(args))
     if not args.no_write:
@@ -111,6 +130,8 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
     argv: list[str] = []
     if args.quick:
         argv.append("--quick")
+    if getattr(args, "device", "cpu") != "cpu":
+        argv += ["--device", args.device]
     if args.only:
         argv += ["--only", *args.only]
     return argv

@@ -56,6 +56,9 @@ from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import Tokenizer, default_tokenizer
 
 SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# Mixed precision for the forward pass and the loss (torch.autocast); the weights, gradients and AdamW state
+# stay float32. "off" runs plain float32, exactly as before the option existed.
+AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
 DEVICES = ("auto", "cpu", "cuda")
 # Settings a resumed run may change; the others decide which batches it sees and stay fixed.
 RESUME_OVERRIDES = frozenset(
@@ -72,6 +75,7 @@ RESUME_OVERRIDES = frozenset(
         "eval_iter",
         "device",
         "save_dtype",
+        "amp",
         "probe_prompt",
         "probe_tokens",
     }
@@ -107,6 +111,7 @@ class TrainSettings:
     probe_tokens: int = 20
     save_dtype: str = "float32"
     shuffle: bool = True
+    amp: str = "off"  # "bf16": forward and loss under torch.autocast in bfloat16 (fast on GPUs, slow on CPUs)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -137,6 +142,8 @@ class TrainSettings:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.save_dtype not in SAVE_DTYPES:
             raise ConfigError(f"save_dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
+        if self.amp not in AMP_DTYPES:
+            raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
         if not self.probe_prompt:
             raise ConfigError("the probe prompt is empty")
         if not isinstance(self.probe_tokens, int) or self.probe_tokens < 0:
@@ -462,6 +469,11 @@ class Trainer:
                 self._cuda_rng = torch.cuda.get_rng_state(self.device)
                 torch.cuda.set_rng_state(saved_cuda, self.device)
 
+    def _autocast(self) -> torch.autocast:
+        """torch.autocast for the forward pass and loss as `settings.amp` says; disabled (a no-op) when off."""
+        dtype = AMP_DTYPES[self.settings.amp]
+        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
     @property
     def is_writer(self) -> bool:
         return self.dist.is_main
@@ -534,9 +546,9 @@ class Trainer:
         self.optimizer.param_groups[0]["weight_decay"] = self.settings.weight_decay  # the matrices' group
         inputs, targets = self.batch_for_step(step_index)  # (B, T), (B, T)
         self.model.train()
-        with self._own_rng():
+        with self._own_rng(), self._autocast():
             logits = self.train_model(inputs)  # (B, T, V)
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # ()
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())  # ()
         # Agree on the loss before backward: under DDP every rank must take the same branch.
         train_loss = all_reduce_mean([loss.item()], self.dist, self.device)[0]
         if not math.isfinite(train_loss):
@@ -628,8 +640,9 @@ class Trainer:
         count = 0
         for start in range(0, mine.numel(), self.settings.batch_size):
             inputs, targets = self._gather(windows, mine[start : start + self.settings.batch_size])  # (b, T)
-            logits = self.model(inputs)  # (b, T, V)
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")  # ()
+            with self._autocast():
+                logits = self.model(inputs)  # (b, T, V)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")  # ()
             total += float(loss)
             count += targets.numel()
         total, count = all_reduce_sum([total, float(count)], self.dist, self.device)

@@ -45,7 +45,7 @@ MATMUL_REPEATS = (
 )
 CUDA_MATMUL_SIZE = 8192  # bf16 products of 8192² matrices: about 1.4 ms each at 800 TFLOP/s
 CUDA_MATMUL_REPEATS = 50
-COMPILE_CASE_LIMIT_S = 200  # the torch.compile case gives up (and says so) rather than eat a GPU lease
+COMPILE_CASE_LIMIT_S = 150  # the torch.compile case gives up (and says so) rather than eat a GPU lease
 
 
 @dataclass(frozen=True)

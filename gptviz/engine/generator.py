@@ -13,6 +13,10 @@ which is the same computation the uncached path does, so both paths give the sam
 Randomness comes from the generator's own seeded `torch.Generator` on the CPU (sampling always runs on the
 CPU copy of the logits), so a seed gives the same text with or without the cache, on any device, and
 `undo()` rewinds the random stream too: undo then step replays the same choice.
+
+`feed()` runs the model over the chosen token right away instead of at the start of the next step, and
+hands back what chosen taps saw (`FedTokens`): the panes then follow each token at the cost of that one
+forward pass, which the next `step()` would have paid anyway (it reuses the logits `feed()` kept).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from gptviz.engine.sampling import SamplingSettings, kept_distribution
 from gptviz.errors import ConfigError
 from gptviz.model.gpt import GPTModel, KVCache
+from gptviz.model.hooks import capture
 from gptviz.tokenizer import END_OF_TEXT_ID, Tokenizer
 
 
@@ -66,6 +71,20 @@ class GenStep:
     kept_count: int
 
 
+@dataclass(frozen=True)
+class FedTokens:
+    """What one `Generator.feed()` ran: window positions first..first+len(taps' T)-1 of the window that starts
+    at sequence index `start` (the tokens cropped from the front), the taps asked for, and, with the KV cache,
+    the cached keys of every layer after the pass (each (1, H, S, hd), S = first + new tokens; views into the
+    cache, valid until the generator runs again)."""
+
+    start: int
+    first: int
+    window_ids: tuple[int, ...]
+    taps: dict[str, torch.Tensor]
+    keys: tuple[torch.Tensor, ...] | None
+
+
 class Generator:
     """Stateful token-by-token generation over one sequence: step, force, undo, reset.
 
@@ -92,6 +111,8 @@ class Generator:
         self._cache: KVCache | None = None
         self._cache_made_for: tuple[torch.device, torch.dtype] | None = None
         self._piece_memo: dict[int, str] = {}
+        # Logits for the token after `_ids`, when a feed() already computed them: (len(_ids), logits, start).
+        self._ready: tuple[int, torch.Tensor, int] | None = None
         self._ids: list[int] = []
         self._prompt_len = 0
         self.reset(prompt_ids)
@@ -167,12 +188,14 @@ class Generator:
         self._seed = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         self._rng.manual_seed(self._seed)
         self._cache_start = 0  # index in self._ids of the first token held in the cache
+        self._ready = None
         if self._cache is not None:
             self._cache.reset()
 
     def invalidate_cache(self) -> None:
         """The model's weights changed in place (a training step, weights loaded): cached keys and values are
         stale, so the next step recomputes the whole window. The sequence and history are kept."""
+        self._ready = None
         if self._cache is not None:
             self._cache.reset()
 
@@ -248,6 +271,7 @@ class Generator:
         last = self._history.pop()
         self._rng.set_state(self._rng_states.pop())
         self._ids.pop()
+        self._ready = None
         if self._cache is not None:
             keep = max(0, min(self._cache.length, len(self._ids) - self._cache_start))
             self._cache.truncate(keep)
@@ -288,8 +312,28 @@ class Generator:
             self._piece_memo[token_id] = piece
         return piece
 
+    def feed(self, tap_names: set[str] | frozenset[str] = frozenset()) -> FedTokens | None:
+        """Run the model now over the tokens it has not seen (usually the one just chosen), keep the logits
+        for the next `step()`, and return what the taps in `tap_names` saw. None when everything was fed
+        already (the logits are ready): nothing ran, nothing new to show."""
+        if self._ready is not None and self._ready[0] == len(self._ids):
+            return None
+        fed = self._run(tap_names)
+        assert fed is not None
+        return fed
+
     def _next_logits(self) -> tuple[torch.Tensor, int]:
         """Logits (V,) for the token after self._ids, and how many tokens were cropped from the front."""
+        ready = self._ready
+        if ready is None or ready[0] != len(self._ids):
+            self._run(frozenset())
+            ready = self._ready
+        assert ready is not None
+        return ready[1], ready[2]
+
+    def _run(self, tap_names: set[str] | frozenset[str]) -> FedTokens | None:
+        """Run the model over what the cache lacks (at least the last token: its logits are what a step needs)
+        and keep the last position's logits as `_ready`. With tap names, also return the taps."""
         model = self.model
         if model.training:
             model.eval()  # dropout off: generation must be deterministic given the seed
@@ -299,10 +343,12 @@ class Generator:
         device = weight.device
         if self._cache is not None and self._cache_made_for != (device, weight.dtype):
             self._cache = None  # the model moved to another device or dtype since the cache was made
-        with torch.inference_mode():
+        with torch.inference_mode(), capture(model, tap_names) as taps:
             if not self.use_cache:
+                first = 0
                 window = torch.tensor([self._ids[start:]], device=device)  # (1, T)
                 logits = model(window)[0, -1]  # (V,)
+                keys = None
             else:
                 if self._cache is None:
                     self._cache = model.new_cache(1)
@@ -313,8 +359,12 @@ class Generator:
                     cache.reset()
                     self._cache_start = start
                 # Feed at least the last token: its logits are what we need.
-                cached = min(cache.length, len(self._ids) - start - 1)
-                cache.truncate(cached)
-                new = torch.tensor([self._ids[start + cached :]], device=device)  # (1, T_new)
+                first = min(cache.length, len(self._ids) - start - 1)
+                cache.truncate(first)
+                new = torch.tensor([self._ids[start + first :]], device=device)  # (1, T_new)
                 logits = model(new, cache)[0, -1]  # (V,)
-        return logits.float().cpu(), start
+                keys = tuple(k[:, :, : cache.length] for k in cache.keys) if tap_names else None
+        self._ready = (len(self._ids), logits.float().cpu(), start)
+        if not tap_names:
+            return None
+        return FedTokens(start, first, tuple(self._ids[start:]), dict(taps), keys)

@@ -38,16 +38,21 @@ def _tril_mask(n_tokens: int) -> np.ndarray:
     return mask
 
 
-def _pack14(half: np.ndarray) -> np.ndarray:
-    """(..., n) float16 in [0, 1] (or NaN) -> (..., 7 * ceil(n / 4)) uint8, four 14-bit codes per 7 bytes."""
+def _codes14(half: np.ndarray) -> np.ndarray:
+    """(..., n) float16 in [0, 1] (or NaN) -> (..., n) uint16 14-bit codes (NaN -> _NAN_CODE)."""
     bits = half.view(np.uint16)
     nans = np.isnan(half)
     if nans.any():
         bits = np.where(nans, np.uint16(_NAN_CODE), bits)
-    lead, n = bits.shape[:-1], bits.shape[-1]
+    return bits
+
+
+def _pack_codes(codes: np.ndarray) -> np.ndarray:
+    """(..., n) uint16 14-bit codes -> (..., 7 * ceil(n / 4)) uint8, four codes per 7 bytes."""
+    lead, n = codes.shape[:-1], codes.shape[-1]
     groups = -(-n // 4)
     quads = np.zeros((*lead, groups * 4), dtype=np.uint16)
-    quads[..., :n] = bits
+    quads[..., :n] = codes
     quads = quads.reshape(*lead, groups, 4)
     words = quads[..., 0].astype(np.uint64)  # (..., groups)
     for slot in (1, 2, 3):
@@ -56,8 +61,8 @@ def _pack14(half: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(octets[..., :7]).reshape(*lead, groups * 7)
 
 
-def _unpack14(packed: np.ndarray, n: int) -> np.ndarray:
-    """Inverse of _pack14: (..., 7 * g) uint8 -> (..., n) float32."""
+def _unpack_codes(packed: np.ndarray) -> np.ndarray:
+    """(..., 7 * g) uint8 -> (..., 4 * g) uint16 codes (the inverse of _pack_codes, padding included)."""
     lead, groups = packed.shape[:-1], packed.shape[-1] // 7
     octets = np.zeros((*lead, groups, 8), dtype=np.uint8)
     octets[..., :7] = packed.reshape(*lead, groups, 7)
@@ -65,10 +70,78 @@ def _unpack14(packed: np.ndarray, n: int) -> np.ndarray:
     codes = np.empty((*lead, groups, 4), dtype=np.uint16)
     for slot, shift in enumerate((0, 14, 28, 42)):
         codes[..., slot] = (words >> np.uint64(shift)) & np.uint64(_CODE_MASK)
-    codes = codes.reshape(*lead, groups * 4)[..., :n]
+    return codes.reshape(*lead, groups * 4)
+
+
+def _codes_to_values(codes: np.ndarray) -> np.ndarray:
     values = codes.view(np.float16).astype(np.float32)
     values[codes == _NAN_CODE] = np.nan
     return values
+
+
+def _pack14(half: np.ndarray) -> np.ndarray:
+    """(..., n) float16 in [0, 1] (or NaN) -> (..., 7 * ceil(n / 4)) uint8, four 14-bit codes per 7 bytes."""
+    return _pack_codes(_codes14(half))
+
+
+def _unpack14(packed: np.ndarray, n: int) -> np.ndarray:
+    """Inverse of _pack14: (..., 7 * g) uint8 -> (..., n) float32."""
+    return _codes_to_values(_unpack_codes(packed)[..., :n])
+
+
+def unpack_range(packed: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Values start..stop-1 of a packed sequence: (..., bytes) uint8 -> (..., stop - start) float32.
+
+    Only the 7-byte groups that hold them are decoded, so a few rows of a long triangle cost a few rows."""
+    g0, g1 = start // 4, -(-stop // 4)
+    codes = _unpack_codes(packed[..., 7 * g0 : 7 * g1])  # (..., 4 * (g1 - g0))
+    return _codes_to_values(codes[..., start - 4 * g0 : stop - 4 * g0])
+
+
+def append_packed(buffer: np.ndarray, n_old: int, half: np.ndarray) -> int:
+    """Write float16 values `half` (..., m) after the first `n_old` values packed in `buffer` (..., bytes).
+
+    The group of four that `n_old` ends inside is re-packed whole with its old codes kept bit for bit, so a
+    reader of the first n_old values sees the same numbers before, during and after the write. Returns the
+    bytes now in use."""
+    g0, rest = n_old // 4, n_old % 4
+    codes = _codes14(half)  # (..., m)
+    if rest:
+        kept = _unpack_codes(buffer[..., 7 * g0 : 7 * g0 + 7])[..., :rest]  # (..., rest)
+        codes = np.concatenate([kept, codes], axis=-1)  # (..., rest + m)
+    packed = _pack_codes(codes)
+    buffer[..., 7 * g0 : 7 * g0 + packed.shape[-1]] = packed
+    return 7 * g0 + packed.shape[-1]
+
+
+def thumbnail_block(n_tokens: int) -> int:
+    """Tokens a thumbnail cell spans a side: the smallest power of two that fits the map in THUMBNAIL_SIZE
+    cells. Powers of two let a growing map keep its thumbnail exactly: when the block doubles, 2 x 2 cells
+    merge by max, so a new token costs one row of cells instead of pooling the whole map again."""
+    block = 1
+    while -(-n_tokens // block) > THUMBNAIL_SIZE:
+        block *= 2
+    return block
+
+
+def thumbnail_side(n_tokens: int) -> int:
+    """Cells a side of a thumbnail of n_tokens (between THUMBNAIL_SIZE / 2 and THUMBNAIL_SIZE past 64)."""
+    return -(-n_tokens // thumbnail_block(n_tokens))
+
+
+def block_max(weights: torch.Tensor, block: int) -> torch.Tensor:
+    """(H, R, C) -> (H, ceil(R / block), ceil(C / block)): the largest weight in each block (edges partial)."""
+    if block == 1:
+        return weights.clone()
+    return torch.nn.functional.max_pool2d(weights, block, block, ceil_mode=True)
+
+
+def skip_first_rows(weights: torch.Tensor) -> torch.Tensor:
+    """(..., R, C) attention rows -> the same rows renormalised over keys 1.. (key 0 set to 0), in place.
+
+    A row that can only see key 0 has nothing left and becomes all zeros."""
+    weights[..., 0] = 0.0
+    return weights.div_(weights.sum(dim=-1, keepdim=True).clamp_min_(1e-30))
 
 
 def packed_attention_nbytes(n_tokens: int) -> int:
@@ -84,14 +157,15 @@ class AttentionMaps:
     diagonal), `maps[layer]` -> (H, T, T), `np.asarray(maps)` -> (L, H, T, T). Values are float16-exact
     (see the module docstring). `thumbnails` holds each map max-pooled to at most THUMBNAIL_SIZE cells a
     side, so one-token-wide patterns stay visible in an overview; `thumbnails_skip_first` the same after
-    renormalising each row over keys 1..t (row 0 then has nothing left and is all zeros).
+    renormalising each row over keys 1..t (row 0 then has nothing left and is all zeros). A thumbnail
+    cell spans `thumbnail_block(T)` tokens a side (a power of two), so S = ceil(T / block) <= 64.
     """
 
     n_layers: int
     n_heads: int
     n_tokens: int
     packed: np.ndarray  # (L, H, packed_attention_nbytes(T)) uint8
-    thumbnails: np.ndarray  # (L, H, S, S) float16, S = min(T, THUMBNAIL_SIZE)
+    thumbnails: np.ndarray  # (L, H, S, S) float16, S = thumbnail_side(T)
     thumbnails_skip_first: np.ndarray  # (L, H, S, S) float16
 
     @property
@@ -175,6 +249,9 @@ class InspectionSnapshot:
     next_probs: np.ndarray  # (k,) float32
     next_pieces: tuple[str, ...]
     cropped: int  # tokens dropped from the front to fit the context
+    # Two snapshots of one lineage (>= 0) agree on the rows both have: a live inspection's next token only
+    # adds rows, so a view may extend what it drew instead of redrawing it. Negative: stands alone.
+    lineage: int = -1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -210,7 +287,7 @@ class InspectionSnapshot:
 def snapshot_nbytes(n_layers: int, n_heads: int, n_tokens: int, emb_dim: int, top_k: int = 8) -> int:
     """InspectionSnapshot.nbytes from shapes alone, so the 124M preset at 1024 tokens is sized without running."""
     L, H, T, D, k = n_layers, n_heads, n_tokens, emb_dim, top_k
-    thumb = min(T, THUMBNAIL_SIZE)
+    thumb = thumbnail_side(T)
     attention = L * H * packed_attention_nbytes(T) + 2 * L * H * thumb * thumb * 2
     arrays = T * 8 + (L + 1) * T * 4 + T * 4 * D * 4 + L * 8 * T * 4 + (L + 1) * k * (8 + 4) + k * (8 + 4)
     return attention + arrays
@@ -226,19 +303,35 @@ def _pack_layer(weights: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarr
     w = weights.float()  # (H, T, T)
     half = w.half().clamp_(0.0, 1.0).numpy()  # (H, T, T); NaN survives the clamp and becomes _NAN_CODE
     packed = _pack14(half[:, _tril_mask(T)])  # (H, T(T+1)/2) row-major triangle -> (H, bytes)
-    size = min(T, THUMBNAIL_SIZE)
-    thumbs = torch.nn.functional.adaptive_max_pool2d(w, size)  # (H, S, S)
-    w[:, :, 0] = 0.0
-    w.div_(w.sum(dim=-1, keepdim=True).clamp_min_(1e-30))  # (H, T, T) rows over keys 1..t; row 0 stays 0
-    thumbs_skip = torch.nn.functional.adaptive_max_pool2d(w, size)  # (H, S, S)
+    block = thumbnail_block(T)
+    thumbs = block_max(w, block)  # (H, S, S)
+    thumbs_skip = block_max(skip_first_rows(w), block)  # (H, S, S) rows over keys 1..t; row 0 stays 0
     return packed, thumbs.half().numpy(), thumbs_skip.half().numpy()
 
 
-def _safe_piece(tokenizer: object, token_id: int) -> str:
+def safe_piece(tokenizer: object, token_id: int) -> str:
     try:
         return tokenizer.piece(token_id)  # type: ignore[attr-defined]
     except (KeyError, ValueError):
         return f"<{token_id}>"  # an id the tokenizer does not know (a padded vocabulary)
+
+
+def top_tokens(logits: torch.Tensor, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(..., V) logits -> the k most probable ids (..., k) int64 and their probabilities (..., k) float32."""
+    k = min(top_k, logits.shape[-1])
+    top = torch.softmax(logits.float(), dim=-1).topk(k, dim=-1)  # values/indices (..., k)
+    return top.indices.cpu().numpy().astype(np.int64), top.values.cpu().numpy().astype(np.float32)
+
+
+def logit_lens(
+    model: torch.nn.Module, rows: torch.Tensor, logits: torch.Tensor, top_k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The logit lens at one position: `rows` (L, D) is the residual stream there after the embeddings and
+    after blocks 0..L-2, `logits` (V,) the model's real output there. Returns ids and probabilities (L+1, k);
+    the last row is the real prediction."""
+    lens_logits = model.out_head(model.final_norm(rows.to(model.out_head.weight.dtype))).float()  # (L, V)
+    lens_logits = torch.cat([lens_logits, logits.float().reshape(1, -1)])  # (L+1, V): last row is real
+    return top_tokens(lens_logits, top_k)
 
 
 def _needed_taps(n_layers: int, mlp_layer: int) -> set[str]:
@@ -306,30 +399,16 @@ def inspect_tokens(
         model.train(was_training)
 
 
-def _build_snapshot(
-    model: torch.nn.Module,
-    tokenizer: object,
-    ids: list[int],
-    taps: dict[str, torch.Tensor],
-    mlp_layer: int,
-    position: int,
-    top_k: int,
-    cropped: int,
-) -> InspectionSnapshot:
-    L, H, T = model.cfg.n_layers, model.cfg.n_heads, len(ids)
-    size = min(T, THUMBNAIL_SIZE)
-    packed = np.empty((L, H, packed_attention_nbytes(T)), dtype=np.uint8)
-    thumbs = np.empty((L, H, size, size), dtype=np.float16)
-    thumbs_skip = np.empty((L, H, size, size), dtype=np.float16)
-    for i in range(L):
-        weights = taps.pop(f"blocks.{i}.attn.hook_weights")[0].cpu()  # (H, T, T), freed once packed
-        packed[i], thumbs[i], thumbs_skip[i] = _pack_layer(weights)
-        del weights
-
+def stream_stats(
+    taps: dict[str, torch.Tensor], n_layers: int
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """From one pass's taps (batch 1, T positions): the residual stream after the embeddings and after each
+    block (L+1 tensors (T, D)), its L2 norms (L+1, T), and LayerNorm statistics (L, 2, 2, 2, T): layer,
+    (norm1, norm2), (input, output), (mean, variance)."""
+    L = n_layers
     resid = [taps["hook_embed"][0].float()]  # (T, D) entering block 0
     resid += [taps[f"blocks.{i}.hook_resid_post"][0].float() for i in range(L)]  # each (T, D)
     residual_norms = torch.stack([r.norm(dim=-1) for r in resid])  # (L+1, T)
-
     ln_stats = torch.stack(
         [
             torch.stack(
@@ -346,20 +425,38 @@ def _build_snapshot(
             for i in range(L)
         ]
     )  # (L, 2, 2, 2, T)
+    return resid, residual_norms, ln_stats
+
+
+def _build_snapshot(
+    model: torch.nn.Module,
+    tokenizer: object,
+    ids: list[int],
+    taps: dict[str, torch.Tensor],
+    mlp_layer: int,
+    position: int,
+    top_k: int,
+    cropped: int,
+) -> InspectionSnapshot:
+    L, H, T = model.cfg.n_layers, model.cfg.n_heads, len(ids)
+    size = thumbnail_side(T)
+    packed = np.empty((L, H, packed_attention_nbytes(T)), dtype=np.uint8)
+    thumbs = np.empty((L, H, size, size), dtype=np.float16)
+    thumbs_skip = np.empty((L, H, size, size), dtype=np.float16)
+    for i in range(L):
+        weights = taps.pop(f"blocks.{i}.attn.hook_weights")[0].cpu()  # (H, T, T), freed once packed
+        packed[i], thumbs[i], thumbs_skip[i] = _pack_layer(weights)
+        del weights
+
+    resid, residual_norms, ln_stats = stream_stats(taps, L)  # L+1 x (T, D), (L+1, T), (L, 2, 2, 2, T)
 
     logits = taps["hook_logits"][0].float()  # (T, V)
     rows = torch.stack([r[position] for r in resid[:-1]])  # (L, D): embeddings, after blocks 0..L-2
-    lens_logits = model.out_head(model.final_norm(rows.to(model.out_head.weight.dtype))).float()  # (L, V)
-    lens_logits = torch.cat([lens_logits, logits[position : position + 1]])  # (L+1, V): last row is real
-    k = min(top_k, logits.shape[-1])
-    lens_top = torch.softmax(lens_logits, dim=-1).topk(k, dim=-1)  # values/indices (L+1, k)
-    next_top = torch.softmax(logits[-1], dim=-1).topk(k)  # (k,)
-
-    lens_ids = lens_top.indices.cpu().numpy().astype(np.int64)  # (L+1, k)
-    next_ids = next_top.indices.cpu().numpy().astype(np.int64)  # (k,)
+    lens_ids, lens_probs = logit_lens(model, rows, logits[position], top_k)  # (L+1, k) each
+    next_ids, next_probs = top_tokens(logits[-1], top_k)  # (k,) each
     return InspectionSnapshot(
         token_ids=np.asarray(ids, dtype=np.int64),
-        pieces=tuple(_safe_piece(tokenizer, i) for i in ids),
+        pieces=tuple(safe_piece(tokenizer, i) for i in ids),
         attention=AttentionMaps(L, H, T, packed, thumbs, thumbs_skip),
         residual_norms=residual_norms.cpu().numpy().astype(np.float32),
         mlp_layer=mlp_layer,
@@ -367,11 +464,11 @@ def _build_snapshot(
         ln_stats=ln_stats.cpu().numpy().astype(np.float32),
         lens_position=position,
         lens_ids=lens_ids,
-        lens_probs=lens_top.values.cpu().numpy().astype(np.float32),
-        lens_pieces=tuple(tuple(_safe_piece(tokenizer, int(i)) for i in row) for row in lens_ids),
+        lens_probs=lens_probs,
+        lens_pieces=tuple(tuple(safe_piece(tokenizer, int(i)) for i in row) for row in lens_ids),
         next_ids=next_ids,
-        next_probs=next_top.values.cpu().numpy().astype(np.float32),
-        next_pieces=tuple(_safe_piece(tokenizer, int(i)) for i in next_ids),
+        next_probs=next_probs,
+        next_pieces=tuple(safe_piece(tokenizer, int(i)) for i in next_ids),
         cropped=cropped,
     )
 

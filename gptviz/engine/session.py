@@ -263,6 +263,7 @@ class Session:
         self.model_note = note
         self.trainer = None
         self.generator = None
+        self._live: Any = None  # gptviz.engine.live_inspection.LiveInspection, made on the first inspect()
         self.history_dir: Path | None = None
         self._history_meta: dict[str, Any] = {}
         return self.info()
@@ -434,23 +435,78 @@ class Session:
     def inspect(
         self, ids: Sequence[int] | None = None, *, mlp_layer: int = 0, lens_position: int = -1
     ) -> Any:
-        """Run the model once over `ids` (default: the current generation sequence) with the taps the
-        Attention and Activations panes need; returns gptviz.engine.inspection.InspectionSnapshot."""
+        """What the Attention and Activations panes show (gptviz.engine.inspection.InspectionSnapshot).
+
+        With `ids`, one pass over them with every tap. Without, the current generation sequence, kept live:
+        the generator's own forward pass for each new token carries the taps, so a step costs one token
+        at any context length (see gptviz.engine.live_inspection)."""
         from gptviz.engine.inspection import inspect_tokens
 
-        if ids is None:
-            ids = self.current_ids()
-        ids = [int(i) for i in ids]
-        if not ids:
-            raise ConfigError("nothing to inspect: the text has no tokens")
+        if ids is not None:
+            ids = [int(i) for i in ids]
+            if not ids:
+                raise ConfigError("nothing to inspect: the text has no tokens")
+        n = len(ids) if ids is not None else len(self.current_ids())
         # A pane's choices may outlive the sequence or model they were made for: clamp them, don't fail.
         mlp_layer = max(0, min(int(mlp_layer), self.model.cfg.n_layers - 1))
-        shown = min(len(ids), self.model.cfg.context_length)
+        shown = min(n, self.model.cfg.context_length)
         if not -shown <= lens_position < shown:
             lens_position = -1
+        if ids is None:
+            return self._live_snapshot(mlp_layer, lens_position)
         return inspect_tokens(
             self.model, self.tokenizer, ids, mlp_layer=mlp_layer, lens_position=lens_position
         )
+
+    def _live_snapshot(self, mlp_layer: int, lens_position: int) -> Any:
+        """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
+        its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""
+        from gptviz.engine.live_inspection import LiveInspection
+
+        gen = self._ensure_generator()
+        live = self._live
+        if live is None or live.model is not self.model:
+            live = self._live = LiveInspection(self.model, self.tokenizer, mlp_layer=mlp_layer)
+        if mlp_layer != live.mlp_layer and live.n:
+            live.set_mlp_layer(mlp_layer, self._window_pass(live.ids, mlp_layer=mlp_layer))
+        live.mlp_layer = mlp_layer
+        window = min(len(gen.ids), self.model.cfg.context_length)  # tokens the snapshot will hold
+        live.set_lens(lens_position % window if lens_position < -1 else lens_position)  # -1: follow the last
+        names = live.tap_names(with_keys=not gen.use_cache)
+        fed = gen.feed(names)
+        if fed is not None and not live.update(fed) or live.n == 0:
+            gen.invalidate_cache()  # the rows held do not continue into this feed: take the whole window
+            fed = gen.feed(names)
+            assert fed is not None and live.update(fed)
+        if not live.lens_ready():
+            at = live.lens_position % live.n
+            live.set_lens(live.lens_position, self._window_pass(live.ids[: at + 1], lens=True))
+        return live.snapshot()
+
+    def _window_pass(self, ids: Sequence[int], *, mlp_layer: int | None = None, lens: bool = False) -> Any:
+        """One plain forward pass over `ids` with only the taps a changed choice needs: one block's MLP
+        activations (n, 4D), or the logit lens at the last position ((L+1, k) ids and probabilities)."""
+        from gptviz.engine.inspection import logit_lens
+        from gptviz.model.hooks import capture
+
+        L = self.model.cfg.n_layers
+        names = {f"blocks.{mlp_layer}.ff.hook_post"} if mlp_layer is not None else set()
+        if lens:
+            names |= {"hook_embed", "hook_logits"} | {f"blocks.{i}.hook_resid_post" for i in range(L - 1)}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), capture(self.model, names) as taps:
+                self.model(torch.tensor([list(ids)], device=self.device))  # (1, n, V)
+            if mlp_layer is not None:
+                return taps[f"blocks.{mlp_layer}.ff.hook_post"][0].float().cpu().numpy()  # (n, 4D)
+            rows = [taps["hook_embed"][0, -1]] + [
+                taps[f"blocks.{i}.hook_resid_post"][0, -1] for i in range(L - 1)
+            ]
+            with torch.no_grad():
+                return logit_lens(self.model, torch.stack(rows).float(), taps["hook_logits"][0, -1], 8)
+        finally:
+            self.model.train(was_training)
 
     # --------------------------------------------------------------------------------------- generation
 

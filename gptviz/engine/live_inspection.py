@@ -1,0 +1,348 @@
+"""The panes' inspection kept in step with a generation at the cost of the one new token.
+
+`inspect_tokens` runs the whole context with every tap: at 124M and 1,000 tokens that is seconds, while
+the KV-cached generation step costs tens of milliseconds. But a step adds one token, and attention is
+causal: nothing already computed for earlier positions changes. So the generator's own forward pass for the
+new token (`Generator.feed`) carries the taps, and this module appends what they saw:
+
+* one new attention row per head. The fused attention kernel keeps running (so generation computes the
+  same numbers whether anyone watches or not); the row is rebuilt from the tapped query and the keys in the
+  KV cache, softmax(q k^T / sqrt(d_head)) with the causal mask, as the explicit path would compute it;
+* one new column of residual norms and LayerNorm statistics, one new row of MLP activations;
+* the thumbnails by a max over one row of cells (see `thumbnail_block`);
+* the logit lens at the new position when it follows the last token (a chosen earlier position never
+  changes: causality again), and the next-token candidates.
+
+The snapshot it hands out is built from views into buffers that only grow: writes go after what any
+snapshot shows, so a snapshot stays valid while the next token is appended. Undo (truncate) copies the
+buffers first when a snapshot is out, for the same reason. A new prompt, new weights or a moved window
+(a crop) make the generator feed the whole window once, and this state starts over.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+
+from gptviz.engine.generator import FedTokens
+from gptviz.engine.inspection import (
+    AttentionMaps,
+    InspectionSnapshot,
+    append_packed,
+    block_max,
+    logit_lens,
+    packed_attention_nbytes,
+    safe_piece,
+    skip_first_rows,
+    stream_stats,
+    thumbnail_block,
+    thumbnail_side,
+    top_tokens,
+    unpack_range,
+)
+from gptviz.model.gpt import causal_bias
+
+
+_LINEAGES = itertools.count()  # unique across instances: a new model's rows are never mistaken for old ones
+
+
+def _triangle(n: int) -> int:
+    """Values in the first n rows of a causal map: n (n + 1) / 2."""
+    return n * (n + 1) // 2
+
+
+class LiveInspection:
+    """An InspectionSnapshot that grows with the generation: `update(fed)` after each `Generator.feed`."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: object,
+        *,
+        mlp_layer: int = 0,
+        lens_position: int = -1,
+        top_k: int = 8,
+    ) -> None:
+        cfg = model.cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.n_layers, self.n_heads, self.emb_dim = cfg.n_layers, cfg.n_heads, cfg.emb_dim
+        self.mlp_layer = mlp_layer
+        self.lens_position = lens_position  # -1 follows the last token
+        self.top_k = top_k
+        self.lineage = 0  # changes whenever held rows change (clear, truncate): panes may extend otherwise
+        self.clear()
+
+    # ------------------------------------------------------------------------------------------- state
+
+    def clear(self) -> None:
+        """Forget everything (new prompt, new weights, a moved window)."""
+        L, H, D = self.n_layers, self.n_heads, self.emb_dim
+        self.n = 0
+        self.start = 0  # tokens cropped from the front of the sequence
+        self.ids: list[int] = []
+        self.pieces: list[str] = []
+        self._ids = np.zeros(0, dtype=np.int64)  # (cap,)
+        self._packed = np.zeros((L, H, 0), dtype=np.uint8)  # (L, H, cap bytes)
+        self._nbytes = 0
+        self._norms = np.zeros((L + 1, 0), dtype=np.float32)  # (L+1, cap)
+        self._ln = np.zeros((L, 2, 2, 2, 0), dtype=np.float32)  # (L, 2, 2, 2, cap)
+        self._mlp = np.zeros((0, 4 * D), dtype=np.float32)  # (cap, 4D)
+        self._block = 1
+        self._thumbs = np.zeros((L, H, 64, 64), dtype=np.float16)
+        self._thumbs_skip = np.zeros((L, H, 64, 64), dtype=np.float16)
+        self._lens: tuple[int, np.ndarray, np.ndarray] | None = None  # (position, ids, probs) (L+1, k)
+        self._next: tuple[np.ndarray, np.ndarray] | None = None
+        self._handed_out = False
+        self.lineage = next(_LINEAGES)
+
+    def tap_names(self, with_keys: bool = False) -> frozenset[str]:
+        """What a feed must tap for `update`: queries (the keys come from the KV cache, or the k tap when
+        there is none), the residual stream around each norm, one MLP layer, and the logits."""
+        names = {"hook_embed", "hook_logits", f"blocks.{self.mlp_layer}.ff.hook_post"}
+        for i in range(self.n_layers):
+            names |= {
+                f"blocks.{i}.attn.hook_q",
+                f"blocks.{i}.hook_ln1",
+                f"blocks.{i}.hook_resid_mid",
+                f"blocks.{i}.hook_ln2",
+                f"blocks.{i}.hook_resid_post",
+            }
+            if with_keys:
+                names.add(f"blocks.{i}.attn.hook_k")
+        return frozenset(names)
+
+    def truncate(self, n_tokens: int) -> None:
+        """Keep the first n_tokens rows (an undo)."""
+        if n_tokens >= self.n:
+            return
+        if self._handed_out:  # a snapshot reads these buffers: the rows about to be rewritten are its rows
+            self._packed = self._packed.copy()
+            self._ids, self._norms, self._ln, self._mlp = (
+                a.copy() for a in (self._ids, self._norms, self._ln, self._mlp)
+            )
+            self._handed_out = False
+        self.lineage = next(_LINEAGES)
+        self.n = n_tokens
+        self.ids = self.ids[:n_tokens]
+        self.pieces = self.pieces[:n_tokens]
+        self._nbytes = packed_attention_nbytes(n_tokens)
+        if self._lens is not None and self._lens[0] >= n_tokens:
+            self._lens = None
+        self._next = None
+        self._rebuild_thumbnails_from(n_tokens)
+
+    def update(self, fed: FedTokens) -> bool:
+        """Take in what one feed saw. False when it does not continue the rows held here (the caller then
+        feeds the whole window again, which always succeeds)."""
+        first = fed.first
+        if first == 0:  # the whole window: start over in fresh buffers (no copy for old snapshots needed)
+            self.clear()
+            self.start = fed.start
+        elif fed.start != self.start or first > self.n or list(fed.window_ids[:first]) != self.ids[:first]:
+            return False
+        elif first < self.n:
+            self.truncate(first)
+        new_ids = list(fed.window_ids[first:])
+        self._append(new_ids, fed)
+        return True
+
+    # ------------------------------------------------------------------------------------- appending
+
+    def _grow(self, n_total: int) -> None:
+        """Make room for n_total tokens, doubling so a long generation copies O(log n) times."""
+        cap = self._ids.shape[0]
+        if n_total <= cap:
+            return
+        ctx = self.model.cfg.context_length
+        new_cap = min(max(n_total, 2 * cap, 16), max(ctx, n_total))
+        L, H = self.n_layers, self.n_heads
+
+        def grown(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+            shape = list(array.shape)
+            shape[axis] = size
+            out = np.zeros(shape, dtype=array.dtype)
+            index = [slice(None)] * array.ndim
+            index[axis] = slice(0, array.shape[axis])
+            out[tuple(index)] = array
+            return out
+
+        self._ids = grown(self._ids, 0, new_cap)
+        self._norms = grown(self._norms, 1, new_cap)
+        self._ln = grown(self._ln, 4, new_cap)
+        self._mlp = grown(self._mlp, 0, new_cap)
+        packed = np.zeros((L, H, packed_attention_nbytes(new_cap)), dtype=np.uint8)
+        packed[:, :, : self._nbytes] = self._packed[:, :, : self._nbytes]
+        self._packed = packed
+
+    def _append(self, new_ids: list[int], fed: FedTokens) -> None:
+        taps = fed.taps
+        first, m = self.n, len(new_ids)
+        total = first + m
+        self._grow(total)
+        self._set_block(thumbnail_block(total))
+        with torch.no_grad():
+            for layer in range(self.n_layers):
+                weights = self._attention_rows(layer, fed, first, m)  # (H, m, total) float32
+                self._append_attention(layer, weights, first)
+            _, norms, ln = stream_stats(taps, self.n_layers)  # (L+1, m), (L, 2, 2, 2, m)
+            self._norms[:, first:total] = norms.cpu().numpy()
+            self._ln[..., first:total] = ln.cpu().numpy()
+            self._mlp[first:total] = taps[f"blocks.{self.mlp_layer}.ff.hook_post"][0].float().cpu().numpy()
+            logits = taps["hook_logits"][0]  # (m, V)
+            self._next = top_tokens(logits[-1], self.top_k)
+            lens_at = self.lens_position % total if self.lens_position < 0 else self.lens_position
+            if first <= lens_at < total and (self._lens is None or self._lens[0] != lens_at):
+                row = lens_at - first
+                resid = [taps["hook_embed"][0, row]]
+                resid += [taps[f"blocks.{i}.hook_resid_post"][0, row] for i in range(self.n_layers - 1)]
+                rows = torch.stack(resid).float()  # (L, D)
+                self._lens = (lens_at, *logit_lens(self.model, rows, logits[row], self.top_k))
+        self._nbytes = packed_attention_nbytes(total)
+        self._ids[first:total] = new_ids
+        self.ids.extend(new_ids)
+        self.pieces.extend(safe_piece(self.tokenizer, i) for i in new_ids)
+        self.n = total
+
+    def _attention_rows(self, layer: int, fed: FedTokens, first: int, m: int) -> torch.Tensor:
+        """(H, m, S) float32: softmax(q k^T / sqrt(d_head)) of the new queries against every key up to them."""
+        q = fed.taps[f"blocks.{layer}.attn.hook_q"][0].float()  # (H, m, hd)
+        if fed.keys is not None:
+            k = fed.keys[layer][0].float()  # (H, S, hd)
+        else:
+            k = fed.taps[f"blocks.{layer}.attn.hook_k"][0].float()  # (H, S, hd)
+        H, _, hd = q.shape
+        S = k.shape[1]
+        bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
+        scores = torch.baddbmm(bias.expand(H, m, S), q, k.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
+        return torch.softmax(scores, dim=-1).cpu()  # (H, m, S)
+
+    def _append_attention(self, layer: int, weights: torch.Tensor, first: int) -> None:
+        """Pack the new rows' causal part after the rows held, and max them into the thumbnails."""
+        H, m, S = weights.shape
+        allowed = ~_future(m, S, first)  # (m, S) True where query first+r may see the key
+        half = weights.half().clamp_(0.0, 1.0).numpy()  # (H, m, S)
+        append_packed(self._packed[layer], _triangle(first), half[:, allowed])  # (H, count)
+        w = weights.masked_fill(~torch.from_numpy(allowed), 0.0)  # (H, m, S)
+        self._max_rows_into(self._thumbs[layer], w, first)
+        self._max_rows_into(self._thumbs_skip[layer], skip_first_rows(w), first)
+
+    def _max_rows_into(self, thumbs: np.ndarray, rows: torch.Tensor, first: int) -> None:
+        """Max rows first..first+m-1 (H, m, S) into the thumbnail cells (H, 64, 64) they fall in."""
+        block = self._block
+        H, m, S = rows.shape
+        lead = first % block  # rows of the first cell row that came before
+        if lead:
+            rows = torch.cat([torch.zeros(H, lead, S), rows], dim=1)  # (H, lead + m, S)
+        cells = block_max(rows, block).half().numpy()  # (H, r, c)
+        top = first // block
+        r, c = cells.shape[1:]
+        np.maximum(thumbs[:, top : top + r, :c], cells, out=thumbs[:, top : top + r, :c])
+
+    def _set_block(self, block: int) -> None:
+        """Merge 2 x 2 cells by max until the thumbnails' block is `block` (the map outgrew 64 cells)."""
+        while self._block < block:
+            for thumbs in (self._thumbs, self._thumbs_skip):
+                merged = thumbs.reshape(*thumbs.shape[:2], 32, 2, 32, 2).max(axis=(3, 5))  # (L, H, 32, 32)
+                thumbs[:] = 0
+                thumbs[:, :, :32, :32] = merged
+            self._block *= 2
+
+    def _rebuild_thumbnails_from(self, n_tokens: int) -> None:
+        """After a truncate: cells past n_tokens go, the last partial cell row is rebuilt from the packed rows,
+        and a map that shrank below its block's range is pooled again from scratch."""
+        block = thumbnail_block(n_tokens)
+        if block != self._block:
+            self._block = block
+            self._thumbs[:] = 0
+            self._thumbs_skip[:] = 0
+            first_row = 0
+        else:
+            first_row = (n_tokens // block) * block
+            self._thumbs[:, :, first_row // block :] = 0
+            self._thumbs_skip[:, :, first_row // block :] = 0
+        if first_row >= n_tokens:
+            return
+        for layer in range(self.n_layers):
+            rows = self._dense_rows(layer, first_row, n_tokens)  # (H, R, n_tokens)
+            self._max_rows_into(self._thumbs[layer], rows, first_row)
+            self._max_rows_into(self._thumbs_skip[layer], skip_first_rows(rows.clone()), first_row)
+
+    def _dense_rows(self, layer: int, row0: int, row1: int) -> torch.Tensor:
+        """Rows row0..row1-1 of every head of one layer from the packed store: (H, R, row1) float32."""
+        values = unpack_range(self._packed[layer], _triangle(row0), _triangle(row1))  # (H, count)
+        allowed = ~_future(row1 - row0, row1, row0)  # (R, row1)
+        out = np.zeros((self.n_heads, row1 - row0, row1), dtype=np.float32)
+        out[:, allowed] = values
+        return torch.from_numpy(out)
+
+    # ------------------------------------------------------------------------------------- choices
+
+    def set_mlp_layer(self, layer: int, mlp_post: np.ndarray) -> None:
+        """Show another block's MLP: `mlp_post` (n, 4D) over the rows held, computed by the caller."""
+        self.mlp_layer = layer
+        fresh = np.zeros_like(self._mlp)  # a new buffer: a snapshot out there keeps showing the old layer
+        fresh[: self.n] = mlp_post
+        self._mlp = fresh
+
+    def set_lens(self, position: int, lens: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Follow the last token (-1) or look at a fixed position; `lens` (ids, probs) when the caller computed
+        it for that position."""
+        self.lens_position = position
+        if lens is not None:
+            self._lens = (self._lens_at(), *lens)
+
+    def _lens_at(self) -> int:
+        return self.lens_position % self.n if self.lens_position < 0 else self.lens_position
+
+    def lens_ready(self) -> bool:
+        return self.n > 0 and self._lens is not None and self._lens[0] == self._lens_at()
+
+    # ------------------------------------------------------------------------------------- snapshot
+
+    def snapshot(self) -> InspectionSnapshot:
+        """The rows held, as a snapshot of views (attention, activations) and small copies (thumbnails)."""
+        if self.n == 0 or self._next is None or not self.lens_ready():
+            raise RuntimeError("the live inspection has nothing to show yet")
+        assert self._lens is not None
+        n, side = self.n, thumbnail_side(self.n)
+        position, lens_ids, lens_probs = self._lens
+        next_ids, next_probs = self._next
+        self._handed_out = True
+        maps = AttentionMaps(
+            self.n_layers,
+            self.n_heads,
+            n,
+            self._packed[:, :, : self._nbytes],
+            self._thumbs[:, :, :side, :side].copy(),
+            self._thumbs_skip[:, :, :side, :side].copy(),
+        )
+        return InspectionSnapshot(
+            token_ids=self._ids[:n],
+            pieces=tuple(self.pieces),
+            attention=maps,
+            residual_norms=self._norms[:, :n],
+            mlp_layer=self.mlp_layer,
+            mlp_post=self._mlp[:n],
+            ln_stats=self._ln[..., :n],
+            lens_position=position,
+            lens_ids=lens_ids,
+            lens_probs=lens_probs,
+            lens_pieces=tuple(tuple(safe_piece(self.tokenizer, int(i)) for i in row) for row in lens_ids),
+            next_ids=next_ids,
+            next_probs=next_probs,
+            next_pieces=tuple(safe_piece(self.tokenizer, int(i)) for i in next_ids),
+            cropped=self.start,
+            lineage=self.lineage,
+        )
+
+
+def _future(rows: int, keys: int, past: int) -> np.ndarray:
+    """(rows, keys) bool: True where key j is after query past + r (what the causal mask hides)."""
+    return np.arange(keys)[None, :] > (np.arange(rows)[:, None] + past)
+
+
+__all__ = ["LiveInspection"]

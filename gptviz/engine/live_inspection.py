@@ -45,7 +45,6 @@ from gptviz.engine.inspection import (
 )
 from gptviz.model.gpt import causal_bias
 
-
 _LINEAGES = itertools.count()  # unique across instances: a new model's rows are never mistaken for old ones
 
 

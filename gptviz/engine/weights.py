@@ -14,6 +14,8 @@ import os
 import pickle
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,15 +96,14 @@ def model_state_for_saving(model: GPTModel, dtype: torch.dtype | None = None) ->
     return out
 
 
-def save_checkpoint(
-    model: GPTModel,
-    directory: str | os.PathLike,
-    *,
-    trainer_state: dict[str, Any] | None = None,
-    meta: dict[str, Any] | None = None,
-    dtype: torch.dtype | None = None,
-) -> Path:
-    """Write the checkpoint directory atomically; the previous one stays loadable until the swap."""
+@contextmanager
+def staged_directory(directory: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden sibling of `directory` to fill; when the block ends without an error, swap it in.
+
+    Two renames replace the old directory, so a reader sees the old one or the new one, never a mix; a
+    process killed between them leaves `.NAME.old`, which `resolve_checkpoint_dir` falls back to. On an
+    error the staging folder is removed and the old directory is left as it was.
+    """
     target = Path(directory)
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,51 @@ def save_checkpoint(
         shutil.rmtree(staging)
     staging.mkdir()
     try:
+        yield staging
+        _fsync_dir(staging)
+        if target.exists():
+            if backup.exists():
+                shutil.rmtree(backup)
+            os.replace(target, backup)
+        os.replace(staging, target)
+        _fsync_dir(parent)
+        if backup.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.exists() and backup.exists():
+            os.replace(backup, target)
+        raise
+
+
+@contextmanager
+def staged_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden sibling path to write; when the block ends without an error, fsync it and rename it
+    over `path`, so a reader never sees half a file. On an error the sibling is deleted."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    try:
+        yield staging
+        _fsync_file(staging)
+        os.replace(staging, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    model: GPTModel,
+    directory: str | os.PathLike,
+    *,
+    trainer_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write the checkpoint directory atomically; the previous one stays loadable until the swap."""
+    target = Path(directory)
+    with staged_directory(target) as staging:
         save_file(
             model_state_for_saving(model, dtype), str(staging / WEIGHTS_FILE), metadata={"format": "pt"}
         )
@@ -129,20 +175,6 @@ def save_checkpoint(
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         _fsync_file(staging / CONFIG_FILE)
-        _fsync_dir(staging)
-        if target.exists():
-            if backup.exists():
-                shutil.rmtree(backup)
-            os.replace(target, backup)
-        os.replace(staging, target)
-        _fsync_dir(parent)
-        if backup.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.exists() and backup.exists():
-            os.replace(backup, target)
-        raise
     return target
 
 
@@ -351,9 +383,10 @@ def import_weights(
     """Read GPT-2 weights from any supported source as an fp32 gptviz model in eval mode (on the CPU).
 
     Sources: a Hugging Face GPT-2 folder or a single `.safetensors` / `.bin` file of it, the book's `.pth`
-    state dict, or a gptviz checkpoint directory. Pickled files are read with `weights_only=True`, so a file
-    that would run code is refused, never executed. Problems that do not stop the import (NaN weights, an
-    unusual config) are appended to `warnings` and logged.
+    state dict, nanoGPT's `ckpt.pt` (read by gptviz.engine.nanogpt), or a gptviz checkpoint directory.
+    Pickled files are read with `weights_only=True`, so a file that would run code is refused, never
+    executed. Problems that do not stop the import (NaN weights, an unusual config) are appended to
+    `warnings` and logged.
     """
     return read_weights(src, n_heads, warnings=warnings).model
 
@@ -372,6 +405,10 @@ def read_weights(
             raise WeightsError(f"{path} is a gptviz checkpoint with {model.cfg.n_heads} heads, not {n_heads}")
         _check_finite(model_state_for_saving(model), path, notes)
         result = ImportedWeights(model, path, "gptviz-checkpoint", "gptviz", [resolve_checkpoint_dir(path)])
+    elif (nanogpt_file := _nanogpt_file(path)) is not None:
+        from gptviz.engine.nanogpt import read_nanogpt  # it builds on this module's helpers
+
+        result = read_nanogpt(nanogpt_file, n_heads, notes)
     else:
         files, hf_config = _locate_weight_files(path)
         raw: dict[str, torch.Tensor] = {}
@@ -392,6 +429,13 @@ def read_weights(
     if warnings is not None:
         warnings.extend(notes)
     return result
+
+
+def _nanogpt_file(path: Path) -> Path | None:
+    """The nanoGPT train.py checkpoint at `path` (a ckpt.pt, or an out_dir holding one), else None."""
+    from gptviz.engine.nanogpt import find_nanogpt_checkpoint
+
+    return find_nanogpt_checkpoint(path)
 
 
 def _is_own_checkpoint(path: Path) -> bool:
@@ -497,6 +541,10 @@ def _read_tensor_file(path: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _torch_load_safely(path: Path) -> dict[str, torch.Tensor]:
+    return _tensors_from_object(torch_load_safely(path), path)
+
+
+def torch_load_safely(path: Path) -> Any:
     """torch.load with weights_only=True: plain tensors and containers only, no code runs while unpickling."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -512,7 +560,7 @@ def _torch_load_safely(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path} is damaged or not a PyTorch file: {text.splitlines()[0]}") from None
     except Exception as exc:  # noqa: BLE001 - a broken zip/pickle raises many kinds; all mean "damaged"
         raise WeightsError(f"{path} is damaged or not a PyTorch file: {type(exc).__name__}: {exc}") from None
-    return _tensors_from_object(obj, path)
+    return obj
 
 
 def _tensors_from_object(obj: Any, path: Path) -> dict[str, torch.Tensor]:

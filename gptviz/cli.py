@@ -21,6 +21,7 @@ COMMANDS = {
     "generate": "generate text from a checkpoint",
     "screenshot": "render the main window and each pane to PNG files (no display needed)",
     "bench": "speed and memory benchmarks against the book's way",
+    "export": "write a model as a Hugging Face GPT-2 folder or the book's .pth state dict",
 }
 
 

@@ -34,6 +34,7 @@ from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
 from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.qt import worker as w
+from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
@@ -214,6 +215,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         action(file_menu, "&Export current pane as PNG…", self.export_png_dialog, "Ctrl+E")
         action(file_menu, "Export current pane &data (CSV / NPZ)…", self.export_data_dialog, "Ctrl+Shift+E")
+        add_export_action(self, file_menu)  # File › Export model… (Hugging Face folder or the book's .pth)
         file_menu.addSeparator()
         self.recent_menu = file_menu.addMenu("&Recent files")
         self._rebuild_recent()
@@ -445,6 +447,8 @@ class MainWindow(QMainWindow):
                 self._open_checkpoint_or_import(path)
             elif (path / "checkpoint" / "config.json").is_file():
                 self.open_checkpoint(path)
+            elif (path / "ckpt.pt").is_file():  # a nanoGPT train.py out_dir
+                self.import_weights(path)
             else:
                 self._on_error("open", f"{path} is neither a checkpoint, a run directory nor GPT-2 weights")
         elif path.suffix.lower() in WEIGHT_SUFFIXES:
@@ -534,7 +538,7 @@ class MainWindow(QMainWindow):
     def import_weights_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self,
-            "Import GPT-2 weights (a file of a Hugging Face folder, or the book's .pth)",
+            "Import GPT-2 weights (a file of a Hugging Face folder, the book's .pth, or nanoGPT's ckpt.pt)",
             self._start_dir(),
             "Weights (*.safetensors *.bin *.pth *.pt);;All files (*)",
         )

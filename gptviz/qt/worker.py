@@ -34,6 +34,7 @@ PLAY_STATE = "play_state"
 SAVED = "saved"
 FOLLOW = "follow"
 HISTORY = "history"  # the loaded model's own training history (FollowBatch with a label), or None
+EXPORTED = "exported"  # the path File › Export model… wrote
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
 
@@ -152,6 +153,16 @@ class Worker(QObject):
         except OSError as exc:  # disk full, read-only: the OS's reason; the save left the old files alone
             raise GptvizError(f"could not save the checkpoint to {path}: {exc.strerror or exc}") from None
         self.result.emit(request, SAVED, str(saved))
+
+    def cmd_export_model(self, request: int, channel: str, fmt: str, path: str) -> None:
+        """The loaded model as a Hugging Face folder or the book's .pth (gptviz.engine.export)."""
+        from gptviz.engine.export import export_model
+
+        try:
+            written = export_model(self.session.model, fmt, path)
+        except OSError as exc:  # disk full, read-only: the OS's reason; the export left old files alone
+            raise GptvizError(f"could not export the model to {path}: {exc.strerror or exc}") from None
+        self.result.emit(request, EXPORTED, str(written))
 
     def cmd_load_corpus(self, request: int, channel: str, path: str, lenient: bool = False) -> None:
         info = self.session.load_corpus(path, lenient=lenient)

@@ -16,6 +16,7 @@ COMMANDS = {
     "tokenize": "text -> ids and tokens",
     "info": "parameter count and memory of a checkpoint or preset",
     "import": "import GPT-2 weights (Hugging Face folder/file or the book's .pth) as a gptviz checkpoint",
+    "download": "download GPT-2 (124M/355M/774M/1558M or a Hub repo id) as a gptviz checkpoint",
     "inspect": "run a prompt and save logits, attention and hidden states to .npz",
     "train": "train a model on a corpus, writing a run directory",
     "generate": "generate text from a checkpoint",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import html
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ class MainWindow(QMainWindow):
         self.last_error = ""
         self.errors: list[str] = []
         self._pending: dict[str, Any] = {}
+        self._last_redraw = 0.0  # time.monotonic() of the last redraw
         self._follow_dir: str | None = None
         self._memory_tick = 0
         self._startup_tokens = startup_tokens  # a few real steps so the Generation pane opens populated
@@ -373,9 +375,12 @@ class MainWindow(QMainWindow):
             self.tokens_pane.request_windows()
         else:
             self._pending[channel] = payload
+            if channel == w.INSPECTION and time.monotonic() - self._last_redraw >= REDRAW_INTERVAL_MS / 1000:
+                self.redraw()  # a lone Step shows at once; a fast Play still draws at most ~30 times a second
 
     def redraw(self) -> None:
-        """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz)."""
+        """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection)."""
+        self._last_redraw = time.monotonic()
         pending, self._pending = self._pending, {}
         if w.TOKENS in pending:
             self.tokens_pane.set_tokens(pending[w.TOKENS])

@@ -8,10 +8,13 @@ other character that does not print (a control character, a no-break space) as i
 
 from __future__ import annotations
 
+import functools
+
 WHITESPACE_MARKS = {" ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "\u240d"}
 ELLIPSIS = "\u2026"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every pane relabels its tokens after each generation step
 def visible_whitespace(piece: str) -> str:
     """Make spaces, newlines and tabs visible: · for a space, ↵ for a newline, → for a tab, ␍ for a
     carriage return; other unprintable characters as escapes (\\x0b, \\u200b)."""

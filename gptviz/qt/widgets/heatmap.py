@@ -7,6 +7,7 @@ pixels it has, so zooming in shows more of them and they never overlap.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ MAX_LABEL_CHARS = 14
 LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones to it)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a 1,000-token axis is relabelled after every generation step
 def display_label(text: str) -> str:
     """Any label as a tick label: one line (newlines, tabs and other unprintables made visible as in
     every pane, spaces kept so "block 0" stays readable), long ones shortened with ….
@@ -65,9 +67,25 @@ class TokenAxis(pg.AxisItem):
         return list(self._labels)
 
     def set_labels(self, labels: Sequence[str]) -> None:
-        self._labels = [display_label(str(s)) for s in labels]
+        """New labels; those already shown keep their measured widths (a generation step adds one label to
+        a 1,000-label axis, and measuring text is what costs)."""
+        labels = [display_label(str(s)) for s in labels]
+        if labels == self._labels:
+            return
         metrics = QFontMetrics(self.style.get("tickFont") or QFont())
-        self._widths = np.array([metrics.horizontalAdvance(s) for s in self._labels], dtype=np.float32)
+        font_key = metrics.height(), metrics.averageCharWidth()
+        if getattr(self, "_font_key", None) != font_key:
+            self._width_memo: dict[str, float] = {}
+            self._font_key = font_key
+        memo = self._width_memo
+        widths = []
+        for label in labels:
+            width = memo.get(label)
+            if width is None:
+                width = memo[label] = float(metrics.horizontalAdvance(label))
+            widths.append(width)
+        self._labels = labels
+        self._widths = np.array(widths, dtype=np.float32)
         self._line_height = metrics.height()
         self.picture = None
         self.update()

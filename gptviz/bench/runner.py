@@ -143,12 +143,21 @@ def kept_section(text: str) -> str:
 
 
 def write_markdown(
-    path: str | Path, results: Sequence[BenchResult], machine: dict[str, Any], *, quick: bool, command: str
+    path: str | Path,
+    results: Sequence[BenchResult],
+    machine: dict[str, Any],
+    *,
+    quick: bool,
+    command: str,
+    notes: str | None = None,
 ) -> Path:
-    """docs/benchmarks.md: the generated tables, then the hand-written notes (profiles, changes, targets)."""
+    """docs/benchmarks.md: the generated tables, then the hand-written notes (profiles, changes, targets).
+
+    `notes` None appends notes.md (the CPU report's profiles); a GPU report passes its own (or "")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    notes = NOTES_FILE.read_text(encoding="utf-8") if NOTES_FILE.is_file() else ""
+    if notes is None:
+        notes = NOTES_FILE.read_text(encoding="utf-8") if NOTES_FILE.is_file() else ""
     kept = kept_section(path.read_text(encoding="utf-8")) if path.is_file() else ""
     if kept:
         notes = kept + "\n\n" + notes

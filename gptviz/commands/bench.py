@@ -16,6 +16,7 @@ from pathlib import Path
 
 DEFAULT_OUT = "docs/benchmarks.md"
 DEFAULT_CUDA_OUT = "docs/benchmarks-cuda.md"
+GPU_NOTES = "What these GPU figures mean, against which ceiling and target: docs/benchmarks.md, 'On a GPU'."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
         if len(report) > len(results):
             command = f"gptviz bench` (earlier), sections updated by `{command.strip()}"
         write_json(sidecar, report, machine, args.quick, command.strip())
-        path = write_markdown(args.out, report, machine, quick=args.quick, command=command.strip())
+        notes = None if device == "cpu" else GPU_NOTES  # notes.md profiles the CPU run
+        path = write_markdown(
+            args.out, report, machine, quick=args.quick, command=command.strip(), notes=notes
+        )
         print(f"[bench] wrote {path} and {sidecar}", file=log, flush=True)
     if args.json:
         print(json.dumps(as_json(results, machine, args.quick), indent=2))

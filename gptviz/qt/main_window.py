@@ -36,6 +36,7 @@ from gptviz.config import PRESETS
 from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.qt import worker as w
 from gptviz.qt.export_model_dialog import add_export_action
+from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
@@ -236,6 +237,7 @@ class MainWindow(QMainWindow):
         action(view_menu, "Reset layout", self._default_layout)
 
         model_menu = bar.addMenu("&Model")
+        self.model_switcher = ModelMenu(self, model_menu)  # Get GPT-2…, then downloaded/demo/recent models
         for name in PRESETS:
             action(
                 model_menu,

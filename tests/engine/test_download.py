@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_hub import FakeHub, FakeRepo, folder_files
+from fake_hub import FakeHub, FakeRepo, folder_files, random_gpt2
 
 from gptviz import cli
 from gptviz.engine import download as dl
@@ -29,17 +29,7 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def hf_model():
-    config = transformers.GPT2Config(
-        n_embd=32, n_layer=2, n_head=4, n_positions=32, vocab_size=50257, attn_implementation="eager"
-    )
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():  # biases and norms random too, so every weight counts
-            noise = torch.randn(p.shape, generator=gen)  # same shape as p
-            p.copy_(1.0 + 0.2 * noise if ".ln_" in name and name.endswith("weight") else 0.3 * noise)
-    return model.eval()
+    return random_gpt2()
 
 
 def _saved(model, folder: Path, **kwargs) -> dict[str, bytes]:

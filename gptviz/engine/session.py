@@ -638,9 +638,12 @@ class Session:
         self._weights_changed()
 
     def _weights_changed(self) -> None:
-        """The generator's KV cache holds keys of the old weights: make it recompute from the start."""
+        """The generator's KV cache and the live inspection hold what the old weights computed: make both
+        start again from the whole window."""
         if self.generator is not None:
             self.generator.invalidate_cache()
+        if self._live is not None:
+            self._live.clear()
 
     # ---------------------------------------------------------------------------------- following a run
 

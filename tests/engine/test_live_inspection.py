@@ -209,3 +209,14 @@ def test_any_sequence_of_operations_keeps_the_live_snapshot_equal_to_a_full_pass
         if check_each:
             check(session, mlp_layer, lens)
     check(session, mlp_layer, lens)
+
+
+def test_new_weights_then_a_step_recompute_every_row(tokenizer):
+    """Found by the sequence test: rows of the old weights must not stay under a row of the new ones."""
+    session = make_session(tokenizer)
+    session.inspect()
+    with torch.no_grad():
+        session.model.blocks[0].attn.W_qkv.weight.mul_(1.5)
+    session._weights_changed()
+    session.gen_step()
+    check(session)

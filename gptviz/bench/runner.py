@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "generation": "gptviz.bench.generation",
     "training": "gptviz.bench.training",
     "capture": "gptviz.bench.capture",
+    "step": "gptviz.bench.step",
     "gui": "gptviz.bench.gui",
     "startup": "gptviz.bench.startup",
 }

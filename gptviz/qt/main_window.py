@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []
         self._pending: dict[str, Any] = {}
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
+        self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
         self._follow_dir: str | None = None
         self._memory_tick = 0
         self._startup_tokens = startup_tokens  # a few real steps so the Generation pane opens populated
@@ -377,12 +378,23 @@ class MainWindow(QMainWindow):
             self.tokens_pane.request_windows()
         else:
             self._pending[channel] = payload
-            if channel == w.INSPECTION and time.monotonic() - self._last_redraw >= REDRAW_INTERVAL_MS / 1000:
+            if channel == w.INSPECTION:
                 self.redraw()  # a lone Step shows at once; a fast Play still draws at most ~30 times a second
 
     def redraw(self) -> None:
-        """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection)."""
-        self._last_redraw = time.monotonic()
+        """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection).
+
+        A redraw that took d seconds waits 2d before the next one (at least the timer's interval): during
+        Play the panes then take at most a third of the GUI thread, and the worker, which needs the same
+        Python interpreter lock, keeps generating near its own speed."""
+        started = time.monotonic()
+        if started - self._last_redraw < self._redraw_gap:
+            return
+        self._last_redraw = started
+        self._redraw_now()
+        self._redraw_gap = max(REDRAW_INTERVAL_MS / 1000, 3 * (time.monotonic() - started))
+
+    def _redraw_now(self) -> None:
         pending, self._pending = self._pending, {}
         if w.TOKENS in pending:
             self.tokens_pane.set_tokens(pending[w.TOKENS])

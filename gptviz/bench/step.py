@@ -1,0 +1,276 @@
+"""Step: what one generation step costs with every pane following it, in the real window, against the
+KV-cached `Generator.step` alone.
+
+"ours" is the time from a Step request (the same `gen_step` command the Step button sends) until every pane
+holds the new token: the Generation pane shows it, and the Attention and Activations panes hold a snapshot
+that ends with it. "baseline" is one `Generator.step()` of a second generator over the same weights and the
+same context length, run in this thread while the window is idle, interleaved with ours (A B A B ...), so
+both see the same machine. Before the live inspection (gptviz.engine.live_inspection) the panes re-ran the
+whole context with every tap after each step: 25-150x the step at 124M.
+
+Play: tokens per second with every pane live (the worker inspects every token, the window draws at ~30 Hz),
+from the first generated token to the last, against `Generator.generate` alone over the same range.
+
+Memory: what the panes keep at the end: the snapshot both panes share (`InspectionSnapshot.nbytes`) plus
+the arrays the panes themselves hold for drawing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, at_most
+from gptviz.config import GPTConfig, preset
+
+RATIO_TARGET = 1.5
+PLAY_TARGET = 0.6
+MEMORY_TARGET_MIB = 150.0
+
+
+@dataclass(frozen=True)
+class StepSizes:
+    cfg: GPTConfig
+    context_tokens: int  # prompt length before the timed steps
+    steps: int  # timed steps (median)
+    play_tokens: int  # Play from a one-token prompt for this many tokens (0: skip)
+    judged: bool  # the targets are stated for 124M at 1,000 tokens
+
+
+FULL = StepSizes(preset("124M"), context_tokens=1000, steps=12, play_tokens=1000, judged=True)
+QUICK = StepSizes(
+    GPTConfig(context_length=256, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, name="bench-small"),
+    context_tokens=200,
+    steps=6,
+    play_tokens=100,
+    judged=False,
+)
+
+
+def _pane_arrays_nbytes(window: Any) -> int:
+    """Bytes of the arrays the Attention and Activations panes hold for drawing (not the shared snapshot)."""
+    total = 0
+    for pane in (window.attention_pane, window.activations_pane):
+        for value in vars(pane).values():
+            heatmap = value if hasattr(value, "_display") and hasattr(value, "_matrix") else None
+            if heatmap is not None:
+                total += heatmap._display.nbytes + heatmap._matrix.nbytes
+            elif isinstance(value, np.ndarray):
+                total += value.nbytes
+    return total
+
+
+def _prompt_text(tokenizer: Any, n_tokens: int, seed: int = 0) -> tuple[str, int]:
+    """A text of about n_tokens random tokens (and its exact token count once re-encoded)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 50000, size=n_tokens).tolist()
+    text = tokenizer.decode(ids)
+    ids = tokenizer.encode(text)[:n_tokens]
+    text = tokenizer.decode(ids)
+    return text, len(tokenizer.encode(text))
+
+
+def run(sizes: StepSizes = FULL) -> BenchResult:
+    from gptviz.qt.settings import ENV_SETTINGS_DIR, use_settings_dir
+
+    with tempfile.TemporaryDirectory(prefix="gptviz-bench-settings-") as folder:
+        os.environ[ENV_SETTINGS_DIR] = folder
+        use_settings_dir(folder)
+        try:
+            return _run(sizes)
+        finally:
+            os.environ.pop(ENV_SETTINGS_DIR, None)
+
+
+def _run(sizes: StepSizes) -> BenchResult:
+    import torch
+
+    from gptviz.bench.gui import _app, wait_until
+    from gptviz.engine.generator import Generator
+    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.session import Session
+    from gptviz.model.gpt import GPTModel
+    from gptviz.qt.main_window import MainWindow
+    from gptviz.tokenizer import default_tokenizer
+
+    started = time.perf_counter()
+    _app()
+    tokenizer = default_tokenizer()
+    torch.manual_seed(123)
+    model = GPTModel(sizes.cfg).eval()
+    greedy = SamplingSettings(temperature=0.0, seed=0)
+    prompt, prompt_tokens = _prompt_text(tokenizer, sizes.context_tokens)
+
+    window = MainWindow(lambda: Session(model, tokenizer, corpus=None, sampling=greedy), startup_tokens=0)
+    ready: list[bool] = []
+    window.host.ready.connect(lambda: ready.append(True))
+    window.resize(1400, 900)
+    window.show()
+
+    def panes_hold(n_tokens: int) -> bool:
+        attention = window.attention_pane.snapshot
+        activations = window.activations_pane.snapshot
+        generation = window.generation_pane.view
+        return (
+            attention is not None
+            and activations is not None
+            and generation is not None
+            and attention.n_tokens == n_tokens
+            and activations.n_tokens == n_tokens
+            and len(generation.prompt_ids) + len(generation.new_ids) == n_tokens
+        )
+
+    try:
+        if not wait_until(lambda: bool(ready), 300):
+            raise RuntimeError("the app's worker did not become ready within 300 s")
+        window.host.submit("set_sampling", settings=greedy)
+        window.set_prompt(prompt)
+        first_ready = time.perf_counter()
+        if not wait_until(lambda: panes_hold(prompt_tokens), 600):
+            raise RuntimeError("the panes did not show the prompt within 600 s")
+        prompt_seconds = time.perf_counter() - first_ready
+
+        baseline_gen = Generator(model, tokenizer, tokenizer.encode(prompt), greedy)
+        baseline_gen.step()  # warm: the prompt's pass, then one-token steps from here on
+        ours_ms: list[float] = []
+        base_ms: list[float] = []
+        n = prompt_tokens
+        for _ in range(sizes.steps + 1):  # the first pair is a warm-up
+            t0 = time.perf_counter()
+            window.host.submit("gen_step")
+            if not wait_until(lambda n=n + 1: panes_hold(n), 120):
+                raise RuntimeError("a step did not reach every pane within 120 s")
+            ours_ms.append((time.perf_counter() - t0) * 1000)
+            n += 1
+            t0 = time.perf_counter()
+            baseline_gen.step()
+            base_ms.append((time.perf_counter() - t0) * 1000)
+        ours_ms, base_ms = ours_ms[1:], base_ms[1:]
+        snapshot = window.attention_pane.snapshot
+        snapshot_mib = snapshot.nbytes / 2**20
+        panes_mib = (snapshot.nbytes + _pane_arrays_nbytes(window)) / 2**20
+
+        play: dict[str, Any] = {}
+        if sizes.play_tokens:
+            play = _play(window, model, tokenizer, greedy, sizes.play_tokens, panes_hold, wait_until)
+    finally:
+        window.close()
+        window.deleteLater()
+        wait_until(lambda: False, 0.05)
+
+    ours, base = Stats.of(ours_ms), Stats.of(base_ms)
+    ratio = ours.median / base.median
+    judged = sizes.judged
+    figures = [
+        Figure("Step until every pane holds the token", ours.median, "ms", ours),
+        Figure("Generator.step alone", base.median, "ms", base),
+        Figure(f"first inspection of the {prompt_tokens}-token prompt", prompt_seconds * 1000, "ms"),
+        Figure("snapshot the panes share", snapshot_mib, "MiB"),
+        Figure(
+            f"what the panes keep at {snapshot.n_tokens} tokens",
+            panes_mib,
+            "MiB",
+            None,
+            f"<= {MEMORY_TARGET_MIB:g} MiB" if judged else "",
+            at_most(panes_mib, MEMORY_TARGET_MIB) if judged else None,
+        ),
+    ]
+    if play:
+        figures.append(
+            Figure(
+                f"Play with every pane live / generator alone, tokens 1..{play['tokens']}",
+                play["ratio"],
+                "x",
+                None,
+                f">= {PLAY_TARGET:g}x" if judged else "",
+                at_least(play["ratio"], PLAY_TARGET) if judged else None,
+            )
+        )
+        figures.append(
+            Figure(
+                "Play tokens/s, first and last tenth",
+                play["first_rate"],
+                "tok/s",
+                Stats.of([play["first_rate"], play["last_rate"]]),
+            )
+        )
+    cfg = sizes.cfg
+    return BenchResult(
+        name="step",
+        ours=ours.median,
+        baseline=base.median,
+        unit="ms",
+        ratio=ratio,
+        target=f"<= {RATIO_TARGET:g}x" if judged else "",
+        passed=at_most(ratio, RATIO_TARGET) if judged else None,
+        ours_label="Step until every pane holds the new token",
+        baseline_label="KV-cached Generator.step alone",
+        ours_stats=ours,
+        baseline_stats=base,
+        figures=figures,
+        setup=(
+            f"The real window offscreen, {cfg.name} ({cfg.n_layers} layers x {cfg.n_heads} heads, width "
+            f"{cfg.emb_dim}, random weights), a {prompt_tokens}-token prompt of random tokens, greedy; median "
+            f"of {sizes.steps} steps after a warm-up, interleaved with the baseline."
+            + (f" Play: {play['tokens']} tokens from a one-token prompt, interval 0." if play else "")
+        ),
+        notes=[]
+        if judged
+        else ["not judged at quick sizes: the targets are stated for 124M at 1,000 tokens"],
+        details={
+            "prompt_tokens": prompt_tokens,
+            "snapshot_mib": snapshot_mib,
+            "panes_mib": panes_mib,
+            "play": play,
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _play(window, model, tokenizer, greedy, tokens: int, panes_hold, wait_until) -> dict[str, Any]:
+    """Play `tokens` tokens from "<|endoftext|>" with every pane live, then the generator alone over the same
+    tokens; the rate of each, and Play's rate in its first and last tenth (does it slow as the context grows?)."""
+    from gptviz.engine.generator import Generator
+
+    counts: list[tuple[float, int]] = []
+    window.host.resultReady.connect(
+        lambda channel, payload: (
+            counts.append((time.perf_counter(), len(payload.new_ids))) if channel == "generation" else None
+        )
+    )
+    window.set_prompt("")  # an empty prompt means "<|endoftext|>"
+    if not wait_until(lambda: panes_hold(1), 120):
+        raise RuntimeError("the panes did not show the one-token prompt")
+    counts.clear()
+    t0 = time.perf_counter()
+    window.host.submit("play", interval_ms=0, limit=tokens)
+    if not wait_until(lambda: bool(counts) and counts[-1][1] >= tokens, 3600):
+        raise RuntimeError("Play did not finish")
+    play_seconds = time.perf_counter() - t0
+    window.host.submit("pause_play")
+    alone = Generator(model, tokenizer, [tokenizer.eot_id], greedy)
+    t0 = time.perf_counter()
+    alone.generate(tokens)
+    alone_seconds = time.perf_counter() - t0
+    times = np.array([t for t, _ in counts])
+    done = np.array([k for _, k in counts])
+    tenth = max(1, tokens // 10)
+
+    def rate(lo: int, hi: int) -> float:
+        a, b = np.searchsorted(done, lo), np.searchsorted(done, hi)
+        b = min(b, len(done) - 1)
+        return float((done[b] - done[a]) / max(times[b] - times[a], 1e-9))
+
+    return {
+        "tokens": tokens,
+        "play_tok_s": tokens / play_seconds,
+        "alone_tok_s": tokens / alone_seconds,
+        "ratio": (tokens / play_seconds) / (tokens / alone_seconds),
+        "first_rate": rate(1, tenth),
+        "last_rate": rate(tokens - tenth, tokens),
+    }

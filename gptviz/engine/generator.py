@@ -21,7 +21,7 @@ forward pass, which the next `step()` would have paid anyway (it reuses the logi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +83,10 @@ class FedTokens:
     window_ids: tuple[int, ...]
     taps: dict[str, torch.Tensor]
     keys: tuple[torch.Tensor, ...] | None
+    logits: torch.Tensor  # (V,) at the last position: what the next step samples from
+    # (k + 1, V): the output head applied to the caller's extra rows and then the last position, in one
+    # pass over the head's weights (the logit lens); None when no extra rows were asked for.
+    head_logits: torch.Tensor | None = None
 
 
 class Generator:
@@ -312,13 +316,20 @@ class Generator:
             self._piece_memo[token_id] = piece
         return piece
 
-    def feed(self, tap_names: set[str] | frozenset[str] = frozenset()) -> FedTokens | None:
+    def feed(
+        self,
+        tap_names: set[str] | frozenset[str] = frozenset(),
+        extra_rows: Callable[[dict[str, torch.Tensor]], torch.Tensor | None] | None = None,
+    ) -> FedTokens | None:
         """Run the model now over the tokens it has not seen (usually the one just chosen), keep the logits
         for the next `step()`, and return what the taps in `tap_names` saw. None when everything was fed
-        already (the logits are ready): nothing ran, nothing new to show."""
+        already (the logits are ready): nothing ran, nothing new to show.
+
+        `extra_rows(taps)` may return residual-stream rows (k, D) to put through the output head together
+        with the last position (`FedTokens.head_logits`): the head's weights are read once for both."""
         if self._ready is not None and self._ready[0] == len(self._ids):
             return None
-        fed = self._run(tap_names)
+        fed = self._run(tap_names, extra_rows)
         assert fed is not None
         return fed
 
@@ -331,7 +342,11 @@ class Generator:
         assert ready is not None
         return ready[1], ready[2]
 
-    def _run(self, tap_names: set[str] | frozenset[str]) -> FedTokens | None:
+    def _run(
+        self,
+        tap_names: set[str] | frozenset[str],
+        extra_rows: Callable[[dict[str, torch.Tensor]], torch.Tensor | None] | None = None,
+    ) -> FedTokens | None:
         """Run the model over what the cache lacks (at least the last token: its logits are what a step needs)
         and keep the last position's logits as `_ready`. With tap names, also return the taps."""
         model = self.model
@@ -347,7 +362,7 @@ class Generator:
             if not self.use_cache:
                 first = 0
                 window = torch.tensor([self._ids[start:]], device=device)  # (1, T)
-                logits = model(window)[0, -1]  # (V,)
+                hidden = model.hidden(window)  # (1, T, D)
                 keys = None
             else:
                 if self._cache is None:
@@ -362,9 +377,16 @@ class Generator:
                 first = min(cache.length, len(self._ids) - start - 1)
                 cache.truncate(first)
                 new = torch.tensor([self._ids[start + first :]], device=device)  # (1, T_new)
-                logits = model(new, cache)[0, -1]  # (V,)
+                hidden = model.hidden(new, cache)  # (1, T_new, D)
                 keys = tuple(k[:, :, : cache.length] for k in cache.keys) if tap_names else None
+            rows = hidden[0, -1:]  # (1, D): only the last position's logits are needed
+            extra = extra_rows(taps) if extra_rows is not None else None  # (k, D) or None
+            if extra is not None:
+                rows = torch.cat([extra.to(rows.dtype), rows])  # (k + 1, D)
+            head = model.head(rows)  # (k + 1, V)
+            logits = head[-1]  # (V,)
         self._ready = (len(self._ids), logits.float().cpu(), start)
         if not tap_names:
             return None
-        return FedTokens(start, first, tuple(self._ids[start:]), dict(taps), keys)
+        head_logits = head if extra is not None else None
+        return FedTokens(start, first, tuple(self._ids[start:]), dict(taps), keys, logits, head_logits)

@@ -35,7 +35,6 @@ from gptviz.engine.inspection import (
     InspectionSnapshot,
     append_packed,
     block_max,
-    logit_lens,
     packed_attention_nbytes,
     safe_piece,
     skip_first_rows,
@@ -116,7 +115,7 @@ class LiveInspection:
     def tap_names(self, with_keys: bool = False) -> frozenset[str]:
         """What a feed must tap for `update`: queries (the keys come from the KV cache, or the k tap when
         there is none), the residual stream around each norm, one MLP layer, and the logits."""
-        names = {"hook_embed", "hook_logits", f"blocks.{self.mlp_layer}.ff.hook_post"}
+        names = {"hook_embed", f"blocks.{self.mlp_layer}.ff.hook_post"}
         for i in range(self.n_layers):
             names |= {
                 f"blocks.{i}.attn.hook_q",
@@ -208,20 +207,32 @@ class LiveInspection:
             self._ln[..., first:total] = ln.cpu().numpy()
             self._mlp[first:total] = taps[f"blocks.{self.mlp_layer}.ff.hook_post"][0].float().cpu().numpy()
         with torch.no_grad():
-            logits = taps["hook_logits"][0]  # (m, V)
-            self._next = top_tokens(logits[-1], self.top_k)
+            self._next = top_tokens(fed.logits, self.top_k)
             lens_at = self.lens_position % total if self.lens_position < 0 else self.lens_position
-            if first <= lens_at < total and (self._lens is None or self._lens[0] != lens_at):
-                row = lens_at - first
-                resid = [taps["hook_embed"][0, row]]
-                resid += [taps[f"blocks.{i}.hook_resid_post"][0, row] for i in range(self.n_layers - 1)]
-                rows = torch.stack(resid).float()  # (L, D)
-                self._lens = (lens_at, *logit_lens(self.model, rows, logits[row], self.top_k))
+            if lens_at == total - 1 and fed.head_logits is not None:  # computed with the step's own head pass
+                self._lens = (lens_at, *top_tokens(fed.head_logits, self.top_k))
+            elif first <= lens_at < total and (self._lens is None or self._lens[0] != lens_at):
+                rows = self._stream_rows(taps, lens_at - first, self.n_layers + 1)  # (L+1, D)
+                self._lens = (lens_at, *top_tokens(self.model.head(rows), self.top_k))
         self._nbytes = packed_attention_nbytes(total)
         self._ids[first:total] = new_ids
         self.ids.extend(new_ids)
         self.pieces.extend(safe_piece(self.tokenizer, i) for i in new_ids)
         self.n = total
+
+    def _stream_rows(self, taps: dict[str, torch.Tensor], row: int, count: int) -> torch.Tensor:
+        """(count, D): the residual stream at one fed position after the embeddings, then after each block."""
+        resid = [taps["hook_embed"][0, row]]
+        resid += [taps[f"blocks.{i}.hook_resid_post"][0, row] for i in range(count - 1)]
+        return torch.stack(resid)  # (count, D)
+
+    def lens_rows(self, taps: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """For `Generator.feed(extra_rows=...)`: when the logit lens follows the last token, its rows after
+        the embeddings and blocks 0..L-2 (L, D), so the step's one pass over the output head serves both the
+        next-token logits and the lens. None when the lens looks elsewhere."""
+        if self.lens_position != -1:
+            return None
+        return self._stream_rows(taps, taps["hook_embed"].shape[1] - 1, self.n_layers)  # (L, D)
 
     def _attention_rows(self, layer: int, fed: FedTokens, first: int, m: int) -> torch.Tensor:
         """(H, m, S) float32: softmax(q k^T / sqrt(d_head)) of the new queries against every key up to them."""

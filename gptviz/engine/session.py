@@ -473,10 +473,11 @@ class Session:
         window = min(len(gen.ids), self.model.cfg.context_length)  # tokens the snapshot will hold
         live.set_lens(lens_position % window if lens_position < -1 else lens_position)  # -1: follow the last
         names = live.tap_names(with_keys=not gen.use_cache)
-        fed = gen.feed(names)
+        fed = gen.feed(names, live.lens_rows)
         if fed is not None and not live.update(fed) or live.n == 0:
             gen.invalidate_cache()  # the rows held do not continue into this feed: take the whole window
-            fed = gen.feed(names)
+            live.clear()
+            fed = gen.feed(names, live.lens_rows)
             assert fed is not None and live.update(fed)
         if not live.lens_ready():
             at = live.lens_position % live.n

@@ -201,6 +201,13 @@ class GPTModel(nn.Module):
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """idx (B, T) token ids -> logits (B, T, V). With a cache, idx holds only the new tokens."""
+        return self.head(self.hidden(idx, cache))  # (B, T, V)
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """idx (B, T) -> the residual stream after the last block (B, T, D), before the final norm.
+
+        Split from `head` so a caller that needs the logits of one position (a generation step) does not
+        pay the output head, the largest matrix of a small GPT, for every position of a prompt."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.cfg.context_length:
@@ -216,8 +223,12 @@ class GPTModel(nn.Module):
             x = block(x, cache, layer)  # (B, T, D)
         if cache is not None:
             cache.length = past + T
-        x = self.hook_final_norm(self.final_norm(x))  # (B, T, D)
-        return self.hook_logits(self.out_head(x))  # (B, T, V)
+        return x  # (B, T, D)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual stream (..., D) -> logits (..., V): final norm, then the output head."""
+        x = self.hook_final_norm(self.final_norm(x))  # (..., D)
+        return self.hook_logits(self.out_head(x))  # (..., V)
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.tok_emb.weight

@@ -107,8 +107,8 @@ def test_a_step_feeds_one_token_and_keeps_earlier_rows(tokenizer):
     fed = []
     original = session.generator.feed
 
-    def spy(names):
-        result = original(names)
+    def spy(names, extra_rows=None):
+        result = original(names, extra_rows)
         fed.append(None if result is None else (result.first, len(result.window_ids)))
         return result
 
@@ -155,7 +155,9 @@ def test_generation_is_the_same_whether_or_not_the_panes_watch(tokenizer):
         alone.gen_step()
     assert watched.current_ids() == alone.current_ids()
     a, b = watched.generation_view(), alone.generation_view()
-    np.testing.assert_array_equal(a.new_probs, b.new_probs)
+    # Watched, the step's output head also carries the logit lens rows (one matrix product of L+1 rows
+    # instead of 1), so the probabilities may differ in the last float32 bit, never the choices.
+    np.testing.assert_allclose(a.new_probs, b.new_probs, rtol=1e-6, atol=1e-7)
 
 
 def test_past_the_context_each_step_is_a_crop_and_still_equal(tokenizer):

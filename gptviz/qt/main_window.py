@@ -365,8 +365,10 @@ class MainWindow(QMainWindow):
             self.training_pane.set_history(payload)
         elif channel == w.TRAIN_STATE:
             self.training_pane.set_state(str(payload))
+            self._busy_training = payload == "running"
         elif channel == w.PLAY_STATE:
             self.generation_pane.set_playing(bool(payload))
+            self._busy_playing = bool(payload)
         elif channel == w.SAVED:
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
@@ -379,16 +381,17 @@ class MainWindow(QMainWindow):
         else:
             self._pending[channel] = payload
             if channel == w.INSPECTION:
-                self.redraw()  # a lone Step shows at once; a fast Play still draws at most ~30 times a second
+                self.redraw()  # a lone Step shows at once, not at the timer's next tick
 
     def redraw(self) -> None:
         """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection).
 
-        A redraw that took d seconds waits 2d before the next one (at least the timer's interval): during
-        Play the panes then take at most a third of the GUI thread, and the worker, which needs the same
-        Python interpreter lock, keeps generating near its own speed."""
+        While Play or training runs, a redraw that took d seconds waits 2d before the next one (at least
+        the timer's interval): the panes then take at most a third of the GUI thread, and the worker, which
+        shares the two cores and the Python interpreter lock, keeps generating near its own speed."""
         started = time.monotonic()
-        if started - self._last_redraw < self._redraw_gap:
+        busy = getattr(self, "_busy_playing", False) or getattr(self, "_busy_training", False)
+        if busy and started - self._last_redraw < self._redraw_gap:
             return
         self._last_redraw = started
         self._redraw_now()

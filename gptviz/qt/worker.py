@@ -108,16 +108,21 @@ class Worker(QObject):
         self.result.emit(WORKER_ORIGIN, MODEL, self.session.info())
 
     def _emit_generation(self, request: int = WORKER_ORIGIN) -> None:
-        self.result.emit(request, GENERATION, self.session.generation_view())
-        if self.auto_inspect:
-            self._inspect()
+        """The generation view and, right behind it, the inspection of the same tokens. Both are computed
+        before either is sent, so the window draws them together instead of redrawing the Generation pane
+        while this thread still inspects (on two cores the two would slow each other down)."""
+        view = self.session.generation_view()
+        snapshot = None
+        try:
+            if self.auto_inspect:
+                snapshot = self.session.inspect(**self.inspect_args)
+        finally:
+            self.result.emit(request, GENERATION, view)
+        if snapshot is not None:
+            self.result.emit(request, INSPECTION, snapshot)
 
     def _inspect(self, request: int = WORKER_ORIGIN) -> None:
-        try:
-            snapshot = self.session.inspect(**self.inspect_args)
-        except ImportError:
-            return  # the inspection module is not part of this build
-        self.result.emit(request, INSPECTION, snapshot)
+        self.result.emit(request, INSPECTION, self.session.inspect(**self.inspect_args))
 
     def _model_changed(self, request: int) -> None:
         self.training = "idle"

@@ -201,3 +201,20 @@ def test_export_data(pane, snapshot):
         snapshot.lens_pieces[-1][0],
         float(snapshot.lens_probs[-1, 0]),
     ]
+
+
+def test_histogram_bins_every_finite_value_like_numpy():
+    from gptviz.qt.panes.activations import histogram
+
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((300, 512)).astype(np.float32)  # (T, 4D)
+    counts, edges = histogram(values, 80)
+    ref_counts, ref_edges = np.histogram(values, bins=80)
+    np.testing.assert_allclose(edges, ref_edges, rtol=1e-6, atol=1e-6)
+    assert counts.sum() == values.size
+    assert np.abs(counts - ref_counts).max() <= 2  # a value on an edge may fall in the neighbouring bin
+    values[0, 0], values[1, 1] = np.nan, np.inf
+    counts, edges = histogram(values, 80)
+    assert counts.sum() == values.size - 2 and np.isfinite(edges).all()
+    counts, edges = histogram(np.full((3, 4), 2.0, dtype=np.float32), 10)
+    assert counts.sum() == 12 and edges[0] == 2.0

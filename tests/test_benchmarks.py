@@ -316,3 +316,34 @@ def test_a_failing_compile_case_is_reported_not_raised(monkeypatch) -> None:
         import time
 
         time.sleep(1)
+
+
+def test_step_tiny_reaches_every_pane_and_reports_play_and_memory() -> None:
+    from gptviz.bench import step
+
+    sizes = step.StepSizes(
+        GPTConfig(context_length=64, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0, name="t"),
+        context_tokens=20,
+        steps=2,
+        play_tokens=8,
+        judged=False,
+    )
+    result = step.run(sizes)
+    data = result.to_dict()
+    assert data["unit"] == "ms" and data["ours"] > 0 and data["baseline"] > 0
+    assert data["ratio"] == pytest.approx(data["ours"] / data["baseline"])
+    assert data["target"] == "" and data["pass"] is None  # not judged below 124M / 1,000 tokens
+    details = result.details
+    assert 15 <= details["prompt_tokens"] <= 25  # random tokens decoded and encoded again: about 20
+    assert details["play"]["tokens"] == 8 and details["play"]["ratio"] > 0
+    # 2 layers x 2 heads, about 23 tokens (the prompt, a warm-up and 2 timed steps): a few KiB
+    assert 0 < details["snapshot_mib"] <= details["panes_mib"] < 5
+
+
+def test_step_scale_rows_step_each_size_with_the_live_inspection() -> None:
+    from gptviz.bench import step
+
+    rows = step.scale_rows(("tiny",), context_tokens=30, steps=2)
+    (row,) = rows
+    assert row["preset"] == "tiny" and 20 <= row["prompt_tokens"] <= 40
+    assert row["step_ms"] > 0 and row["generator_step_ms"] > 0 and row["snapshot_mib"] > 0

@@ -11,8 +11,8 @@ whole context with every tap after each step: 25-150x the step at 124M.
 Play: tokens per second with every pane live (the worker inspects every token, the window draws at ~30 Hz),
 from the first generated token to the last, against `Generator.generate` alone over the same range.
 
-Memory: what the panes keep at the end: the snapshot both panes share (`InspectionSnapshot.nbytes`) plus
-the arrays the panes themselves hold for drawing.
+Memory: what the panes keep at the end: every buffer under the snapshot both panes share, counted whole
+(the live inspection sizes them for the context), plus the arrays the panes hold for drawing.
 """
 
 from __future__ import annotations
@@ -52,17 +52,33 @@ QUICK = StepSizes(
 )
 
 
-def _pane_arrays_nbytes(window: Any) -> int:
-    """Bytes of the arrays the Attention and Activations panes hold for drawing (not the shared snapshot)."""
-    total = 0
+def _root(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory under a view."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def held_nbytes(snapshot: Any, window: Any) -> int:
+    """Bytes the Attention and Activations panes keep: each buffer under the snapshot's arrays once, whole
+    (a live snapshot's arrays are views into buffers sized for the context, and those count in full), plus
+    the arrays the panes hold for drawing that are not views of them."""
+    from dataclasses import fields
+
+    arrays = [getattr(snapshot, f.name) for f in fields(snapshot)]
+    maps = snapshot.attention
+    arrays += [maps.packed, maps.thumbnails, maps.thumbnails_skip_first]
     for pane in (window.attention_pane, window.activations_pane):
         for value in vars(pane).values():
-            heatmap = value if hasattr(value, "_display") and hasattr(value, "_matrix") else None
-            if heatmap is not None:
-                total += heatmap._display.nbytes + heatmap._matrix.nbytes
-            elif isinstance(value, np.ndarray):
-                total += value.nbytes
-    return total
+            if hasattr(value, "_display") and hasattr(value, "_matrix"):  # a HeatmapView
+                arrays += [value._display, value._matrix]
+            arrays += [value, getattr(value, "tiles", None)]  # the attention overview's tiled image
+    owners = {}
+    for array in arrays:
+        if isinstance(array, np.ndarray):
+            root = _root(array)
+            owners[id(root)] = root.nbytes
+    return sum(owners.values())
 
 
 def _prompt_text(tokenizer: Any, n_tokens: int, seed: int = 0) -> tuple[str, int]:
@@ -153,7 +169,7 @@ def _run(sizes: StepSizes) -> BenchResult:
         ours_ms, base_ms = ours_ms[1:], base_ms[1:]
         snapshot = window.attention_pane.snapshot
         snapshot_mib = snapshot.nbytes / 2**20
-        panes_mib = (snapshot.nbytes + _pane_arrays_nbytes(window)) / 2**20
+        panes_mib = held_nbytes(snapshot, window) / 2**20
 
         play: dict[str, Any] = {}
         if sizes.play_tokens:
@@ -274,3 +290,75 @@ def _play(window, model, tokenizer, greedy, tokens: int, panes_hold, wait_until)
         "first_rate": rate(1, tenth),
         "last_rate": rate(tokens - tenth, tokens),
     }
+
+
+def scale_rows(
+    presets: tuple[str, ...] = ("124M", "355M", "774M", "1558M"), context_tokens: int = 1000, steps: int = 3
+) -> list[dict[str, Any]]:
+    """Each GPT-2 size (random weights of its shape) opened and stepped with every pane's inspection, in this
+    process, one after the other: time to inspect the prompt, median time per Step with the live inspection
+    (`Session.gen_step` + `Session.inspect`), the snapshot's size and the process's resident memory.
+
+    No window: this is the engine's share. `gptviz bench --only step` measures the window at 124M."""
+    import gc
+
+    import torch
+
+    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.session import Session, process_rss_bytes
+    from gptviz.model.gpt import GPTModel
+    from gptviz.tokenizer import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    prompt, prompt_tokens = _prompt_text(tokenizer, context_tokens)
+    rows = []
+    for name in presets:
+        gc.collect()
+        rss_before = process_rss_bytes()
+        torch.manual_seed(123)
+        model = GPTModel(preset(name)).eval()
+        session = Session(model, tokenizer, corpus=None, sampling=SamplingSettings(temperature=0.0, seed=0))
+        session.set_prompt(prompt)
+        t0 = time.perf_counter()
+        session.inspect()
+        prompt_s = time.perf_counter() - t0
+        session.gen_step()
+        session.inspect()  # warm-up: the first step after a prompt may still size buffers
+        per_step = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            session.gen_step()
+            snapshot = session.inspect()
+            per_step.append(time.perf_counter() - t0)
+        alone = []
+        gen = session.generator
+        assert gen is not None
+        gen.step()  # uses the logits the last inspected step's feed kept; from here each step runs the model
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            gen.step()
+            alone.append(time.perf_counter() - t0)
+        rows.append(
+            {
+                "preset": name,
+                "params": model.num_parameters(),
+                "prompt_tokens": prompt_tokens,
+                "prompt_inspect_s": prompt_s,
+                "step_ms": float(np.median(per_step)) * 1000,
+                "generator_step_ms": float(np.median(alone)) * 1000,
+                "snapshot_mib": snapshot.nbytes / 2**20,
+                "rss_gib": process_rss_bytes() / 2**30,
+                "rss_added_gib": (process_rss_bytes() - rss_before) / 2**30,
+            }
+        )
+        del session, model, snapshot, gen
+    return rows
+
+
+if __name__ == "__main__":  # python -m gptviz.bench.step: the size table for docs/benchmarks.md
+    import json
+    import sys
+
+    names = tuple(sys.argv[1:]) or ("124M", "355M", "774M", "1558M")
+    for row in scale_rows(names):
+        print(json.dumps(row), flush=True)

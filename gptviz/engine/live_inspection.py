@@ -171,7 +171,7 @@ class LiveInspection:
         if n_total <= cap:
             return
         ctx = self.model.cfg.context_length
-        new_cap = min(max(n_total, 2 * cap, 16), max(ctx, n_total))
+        new_cap = min(max(2 * n_total, 16), max(ctx, n_total))  # room for as many again, up to the context
         L, H = self.n_layers, self.n_heads
 
         def grown(array: np.ndarray, axis: int, size: int) -> np.ndarray:

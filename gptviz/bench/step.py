@@ -293,7 +293,10 @@ def _play(window, model, tokenizer, greedy, tokens: int, panes_hold, wait_until)
 
 
 def scale_rows(
-    presets: tuple[str, ...] = ("124M", "355M", "774M", "1558M"), context_tokens: int = 1000, steps: int = 3
+    presets: tuple[str, ...] = ("124M", "355M", "774M", "1558M"),
+    context_tokens: int = 1000,
+    steps: int = 3,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Each GPT-2 size (random weights of its shape) opened and stepped with every pane's inspection, in this
     process, one after the other: time to inspect the prompt, median time per Step with the live inspection
@@ -317,10 +320,13 @@ def scale_rows(
         rss_before = process_rss_bytes()
         torch.manual_seed(123)
         model = GPTModel(preset(name)).eval()
-        session = Session(model, tokenizer, corpus=None, sampling=SamplingSettings(temperature=0.0, seed=0))
+        greedy = SamplingSettings(temperature=0.0, seed=0)
+        session = Session(model, tokenizer, device=device, corpus=None, sampling=greedy)
+        sync = torch.cuda.synchronize if session.device.type == "cuda" else (lambda: None)
         session.set_prompt(prompt)
         t0 = time.perf_counter()
         session.inspect()
+        sync()
         prompt_s = time.perf_counter() - t0
         session.gen_step()
         session.inspect()  # warm-up: the first step after a prompt may still size buffers
@@ -329,6 +335,7 @@ def scale_rows(
             t0 = time.perf_counter()
             session.gen_step()
             snapshot = session.inspect()
+            sync()
             per_step.append(time.perf_counter() - t0)
         alone = []
         gen = session.generator
@@ -337,6 +344,7 @@ def scale_rows(
         for _ in range(steps):
             t0 = time.perf_counter()
             gen.step()
+            sync()
             alone.append(time.perf_counter() - t0)
         rows.append(
             {
@@ -349,6 +357,7 @@ def scale_rows(
                 "snapshot_mib": snapshot.nbytes / 2**20,
                 "rss_gib": process_rss_bytes() / 2**30,
                 "rss_added_gib": (process_rss_bytes() - rss_before) / 2**30,
+                "device": str(session.device),
             }
         )
         del session, model, snapshot, gen
@@ -359,6 +368,12 @@ if __name__ == "__main__":  # python -m gptviz.bench.step: the size table for do
     import json
     import sys
 
-    names = tuple(sys.argv[1:]) or ("124M", "355M", "774M", "1558M")
-    for row in scale_rows(names):
+    args = sys.argv[1:]
+    where = "cpu"
+    if "--device" in args:  # python -m gptviz.bench.step [--device cuda] [SIZE ...]
+        at = args.index("--device")
+        where = args[at + 1]
+        del args[at : at + 2]
+    names = tuple(args) or ("124M", "355M", "774M", "1558M")
+    for row in scale_rows(names, device=where):
         print(json.dumps(row), flush=True)

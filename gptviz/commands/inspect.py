@@ -33,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heads", type=int, default=None, metavar="N", help="attention heads, if the source cannot say"
     )
+    parser.add_argument(
+        "--ablate",
+        metavar="SPEC",
+        default=None,
+        help="switch parts off: L.H (head H of layer L), L.attn, L.mlp, L.mlp.N (neuron N), comma-separated",
+    )
+    parser.add_argument(
+        "--ablate-mode",
+        choices=("zero", "mean"),
+        default="zero",
+        help="zero (default), or the part's mean over the prompt's positions",
+    )
 
 
 def resolve_model_source(name: str) -> Path:
@@ -117,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         ids = ids[-ctx:]
+    if args.ablate:
+        from gptviz.engine import ablation
+
+        parts = ablation.parse_ablations(args.ablate, args.ablate_mode)
+        ablation.check(model, parts)
+        ablation.install(model, parts, ablation.reference_means(model, ids, parts))
     arrays = inspect_arrays(model, ids)
     out = Path(args.out)
     write_npz_atomically(out, arrays)

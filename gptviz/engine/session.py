@@ -264,6 +264,7 @@ class Session:
         self.trainer = None
         self.generator = None
         self._live: Any = None  # gptviz.engine.live_inspection.LiveInspection, made on the first inspect()
+        self.ablations: tuple = ()  # gptviz.engine.ablation.Ablation: parts of this model switched off
         self.history_dir: Path | None = None
         self._history_meta: dict[str, Any] = {}
         return self.info()
@@ -637,6 +638,25 @@ class Session:
         self.trainer = None
         self.model.eval()
         self._weights_changed()
+
+    def set_ablations(self, ablations: Sequence[Any]) -> tuple:
+        """Switch parts of the model off (gptviz.engine.ablation), replacing the ones before; () restores the
+        model. Mean ablations take their means over the current text, from the model with nothing ablated.
+        Every later pass (generation, the panes) sees the ablated model."""
+        from gptviz.engine import ablation
+
+        parts = tuple(ablations)
+        ablation.check(self.model, parts)
+        ablation.remove(self.model)
+        self.ablations = ()
+        if parts:
+            means = ablation.reference_means(
+                self.model, self.current_ids()[-self.model.cfg.context_length :], parts
+            )
+            ablation.install(self.model, parts, means)
+            self.ablations = parts
+        self._weights_changed()
+        return self.ablations
 
     def _weights_changed(self) -> None:
         """The generator's KV cache and the live inspection hold what the old weights computed: make both

@@ -50,11 +50,12 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
         self.hook_pre = HookPoint()  # before GELU
         self.hook_post = HookPoint()  # after GELU
+        self.hook_out = HookPoint()  # the MLP's output, added to the residual stream
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.hook_pre(self.fc1(x))  # (B, T, 4D)
         post = self.hook_post(self.gelu(pre))  # (B, T, 4D)
-        return self.fc2(post)  # (B, T, D)
+        return self.hook_out(self.fc2(post))  # (B, T, D)
 
 
 class KVCache:
@@ -98,6 +99,7 @@ class MultiHeadAttention(nn.Module):
         self.hook_scores = HookPoint()  # scaled and masked, before softmax
         self.hook_weights = HookPoint()  # after softmax (before dropout)
         self.hook_head_out = HookPoint()  # weights @ values, per head, before out_proj
+        self.hook_out = HookPoint()  # the attention's output after out_proj, added to the residual stream
         self._inner_hooks = (self.hook_scores, self.hook_weights)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
@@ -139,7 +141,7 @@ class MultiHeadAttention(nn.Module):
                 context = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
         context = self.hook_head_out(context)  # (B, H, T, hd)
         merged = context.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
-        return self.out_proj(merged)  # (B, T, D)
+        return self.hook_out(self.out_proj(merged))  # (B, T, D)
 
 
 def causal_mask(T: int, S: int, past: int, device: torch.device) -> torch.Tensor:

@@ -17,18 +17,23 @@ NamesFilter = None | str | Iterable[str] | Callable[[str], bool]
 
 
 class HookPoint(nn.Module):
-    """Identity that hands its input to a sink while a capture is active."""
+    """Identity that hands its input to a sink while a capture is active, and that an intervention (an
+    ablation, a patch) may replace: `edit` maps the tensor to the one that flows on, and the sink sees the
+    edited tensor, so a capture shows what the model actually computed."""
 
     def __init__(self) -> None:
         super().__init__()
         self.name = ""  # set by GPTModel from named_modules(), so names are stable module paths
         self.sink: Callable[[str, torch.Tensor], None] | None = None
+        self.edit: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def active(self) -> bool:
         return self.sink is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.edit is not None:
+            x = self.edit(x)
         if self.sink is not None:
             self.sink(self.name, x)
         return x
@@ -83,3 +88,30 @@ def capture(
     finally:
         for hp in chosen:
             hp.sink = None
+
+
+@contextmanager
+def intervene(model: nn.Module, edits: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> Iterator[None]:
+    """Replace what flows through the named hook points for the forward passes inside the `with` block.
+
+    Each edit gets the tensor and returns the one that flows on (it must not change the shape). Edits
+    already installed (a lasting ablation) run first; the old ones come back in `finally`."""
+    points = hook_points(model)
+    unknown = [name for name in edits if name not in points]
+    if unknown:
+        raise KeyError(f"no hook point named {unknown[0]!r}")
+    saved = {name: points[name].edit for name in edits}
+    try:
+        for name, fn in edits.items():
+            before = saved[name]
+            points[name].edit = fn if before is None else _chain(before, fn)
+        yield
+    finally:
+        for name, before in saved.items():
+            points[name].edit = before
+
+
+def _chain(
+    first: Callable[[torch.Tensor], torch.Tensor], then: Callable[[torch.Tensor], torch.Tensor]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: then(first(x))

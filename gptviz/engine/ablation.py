@@ -1,0 +1,176 @@
+"""Switching parts of the model off: an attention head, an MLP neuron, or a whole layer's attention or MLP.
+
+An ablation replaces what one part adds to the computation, through the hook points' `edit`:
+
+* head H of layer L: its output before out_proj (`blocks.L.attn.hook_head_out`, (B, H, T, hd)), at every
+  position, so out_proj sees nothing of it (only out_proj's bias remains, which belongs to no head);
+* neuron N of layer L's MLP: its activation after GELU (`blocks.L.ff.hook_post`);
+* a layer's attention or MLP: the whole output added to the residual stream (`attn.hook_out`,
+  `ff.hook_out`), biases included.
+
+"zero" sets the part to 0; "mean" to its mean over the positions of a reference text (the current text in
+the window), which keeps the part's average contribution and removes only what depends on the position.
+`install()` leaves the edits on the model until `remove()`: every pass then sees the ablated model, the
+generator's and the panes' alike. Whoever owns cached activations (a KV cache, a live inspection) must drop
+them when the set of ablations changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from gptviz.errors import ConfigError
+from gptviz.model.hooks import capture, hook_points
+
+KINDS = ("head", "neuron", "attn", "mlp")
+MODES = ("zero", "mean")
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One part switched off. `index` is the head or the neuron; None for a whole attn or mlp."""
+
+    kind: str
+    layer: int
+    index: int | None = None
+    mode: str = "zero"
+
+    @property
+    def hook(self) -> str:
+        return {
+            "head": f"blocks.{self.layer}.attn.hook_head_out",
+            "neuron": f"blocks.{self.layer}.ff.hook_post",
+            "attn": f"blocks.{self.layer}.attn.hook_out",
+            "mlp": f"blocks.{self.layer}.ff.hook_out",
+        }[self.kind]
+
+    @property
+    def label(self) -> str:
+        """As the command line writes it: 3.7 (head 7 of layer 3), 3.mlp.42, 3.attn, 3.mlp; '(mean)' after."""
+        part = {
+            "head": f"{self.layer}.{self.index}",
+            "neuron": f"{self.layer}.mlp.{self.index}",
+            "attn": f"{self.layer}.attn",
+            "mlp": f"{self.layer}.mlp",
+        }[self.kind]
+        return part + (" (mean)" if self.mode == "mean" else "")
+
+
+_SPEC = re.compile(r"^(\d+)\.(?:(\d+)|attn|mlp(?:\.(\d+))?)$")
+
+
+def parse_ablations(text: str, mode: str = "zero") -> list[Ablation]:
+    """`3.7,5.1,2.mlp,4.attn,2.mlp.100` -> Ablations (head 7 of layer 3, ..., neuron 100 of layer 2's MLP)."""
+    if mode not in MODES:
+        raise ConfigError(f"ablation mode must be one of {', '.join(MODES)}, got {mode!r}")
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        match = _SPEC.match(part)
+        if match is None:
+            raise ConfigError(
+                f"cannot read the ablation {part!r}: write L.H for head H of layer L, L.attn or L.mlp for a "
+                "whole layer's attention or MLP, L.mlp.N for neuron N"
+            )
+        layer, head, neuron = match.group(1), match.group(2), match.group(3)
+        if head is not None:
+            out.append(Ablation("head", int(layer), int(head), mode))
+        elif neuron is not None:
+            out.append(Ablation("neuron", int(layer), int(neuron), mode))
+        else:
+            out.append(Ablation("attn" if part.endswith("attn") else "mlp", int(layer), None, mode))
+    if not out:
+        raise ConfigError("no ablation given: write for example 3.7 or 3.7,5.1")
+    return out
+
+
+def check(model: torch.nn.Module, ablations: Iterable[Ablation]) -> None:
+    """A one-line error for a part the model does not have."""
+    cfg = model.cfg
+    for ab in ablations:
+        if ab.kind not in KINDS or ab.mode not in MODES:
+            raise ConfigError(f"unknown ablation {ab!r}")
+        if not 0 <= ab.layer < cfg.n_layers:
+            raise ConfigError(f"ablation {ab.label}: the model has layers 0..{cfg.n_layers - 1}")
+        if ab.kind == "head" and not 0 <= (ab.index or 0) < cfg.n_heads:
+            raise ConfigError(f"ablation {ab.label}: the model has heads 0..{cfg.n_heads - 1}")
+        if ab.kind == "neuron" and not 0 <= (ab.index or 0) < 4 * cfg.emb_dim:
+            raise ConfigError(f"ablation {ab.label}: the MLP has neurons 0..{4 * cfg.emb_dim - 1}")
+
+
+def reference_means(
+    model: torch.nn.Module, ids: Sequence[int], ablations: Iterable[Ablation]
+) -> dict[Ablation, torch.Tensor]:
+    """For mean ablations: each part's mean over the positions of `ids`, from one pass of the model as it is
+    now (other lasting edits included). Head: (hd,), neuron: scalar, attn/mlp: (D,)."""
+    wanted = [ab for ab in ablations if ab.mode == "mean"]
+    if not wanted:
+        return {}
+    device = next(model.parameters()).device
+    with torch.no_grad(), capture(model, {ab.hook for ab in wanted}) as taps:
+        model(torch.tensor([list(ids)], device=device))  # (1, T, V)
+    means = {}
+    for ab in wanted:
+        x = taps[ab.hook][0]  # head: (H, T, hd); neuron/attn/mlp: (T, C)
+        if ab.kind == "head":
+            means[ab] = x[ab.index].mean(dim=0)  # (hd,)
+        elif ab.kind == "neuron":
+            means[ab] = x[:, ab.index].mean()  # ()
+        else:
+            means[ab] = x.mean(dim=0)  # (D,)
+    return means
+
+
+def edits_for(
+    ablations: Sequence[Ablation], means: dict[Ablation, torch.Tensor] | None = None
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """One edit per hook point, applying every ablation that lands there (on a copy: the tensor may be a
+    view the model still reads)."""
+    by_hook: dict[str, list[Ablation]] = {}
+    for ab in ablations:
+        by_hook.setdefault(ab.hook, []).append(ab)
+    means = means or {}
+
+    def make(parts: list[Ablation]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def edit(x: torch.Tensor) -> torch.Tensor:
+            x = x.clone()
+            for ab in parts:
+                value = means.get(ab)
+                fill = 0.0 if value is None else value.to(x.dtype)
+                if ab.kind == "head":
+                    x[:, ab.index] = fill  # (B, T, hd) of head `index`
+                elif ab.kind == "neuron":
+                    x[..., ab.index] = fill  # (B, T)
+                else:
+                    x[...] = fill  # (B, T, D)
+            return x
+
+        return edit
+
+    return {hook: make(parts) for hook, parts in by_hook.items()}
+
+
+def install(
+    model: torch.nn.Module,
+    ablations: Sequence[Ablation],
+    means: dict[Ablation, torch.Tensor] | None = None,
+) -> None:
+    """Put the ablations on the model until `remove()` (replacing any installed before)."""
+    check(model, ablations)
+    remove(model)
+    points = hook_points(model)
+    for hook, fn in edits_for(ablations, means).items():
+        points[hook].edit = fn
+
+
+def remove(model: torch.nn.Module) -> None:
+    for point in hook_points(model).values():
+        point.edit = None
+
+
+__all__ = ["Ablation", "check", "edits_for", "install", "parse_ablations", "reference_means", "remove"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -41,12 +41,44 @@ from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.settings import AppSettings
+from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker import WorkerHost
 
 REDRAW_INTERVAL_MS = 33  # ~30 Hz
 FOLLOW_POLL_MS = 1000
 DEFAULT_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+DEFAULT_SIZE = (1500, 950)
+COMPACT_HEIGHT = 860  # below this window height, the default layout tabs Tokens behind Generation  # the first window, when the screen's available geometry has room for it
+
+# View › Layout: (left column, right column, left column's share of the width, each column's height shares).
+# A column is a list of cells from top to bottom; a cell is a list of panes tabbed together, the first in front.
+LAYOUTS: dict[str, tuple[list[list[str]], list[list[str]], float, tuple[tuple[float, ...], ...]]] = {
+    "default": (
+        [["tokens"], ["generation"]],
+        [["attention"], ["activations", "training"]],
+        0.46,
+        ((0.57, 0.43), (0.45, 0.55)),
+    ),
+    "explore": (
+        [["tokens", "generation"]],
+        [["attention"], ["activations", "training"]],
+        0.4,
+        ((1.0,), (0.5, 0.5)),
+    ),
+    "generate": (
+        [["generation", "tokens"]],
+        [["attention"], ["activations", "training"]],
+        0.5,
+        ((1.0,), (0.45, 0.55)),
+    ),
+    "train": (
+        [["training"]],
+        [["generation", "tokens"], ["activations", "attention"]],
+        0.66,
+        ((1.0,), (0.5, 0.5)),
+    ),
+}
 
 SHORTCUTS = (
     ("Ctrl+O", "open a corpus file"),
@@ -164,6 +196,13 @@ class MainWindow(QMainWindow):
         self.attention_pane = attention_cls() if attention_cls else _placeholder("Attention")
         self.activations_pane = activations_cls() if activations_cls else _placeholder("Activations")
         self.docks: dict[str, QDockWidget] = {}
+        self.panes: dict[str, QWidget] = {
+            "tokens": self.tokens_pane,
+            "generation": self.generation_pane,
+            "attention": self.attention_pane,
+            "activations": self.activations_pane,
+            "training": self.training_pane,
+        }
         for key, title, pane in (
             ("tokens", "Tokens", self.tokens_pane),
             ("generation", "Generation", self.generation_pane),
@@ -173,7 +212,7 @@ class MainWindow(QMainWindow):
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{key}")
-            dock.setWidget(pane)
+            dock.setWidget(PaneScroll(pane))  # a dock smaller than its pane scrolls instead of clipping
             dock.setFeatures(
                 QDockWidget.DockWidgetFeature.DockWidgetMovable
                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
@@ -185,19 +224,73 @@ class MainWindow(QMainWindow):
         QApplication.instance().focusChanged.connect(self._on_focus_changed)
 
     def _default_layout(self) -> None:
+        """View › Reset layout: Tokens over Generation at the left; Attention over Activations (Training in a
+        tab behind it) at the right."""
+        self.apply_layout("default")
+
+    def apply_layout(self, name: str) -> None:
+        """Arrange the docks by one of LAYOUTS: two columns, each a list of cells, each cell a list of panes
+        tabbed together (the first one in front). Every pane stays reachable: none is hidden."""
+        if name == "default" and self.height() < COMPACT_HEIGHT:
+            name = "generate"  # two panes a column leave each too short on a laptop: tab the left one
+        left, right, width_share, heights = LAYOUTS[name]
         d = self.docks
         for dock in d.values():
             dock.setFloating(False)
+            self.removeDockWidget(dock)
+        for column, area in (
+            (left, Qt.DockWidgetArea.LeftDockWidgetArea),
+            (right, Qt.DockWidgetArea.RightDockWidgetArea),
+        ):
+            first = column[0][0]
+            self.addDockWidget(area, d[first])
+            previous = first
+            for cell in column[1:]:
+                self.splitDockWidget(d[previous], d[cell[0]], Qt.Orientation.Vertical)
+                previous = cell[0]
+            for cell in column:
+                for key in cell[1:]:
+                    self.tabifyDockWidget(d[cell[0]], d[key])
+        for dock in d.values():
             dock.show()
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, d["tokens"])
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["attention"])
-        self.splitDockWidget(d["tokens"], d["generation"], Qt.Orientation.Vertical)
-        self.splitDockWidget(d["attention"], d["activations"], Qt.Orientation.Vertical)
-        self.tabifyDockWidget(d["activations"], d["training"])
-        d["activations"].raise_()
-        self.resizeDocks([d["tokens"], d["attention"]], [640, 760], Qt.Orientation.Horizontal)
-        # Tokens above Generation: enough height for the chips and several input/target window pairs.
-        self.resizeDocks([d["tokens"], d["generation"]], [540, 400], Qt.Orientation.Vertical)
+        for column in (left, right):
+            for cell in column:
+                d[cell[0]].raise_()
+        width = max(self.width(), 400)
+        height = max(self.height() - 60, 200)  # less the menu and status bars
+        self.resizeDocks(
+            [d[left[0][0]], d[right[0][0]]],
+            [int(width * width_share), int(width * (1 - width_share))],
+            Qt.Orientation.Horizontal,
+        )
+        for column, shares in zip((left, right), heights, strict=True):
+            if len(column) > 1:
+                self.resizeDocks(
+                    [d[cell[0]] for cell in column],
+                    [int(height * f) for f in shares],
+                    Qt.Orientation.Vertical,
+                )
+        self._layout_name = name
+
+    def fit_to_screen(self, width: int = DEFAULT_SIZE[0], height: int = DEFAULT_SIZE[1]) -> None:
+        """Size the window to (width, height) or to the screen's available geometry, whichever is smaller,
+        and place it inside that geometry (without a window manager, showMaximized does nothing)."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            self.resize(width, height)
+            return
+        available = screen.availableGeometry()
+        frame = self.frameGeometry().size() - self.geometry().size()  # the title bar, once shown
+        w = min(width, available.width() - frame.width())
+        h = min(height, available.height() - frame.height())
+        self.resize(w, h)
+        self.move(
+            available.x() + (available.width() - w - frame.width()) // 2,
+            available.y() + (available.height() - h - frame.height()) // 2,
+        )
+        if (w < width or h < height) and QGuiApplication.platformName() not in ("offscreen", "minimal"):
+            # A window manager then fits the window and its title bar to the screen itself.
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -235,6 +328,18 @@ class MainWindow(QMainWindow):
             focus.triggered.connect(lambda _=False, k=key: self.focus_pane(k))
             self.addAction(focus)
         view_menu.addSeparator()
+        layouts = view_menu.addMenu("&Layout")
+        for name, text, tip in (
+            ("explore", "&Explore", "Tokens, Attention and Activations large: how the model reads a text"),
+            ("generate", "&Generate", "Generation with Attention and the logit lens beside it"),
+            ("train", "&Train", "The loss curves large, with the probe's samples"),
+        ):
+            act = action(layouts, text, lambda _=False, n=name: self.apply_layout(n))
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        layouts.setToolTipsVisible(True)
+        layouts.addSeparator()
+        action(layouts, "&Reset", self._default_layout)
         action(view_menu, "Reset layout", self._default_layout)
 
         model_menu = bar.addMenu("&Model")
@@ -328,7 +433,7 @@ class MainWindow(QMainWindow):
         dock = self.docks[key]
         dock.show()
         dock.raise_()
-        dock.widget().setFocus()
+        self.panes[key].setFocus()
         self._current_pane = key
 
     def _on_focus_changed(self, _old, new) -> None:
@@ -589,10 +694,10 @@ class MainWindow(QMainWindow):
             self.follow(path)
 
     def _current_widget(self) -> QWidget:
-        return self.docks[self._current_pane].widget()
+        return self.panes[self._current_pane]
 
     def export_png(self, path: str | os.PathLike, key: str | None = None) -> Path:
-        widget = self.docks[key or self._current_pane].widget()
+        widget = self.panes[key or self._current_pane]
         self.redraw()
         pixmap = widget.grab()
         if not pixmap.save(str(path), "PNG"):
@@ -601,7 +706,7 @@ class MainWindow(QMainWindow):
 
     def export_data(self, path: str | os.PathLike, key: str | None = None) -> Path:
         """NPZ: every array the pane shows; CSV: its main table (or its first array of at most 2 dimensions)."""
-        widget = self.docks[key or self._current_pane].widget()
+        widget = self.panes[key or self._current_pane]
         path = Path(path)
         data = widget.export_data() if hasattr(widget, "export_data") else {}
         if path.suffix.lower() == ".csv":
@@ -715,8 +820,12 @@ class MainWindow(QMainWindow):
         geometry, state = s.geometry()
         if geometry is not None:
             self.restoreGeometry(geometry)
-        else:
-            self.resize(1500, 950)
+        available = self._available_size()
+        if geometry is None or (
+            available is not None and (self.width() > available.width() or self.height() > available.height())
+        ):
+            self.fit_to_screen()  # a first launch, or a layout saved on a larger screen
+            self.apply_layout("default")  # the dock sizes follow the window's
         if state is not None:
             self.restoreState(state)
         self.tokens_pane.set_text(str(s.value("tokens/text", DEFAULT_TEXT)))
@@ -749,6 +858,10 @@ class MainWindow(QMainWindow):
         ):
             box.setValue(s.value(f"training/{key}", box.value(), int))
         tr.lr.setValue(s.value("training/lr", tr.lr.value(), float))
+
+    def _available_size(self):
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        return screen.availableGeometry().size() if screen is not None else None
 
     def save_settings(self) -> None:
         s = self.settings

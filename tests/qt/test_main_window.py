@@ -118,6 +118,9 @@ def test_dropping_a_corpus_file_opens_it(main_window, qtbot, tmp_path):
 def test_default_layout_shows_several_window_pairs_in_the_data_view(main_window, qtbot):
     window = main_window
     _wait_for_panes(qtbot, window)
+    window.resize(1500, 950)  # the first window's size where the screen has room for it
+    window.apply_layout("default")
+    qtbot.wait(50)
     window.redraw()
     table = window.tokens_pane.table
     qtbot.waitUntil(lambda: table.rowCount() == 12, timeout=20_000)  # 6 windows: input + target rows

@@ -17,7 +17,6 @@ from PySide6.QtGui import QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QGraphicsRectItem,
-    QHBoxLayout,
     QLabel,
     QSpinBox,
     QSplitter,
@@ -27,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.inspection import InspectionSnapshot
 from gptviz.qt.token_labels import token_label
+from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
 
 
@@ -177,7 +177,7 @@ class AttentionPane(QWidget):
             spin.setKeyboardTracking(False)
             spin.setRange(0, 0)
 
-        controls = QHBoxLayout()
+        controls = FlowLayout()  # wraps onto a second line when the pane is narrow
         controls.setContentsMargins(4, 2, 4, 2)
         for widget in (
             self.layer_spin,
@@ -188,7 +188,6 @@ class AttentionPane(QWidget):
             self.mask_box,
         ):
             controls.addWidget(widget)
-        controls.addStretch(1)
 
         self.overview = AttentionOverview()
         self.overview.setMinimumWidth(160)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from gptviz.engine.sampling import SamplingSettings
 from gptviz.errors import ConfigError
 from gptviz.qt.token_labels import quoted_token, token_label
+from gptviz.qt.widgets.fit import FlowLayout, labelled
 
 COLUMNS = ("", "token", "id", "p before", "p after")
 CHART_LABEL_CHARS = 12  # the bar chart's axis: a long token would squeeze the bars (the table keeps it all)
@@ -79,8 +80,6 @@ class GenerationPane(QWidget):
         top = QHBoxLayout()
         top.addWidget(QLabel("Prompt"))
         top.addWidget(self.prompt, 1)
-        for button in (self.step_button, self.play_button, self.undo_button, self.reset_button):
-            top.addWidget(button)
 
         # -- sampling controls
         self.temperature = QDoubleSpinBox()
@@ -104,17 +103,18 @@ class GenerationPane(QWidget):
         self.seed.setSpecialValueText("random")
         self.seed.setToolTip("seed of the random choice (applies from the next Reset)")
         self.stop_at_eot = QCheckBox("stop at <|endoftext|>")
-        controls = QHBoxLayout()
+        # Buttons and sampling controls in one row that wraps when the pane is narrow (a laptop screen).
+        controls = FlowLayout()
+        for button in (self.step_button, self.play_button, self.undo_button, self.reset_button):
+            controls.addWidget(button)
         for label, widget in (
             ("temperature", self.temperature),
             ("top-k", self.top_k),
             ("top-p", self.top_p),
             ("seed", self.seed),
         ):
-            controls.addWidget(QLabel(label))
-            controls.addWidget(widget)
+            controls.addWidget(labelled(label, widget))
         controls.addWidget(self.stop_at_eot)
-        controls.addStretch(1)
         self.set_sampling(SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, seed=0))
         for box in (self.temperature, self.top_k, self.top_p, self.seed):
             box.valueChanged.connect(self._emit_sampling)
@@ -146,6 +146,7 @@ class GenerationPane(QWidget):
             "<span style='color:#999'>■</span> before filters &nbsp; <span style='color:#1f77b4'>■</span> after "
             "temperature / top-k / top-p &nbsp; <span style='color:#ff7f0e'>■</span> chosen"
         )
+        legend.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -156,14 +157,16 @@ class GenerationPane(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(40)
-        self.table.setMinimumWidth(300)
+        self.table.setMinimumWidth(220)
         self.table.setToolTip("Click a candidate to take it instead of the chosen token")
         self.table.cellClicked.connect(self._on_cell_clicked)
 
         candidates = QWidget()
         cand_layout = QVBoxLayout(candidates)
         cand_layout.setContentsMargins(0, 0, 0, 0)
-        cand_layout.addWidget(QLabel("<b>Candidates for the last token</b> (click one to take it instead)"))
+        cand_title = QLabel("<b>Candidates for the last token</b> (click one to take it instead)")
+        cand_title.setWordWrap(True)
+        cand_layout.addWidget(cand_title)
         charts = QSplitter(Qt.Orientation.Horizontal)
         charts.addWidget(self.plot)
         charts.addWidget(self.table)

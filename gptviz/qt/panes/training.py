@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from gptviz.config import PRESETS
 from gptviz.errors import ConfigError, DataError
 from gptviz.qt.token_labels import token_label
+from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import HeatmapView
 
 CURRENT_MODEL = "current model"
@@ -209,11 +210,26 @@ class TrainingPane(QWidget):
         self._build_plot()
         self._build_probe()
         splitter = QSplitter(Qt.Orientation.Horizontal)
+        # The settings scroll up and down only, never sideways (that clipped their labels); the buttons
+        # stay above them, in reach however small the pane.
         scroll = QScrollArea()
+        scroll.setObjectName("training_settings_scroll")
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.controls)
-        scroll.setMinimumWidth(250)
-        splitter.addWidget(scroll)
+        scroll.setMinimumWidth(
+            self.controls.minimumSizeHint().width()
+            + scroll.verticalScrollBar().sizeHint().width()
+            + 2 * scroll.frameWidth()
+        )
+        self.settings_scroll = scroll
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(self.button_grid)
+        left_layout.addWidget(self.message)
+        left_layout.addWidget(scroll, 1)
+        splitter.addWidget(left)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.plot_box)
         right.addWidget(self.probe_box)
@@ -307,7 +323,7 @@ class TrainingPane(QWidget):
         self.pause_button.clicked.connect(self.pauseRequested)
         self.stop_button.clicked.connect(self.stopRequested)
         self.save_button.clicked.connect(self.saveRequested)
-        buttons = QGridLayout()
+        buttons = self.button_grid = QGridLayout()
         buttons.addWidget(self.start_button, 0, 0)
         buttons.addWidget(self.pause_button, 0, 1)
         buttons.addWidget(self.stop_button, 1, 0)
@@ -319,27 +335,32 @@ class TrainingPane(QWidget):
         self.message.setStyleSheet("color: #b00020")
 
         layout = QVBoxLayout(self.controls)
+        layout.setContentsMargins(0, 0, 0, 0)
         box = QGroupBox("Settings")
         box.setLayout(form)
         layout.addWidget(box)
-        layout.addLayout(buttons)
         layout.addWidget(self.follow_button)
-        layout.addWidget(self.message)
         layout.addStretch(1)
 
     def _build_plot(self) -> None:
         self.plot_box = QWidget()
         self.stats = {}
-        grid = QGridLayout()
+        grid = FlowLayout(spacing=14)  # one row when there is room, two or more on a narrow pane
         names = ("step", "tokens seen", "train loss", "val loss", "perplexity", "lr", "tokens/s", "ETA")
-        for i, name in enumerate(names):
+        for name in names:
             title = QLabel(name)
             title.setStyleSheet("color: #666")
             value = QLabel("–")
             value.setObjectName(f"stat_{name.replace(' ', '_').replace('/', '_')}")
             value.setStyleSheet("font-weight: bold")
-            grid.addWidget(title, 0, i)
-            grid.addWidget(value, 1, i)
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("0:00:00 (00%)"))
+            cell = QWidget()
+            cell_layout = QVBoxLayout(cell)
+            cell_layout.setContentsMargins(0, 0, 0, 0)
+            cell_layout.setSpacing(0)
+            cell_layout.addWidget(title)
+            cell_layout.addWidget(value)
+            grid.addWidget(cell)
             self.stats[name] = value
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -363,7 +384,7 @@ class TrainingPane(QWidget):
             # Grid and ticks at the major level only: the minor grid lines took 9 of the 12 ms a repaint
             # of this plot cost (measured with grab(), 10,000 points).
             self.plot.getAxis(name).setStyle(maxTickLevel=0)
-        self.plot.setMinimumHeight(180)
+        self.plot.setMinimumHeight(140)
         legend = self.plot.addLegend(offset=(-10, 10))
         legend.setLabelTextColor("#222")
         self.train_curve = self.plot.plot(name="train (batch)", pen=pg.mkPen("#9ecae1", width=1))
@@ -415,7 +436,7 @@ class TrainingPane(QWidget):
         self.sample = QTextBrowser()
         self.sample.setMinimumHeight(60)
         self.heatmap = HeatmapView(row_name="query", col_name="key")
-        self.heatmap.setMinimumHeight(150)
+        self.heatmap.setMinimumHeight(110)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.sample)
         bottom.addWidget(self.heatmap)

@@ -208,6 +208,7 @@ class HeatmapView(QWidget):
 
         self.readout = QLabel("Hover a cell to read its value; drag to pan, wheel to zoom.")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.readout.setWordWrap(True)  # a one-line hint would hold the heatmap wider than it needs
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)

@@ -1,0 +1,114 @@
+"""Layouts that keep a pane usable on a small screen: a row of controls that wraps, and a scroll area that
+holds a whole pane, so a dock smaller than its pane scrolls instead of clipping the pane's controls."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtWidgets import QFrame, QLayout, QLayoutItem, QScrollArea, QSizePolicy, QWidget
+
+
+class FlowLayout(QLayout):
+    """Widgets left to right, wrapping onto the next line when the row is too narrow (Qt's flow layout
+    example). Its minimum width is its widest item, so a row of spin boxes and check boxes no longer
+    holds a dock as wide as all of them together."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 6) -> None:
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self._spacing = spacing
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item: QLayoutItem) -> None:  # noqa: N802
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int) -> QLayoutItem | None:  # noqa: N802
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int) -> QLayoutItem | None:  # noqa: N802
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:  # noqa: N802
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:  # noqa: N802
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        width = sum(i.sizeHint().width() for i in self._visible()) + self._spacing * max(
+            0, len(self._visible()) - 1
+        )
+        height = max((i.sizeHint().height() for i in self._visible()), default=0)
+        m = self.contentsMargins()
+        return QSize(width + m.left() + m.right(), height + m.top() + m.bottom())
+
+    def minimumSize(self) -> QSize:  # noqa: N802
+        size = QSize()
+        for item in self._visible():
+            size = size.expandedTo(item.minimumSize())
+        m = self.contentsMargins()
+        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
+
+    def _visible(self) -> list[QLayoutItem]:
+        return [i for i in self._items if not (i.widget() is not None and i.widget().isHidden())]
+
+    def _place(self, rect: QRect, move: bool) -> int:
+        m = self.contentsMargins()
+        area = rect.adjusted(m.left(), m.top(), -m.right(), -m.bottom())
+        x, y, line = area.x(), area.y(), 0
+        for item in self._visible():
+            hint = item.sizeHint()
+            if x > area.x() and x + hint.width() > area.right() + 1:
+                x, y, line = area.x(), y + line + self._spacing, 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self._spacing
+            line = max(line, hint.height())
+        return y + line - rect.y() + m.bottom()
+
+
+class PaneScroll(QScrollArea):
+    """Holds one pane in a dock. The pane fills the dock when the dock is large enough, and keeps its own
+    minimum size when the dock is smaller, with scroll bars, so no control is squeezed out of sight. The dock
+    itself can then be made as small as a laptop screen needs."""
+
+    def __init__(self, pane: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.pane = pane
+        self.setObjectName(f"scroll_{pane.objectName() or type(pane).__name__}")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidget(pane)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(120, 80)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return self.pane.sizeHint()
+
+
+def labelled(text: str, widget: QWidget, tooltip: str | None = None) -> QWidget:
+    """A label and its control kept together on one line of a FlowLayout."""
+    from PySide6.QtWidgets import QHBoxLayout, QLabel
+
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.setSpacing(4)
+    label = QLabel(text)
+    label.setBuddy(widget)
+    if tooltip or widget.toolTip():
+        label.setToolTip(tooltip or widget.toolTip())
+    row.addWidget(label)
+    row.addWidget(widget)
+    return box

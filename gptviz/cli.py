@@ -22,6 +22,8 @@ COMMANDS = {
     "generate": "generate text from a checkpoint",
     "screenshot": "render the main window and each pane to PNG files (no display needed)",
     "bench": "speed and memory benchmarks against the book's way",
+    "patch": "activation patching: which layer, position and head carry a clean prompt's answer",
+    "attribute": "why this token: its logit split into the model's parts (dla), or per input token (ixg, ig)",
     "export": "write a model as a Hugging Face GPT-2 folder or the book's .pth state dict",
 }
 

@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         self._follow_dir: str | None = None
         self._memory_tick = 0
         self._startup_tokens = startup_tokens  # a few real steps so the Generation pane opens populated
+        self._shown_once = False
 
         self.host = WorkerHost(session_factory, self)
         self.host.resultReady.connect(self._on_result)
@@ -858,6 +859,18 @@ class MainWindow(QMainWindow):
         ):
             box.setValue(s.value(f"training/{key}", box.value(), int))
         tr.lr.setValue(s.value("training/lr", tr.lr.value(), float))
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        """On the first show the frame (title bar, borders) is known: refit when it pushes the window off the
+        screen's available geometry."""
+        super().showEvent(event)
+        screen = self.screen()
+        if not self._shown_once and screen is not None:
+            self._shown_once = True
+            available = screen.availableGeometry()
+            frame = self.frameGeometry()
+            if frame.width() > available.width() or frame.height() > available.height():
+                self.fit_to_screen(self.width(), self.height())
 
     def _available_size(self):
         screen = self.screen() or QGuiApplication.primaryScreen()

@@ -30,8 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="training steps to take first (default 0: the Training pane shows the model's own history)",
     )
+    parser.add_argument(
+        "--size",
+        type=_size,
+        help="window size WxH, e.g. 1280x720 (a laptop); also writes the window in each View › Layout "
+        "preset (layout_explore.png, layout_generate.png, layout_train.png) and panes no larger than it",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 1280x720, got {text!r}") from None
+    if width < 320 or height < 240:
+        raise argparse.ArgumentTypeError(f"{text} is smaller than 320x240")
+    return width, height
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,11 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
     # No startup tokens: this command takes its own steps and counts them; the startup ones would race it.
     window = MainWindow(factory, AppSettings(), startup_tokens=0)
-    window.resize(*WINDOW_SIZE)
     window.generation_pane.prompt.setText(args.prompt)
     ready: list[bool] = []
     window.host.ready.connect(lambda: ready.append(True))  # after the window's own start-up requests
     window.show()
+    # After show: the first show fits the window to the (offscreen, 800-pixel) screen.
+    size = getattr(args, "size", None)
+    window.resize(*(size or WINDOW_SIZE))
+    window.apply_layout("default")  # the dock sizes follow the window's
     wait_until(
         lambda: ready and window.model_info is not None and window.generation_pane.view is not None,
         "the model",
@@ -144,9 +163,21 @@ def run(args: argparse.Namespace) -> int:
     window.grab().save(str(path), "PNG")
     written.append(path)
     state = window.saveState()
+    if size:
+        for name in ("explore", "generate", "train"):
+            window.apply_layout(name)
+            settle(0.6)
+            window.redraw()
+            settle(0.2)
+            window.generation_pane.prompt.deselect()
+            path = out / f"layout_{name}.png"
+            window.grab().save(str(path), "PNG")
+            written.append(path)
+        window.restoreState(state)
+    pane_size = (min(PANE_SIZE[0], size[0]), min(PANE_SIZE[1], size[1])) if size else PANE_SIZE
     for key, dock in window.docks.items():
         dock.setFloating(True)
-        dock.resize(*PANE_SIZE)
+        dock.resize(*pane_size)
         dock.show()
         dock.raise_()
         settle(0.6)

@@ -55,3 +55,17 @@ def test_screenshot_writes_every_pane_of_a_checkpoint_with_history(
         "label": "history of run: 3 steps on small.txt",
         "points": {"train": 3, "train_eval": 3, "val": 3},
     }
+
+
+def test_screenshot_size_option_reads_width_by_height():
+    parser = argparse.ArgumentParser()
+    screenshot.add_arguments(parser)
+    assert parser.parse_args(["--out", "x", "--size", "1280x720"]).size == (1280, 720)
+    assert parser.parse_args(["--out", "x"]).size is None
+    for bad in ("1280", "wide", "100x100"):
+        try:
+            parser.parse_args(["--out", "x", "--size", bad])
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError(f"--size {bad} was accepted")

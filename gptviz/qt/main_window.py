@@ -15,18 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QFileSystemWatcher, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QFileSystemWatcher, QKeyCombination, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QTextEdit,
     QToolBar,
     QWidget,
 )
@@ -86,11 +90,13 @@ SHORTCUTS = (
     ("Ctrl+S", "save the model as a checkpoint"),
     ("Ctrl+E", "export the current pane as PNG"),
     ("Ctrl+Shift+E", "export the current pane's data (CSV or NPZ)"),
-    ("Ctrl+Right", "generate one token"),
+    ("Ctrl+Right", "generate one token (also from the prompt field)"),
     ("Ctrl+Left", "undo the last token"),
     ("Ctrl+P", "play / pause generation"),
+    ("Ctrl+Shift+R", "reset generation to the prompt"),
     ("Ctrl+T", "start / resume training"),
     ("Ctrl+Shift+T", "pause training"),
+    ("Ctrl+Shift+X", "stop training"),
     ("Ctrl+1 … Ctrl+5", "show and focus a pane"),
     ("Ctrl+Q", "quit"),
 )
@@ -343,6 +349,20 @@ class MainWindow(QMainWindow):
         action(layouts, "&Reset", self._default_layout)
         action(view_menu, "Reset layout", self._default_layout)
 
+        gen_menu = bar.addMenu("&Generate")
+        gp = self.generation_pane
+        self.step_action = action(gen_menu, "&Step one token", gp.step_button.click, "Ctrl+Right")
+        self.play_action = action(gen_menu, "&Play / pause", gp.play_button.click, "Ctrl+P")
+        self.undo_action = action(gen_menu, "&Undo the last token", gp.undo_button.click, "Ctrl+Left")
+        self.reset_action = action(gen_menu, "&Reset to the prompt", gp.reset_button.click, "Ctrl+Shift+R")
+        self._window_keys = {
+            a.shortcut().toString() for a in (self.step_action, self.play_action, self.undo_action)
+        }
+        # These keys win over a text field's own use of them (no app-wide filter: it would see every event).
+        for field in self.findChildren(QWidget):
+            if isinstance(field, (QLineEdit, QAbstractSpinBox, QTextEdit, QPlainTextEdit)):
+                field.installEventFilter(self)
+
         model_menu = bar.addMenu("&Model")
         self.model_switcher = ModelMenu(self, model_menu)  # Get GPT-2…, then downloaded/demo/recent models
         for name in PRESETS:
@@ -356,6 +376,9 @@ class MainWindow(QMainWindow):
             model_menu, "Start / resume training", self.training_pane._on_start, "Ctrl+T"
         )
         action(model_menu, "Pause training", lambda: self.host.submit("train_pause"), "Ctrl+Shift+T")
+        self.stop_train_action = action(
+            model_menu, "Stop training", lambda: self.host.submit("train_stop"), "Ctrl+Shift+X"
+        )
 
         help_menu = bar.addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "F1")
@@ -859,6 +882,16 @@ class MainWindow(QMainWindow):
         ):
             box.setValue(s.value(f"training/{key}", box.value(), int))
         tr.lr.setValue(s.value("training/lr", tr.lr.value(), float))
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        """Ctrl+Right, Ctrl+Left and Ctrl+P step, undo and play from any focus in this window: a text field
+        (the prompt, the Tokens editor) would otherwise take Ctrl+Left/Right as 'move a word'."""
+        if event.type() == QEvent.Type.ShortcutOverride:
+            keys = QKeyCombination(event.modifiers(), Qt.Key(event.key()))
+            if QKeySequence(keys).toString() in self._window_keys:
+                event.ignore()  # not overridden: the window's action takes the key
+                return True
+        return False
 
     def showEvent(self, event) -> None:  # noqa: N802
         """On the first show the frame (title bar, borders) is known: refit when it pushes the window off the

@@ -11,7 +11,7 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeySequence
+from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -63,16 +63,15 @@ class GenerationPane(QWidget):
         self.prompt.returnPressed.connect(lambda: self.promptSubmitted.emit(self.prompt.text()))
         self.step_button = QPushButton("Step ▶")
         self.step_button.setToolTip("Generate one token (Ctrl+Right)")
-        self.step_button.setShortcut(QKeySequence("Ctrl+Right"))
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
         self.play_button.setToolTip("Keep generating until paused, <|endoftext|> or the limit (Ctrl+P)")
-        self.play_button.setShortcut(QKeySequence("Ctrl+P"))
         self.undo_button = QPushButton("Undo")
         self.undo_button.setToolTip("Take back the last token (Ctrl+Left)")
-        self.undo_button.setShortcut(QKeySequence("Ctrl+Left"))
         self.reset_button = QPushButton("Reset")
-        self.reset_button.setToolTip("Back to the prompt")
+        self.reset_button.setToolTip("Back to the prompt (Ctrl+Shift+R)")
+        # The keys are the window's Generate menu actions, which work from any focus, the prompt included
+        # (a button's own shortcut was dropped when Play was relabelled Pause).
         self.step_button.clicked.connect(self.stepRequested)
         self.play_button.toggled.connect(self._on_play)
         self.undo_button.clicked.connect(self.undoRequested)

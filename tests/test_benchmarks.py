@@ -347,3 +347,39 @@ def test_step_scale_rows_step_each_size_with_the_live_inspection() -> None:
     (row,) = rows
     assert row["preset"] == "tiny" and 20 <= row["prompt_tokens"] <= 40
     assert row["step_ms"] > 0 and row["generator_step_ms"] > 0 and row["snapshot_mib"] > 0
+
+
+def test_peers_tiny_entries_and_quick_runs_judge_nothing() -> None:
+    from gptviz.bench import peers
+
+    sizes = peers.PeerSizes(
+        TINY,
+        new_tokens=4,
+        train_context=16,
+        train_batch=2,
+        train_steps=1,
+        capture_tokens=16,
+        repeats=1,
+        judged=True,
+    )
+    result = peers.run(sizes)
+    entries = result.details["entries"]
+    assert set(entries) == {"generation_hf", "training_hf", "capture_hf", "capture_hf_memory", "decode_limit"}
+    for entry in entries.values():
+        assert set(entry) == {"ours", "baseline", "unit", "ratio", "target", "pass"}
+        assert entry["ours"] > 0 and entry["baseline"] > 0 and entry["target"] is not None
+    assert result.details["agreeing_tokens"] == 4  # the HF twin holds the same weights: same greedy ids
+    result.unjudge()
+    data = result.to_dict()
+    assert data["target"] is None and data["pass"] is None and data["judged"] is False
+    assert all(f["target"] is None and f["pass"] is None for f in data["figures"])
+    assert "not judged at quick sizes" in harness.summary_table([result])
+    back = harness.BenchResult.from_dict("peers", data)
+    assert back.judged is False and back.passed is None
+
+
+def test_read_bandwidth_is_a_plausible_rate() -> None:
+    from gptviz.bench import peers
+
+    rate = peers.read_bandwidth(0.05, repeats=2)
+    assert 1e8 < rate < 1e12  # bytes/s: between 0.1 GB/s and 1 TB/s on any machine this runs on

@@ -92,7 +92,7 @@ class Figure:
             data["value"],
             data["unit"],
             Stats.from_dict(data.get("stats")),
-            data["target"],
+            data["target"] or "",
             data["pass"],
         )
 
@@ -123,6 +123,14 @@ class BenchResult:
     seconds: float = 0.0  # wall time the benchmark took
     started: str = ""  # when it started (ISO time) and the load average then: results of one report may
     load_start: tuple[float, float, float] | None = None  # come from different runs (`--only` updates)
+    judged: bool = True  # False for quick runs: their sizes are not the ones the targets are stated for
+
+    def unjudge(self) -> None:
+        """A quick run judges nothing: no target, no pass/fail, for the headline and every figure."""
+        self.judged = False
+        self.passed = None
+        for figure in self.figures:
+            figure.passed = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,13 +138,17 @@ class BenchResult:
             "baseline": self.baseline,
             "unit": self.unit,
             "ratio": self.ratio,
-            "target": self.target,
-            "pass": self.passed,
+            "target": self.target if self.judged else None,
+            "pass": self.passed if self.judged else None,
+            "judged": self.judged,
             "ours_label": self.ours_label,
             "baseline_label": self.baseline_label,
             "ours_stats": self.ours_stats.to_dict() if self.ours_stats else None,
             "baseline_stats": self.baseline_stats.to_dict() if self.baseline_stats else None,
-            "figures": [f.to_dict() for f in self.figures],
+            "figures": [
+                f.to_dict() if self.judged else {**f.to_dict(), "target": None, "pass": None}
+                for f in self.figures
+            ],
             "setup": self.setup,
             "notes": list(self.notes),
             "details": dict(self.details),
@@ -155,7 +167,7 @@ class BenchResult:
             baseline=data["baseline"],
             unit=data["unit"],
             ratio=data["ratio"],
-            target=data["target"],
+            target=data["target"] or "",
             passed=data["pass"],
             ours_label=data.get("ours_label", "ours"),
             baseline_label=data.get("baseline_label", "baseline"),
@@ -168,6 +180,7 @@ class BenchResult:
             seconds=float(data.get("seconds", 0.0)),
             started=data.get("started", ""),
             load_start=tuple(load) if load else None,
+            judged=bool(data.get("judged", True)),
         )
 
 
@@ -350,6 +363,28 @@ def verdict(passed: bool | None) -> str:
     return {True: "pass", False: "MISS", None: "–"}[passed]
 
 
+NOT_JUDGED = "not judged at quick sizes"
+
+
+def load_now() -> float | None:
+    """The 1-minute load average (None where the OS does not say)."""
+    load = load_average()
+    return load[0] if load else None
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 1.0, poll_s: float = 5.0) -> float | None:
+    """Wait up to `limit_s` seconds for the 1-minute load average to fall to `threshold`; the load then.
+
+    Ratios survive a busy machine better than times, but not entirely (a quiet run measured the capture
+    ratio 1.46x where a run at load 4.5 said 1.14x), so judged figures should come from a quiet machine."""
+    deadline = time.monotonic() + max(0.0, limit_s)
+    load = load_now()
+    while load is not None and load > threshold and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        load = load_now()
+    return load
+
+
 def summary_table(results: Sequence[BenchResult]) -> str:
     """The plain-text table `gptviz bench` prints."""
     rows = [("benchmark", "ours", "baseline", "ratio", "target", "")]
@@ -360,16 +395,23 @@ def summary_table(results: Sequence[BenchResult]) -> str:
                 fmt(r.ours, r.unit),
                 fmt(r.baseline, r.unit),
                 fmt(r.ratio) + ("x" if r.ratio is not None else ""),
-                r.target,
+                r.target if r.judged else NOT_JUDGED,
                 verdict(r.passed),
             )
         )
         for f in r.figures:
-            rows.append(("  " + f.name, fmt(f.value, f.unit), "", "", f.target, verdict(f.passed)))
+            target = f.target if r.judged else (NOT_JUDGED if f.target else "")
+            rows.append(("  " + f.name, fmt(f.value, f.unit), "", "", target, verdict(f.passed)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _target(result: BenchResult, figure: Figure | None = None) -> str:
+    """A target as the report shows it: quick runs judge nothing and say so."""
+    target = result.target if figure is None else figure.target
+    return target if result.judged else (NOT_JUDGED if target else "")
 
 
 def markdown_report(
@@ -424,12 +466,12 @@ def markdown_report(
     for r in results:
         ratio = fmt(r.ratio) + "x" if r.ratio is not None else "–"
         lines.append(
-            f"| {r.name} | {fmt(r.ours, r.unit)} | {fmt(r.baseline, r.unit)} | {ratio} | {r.target} | "
+            f"| {r.name} | {fmt(r.ours, r.unit)} | {fmt(r.baseline, r.unit)} | {ratio} | {_target(r)} | "
             f"{verdict(r.passed)} |"
         )
         for f in r.figures:
             lines.append(
-                f"| &nbsp;&nbsp;{f.name} | {fmt(f.value, f.unit)} | | | {f.target} | {verdict(f.passed)} |"
+                f"| &nbsp;&nbsp;{f.name} | {fmt(f.value, f.unit)} | | | {_target(r, f)} | {verdict(f.passed)} |"
             )
     for r in results:
         lines += ["", f"## {r.name}", ""]
@@ -441,10 +483,10 @@ def markdown_report(
         if r.baseline_stats is not None:
             lines.append(f"| {r.baseline_label} | {fmt_stats(r.baseline_stats, r.unit)} | | |")
         if r.ratio is not None:
-            lines.append(f"| ratio (medians) | {fmt(r.ratio)}x | {r.target} | {verdict(r.passed)} |")
+            lines.append(f"| ratio (medians) | {fmt(r.ratio)}x | {_target(r)} | {verdict(r.passed)} |")
         for f in r.figures:
             shown = fmt_stats(f.stats, f.unit) if f.stats is not None else fmt(f.value, f.unit)
-            lines.append(f"| {f.name} | {shown} | {f.target} | {verdict(f.passed)} |")
+            lines.append(f"| {f.name} | {shown} | {_target(r, f)} | {verdict(f.passed)} |")
         for note in r.notes:
             lines += ["", note]
         when = f", started {r.started}" if r.started else ""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from gptviz.bench.harness import BenchResult, load_average, markdown_report, now_iso
+from gptviz.bench.harness import BenchResult, load_average, markdown_report, now_iso, wait_for_quiet
 from gptviz.errors import ConfigError
 
 # name -> module under gptviz.bench; each has run(sizes), FULL and QUICK. Order is the report's order.
@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "training": "gptviz.bench.training",
     "capture": "gptviz.bench.capture",
     "step": "gptviz.bench.step",
+    "peers": "gptviz.bench.peers",
     "gui": "gptviz.bench.gui",
     "startup": "gptviz.bench.startup",
 }
@@ -57,6 +58,7 @@ def run_benchmarks(
     log: TextIO | None = None,
     on_result: Callable[[BenchResult], None] | None = None,
     device: str = "cpu",
+    quiet_wait: float = 0.0,
 ) -> list[BenchResult]:
     """Run each named benchmark (quick or full sizes, or the explicit `sizes` given for a name).
 
@@ -74,9 +76,20 @@ def run_benchmarks(
         if log is not None:
             where = f", {device}" if on_gpu else ""
             print(f"[bench] {name} ({'quick' if quick else 'full'}{where}) ...", file=log, flush=True)
+        if quiet_wait > 0 and not quick:
+            settled = wait_for_quiet(quiet_wait)
+            if settled is not None and settled > 1.0 and log is not None:
+                print(
+                    f"[bench] WARNING: load average {settled:.1f} after waiting {quiet_wait:.0f} s: {name}'s "
+                    "figures are from a busy machine; judged figures belong to a quiet one",
+                    file=log,
+                    flush=True,
+                )
         started = time.perf_counter()
         when, load = now_iso(), load_average()
         result = module.run(chosen, device=device) if on_gpu else module.run(chosen)
+        if quick:
+            result.unjudge()
         result.seconds = time.perf_counter() - started
         result.started, result.load_start = when, load
         if log is not None:

@@ -36,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
     parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="before each benchmark of a full run, wait up to this long for the 1-minute load average to fall "
+        "to 1 (default 120; 0 never waits); a busier machine is named in a warning and in the report",
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         metavar="NAME",
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             "[bench] quick run: smaller sizes and fewer repeats (see each setup line)", file=log, flush=True
         )
-    results = run_benchmarks(names, quick=args.quick, log=log, device=device)
+    results = run_benchmarks(names, quick=args.quick, log=log, device=device, quiet_wait=args.quiet_wait)
     args.device = device
     machine["load_average_end"] = load_average()
     command = "gptviz bench " + " ".join(shlex.quote(a) for a in _argv_of(args))

@@ -1,0 +1,352 @@
+"""Peers: gptviz against what a user would run instead, on the same weights and inputs, and against the
+machine's own limit.
+
+* generation_hf: KV-cached `Generator.step()` vs Hugging Face `GPT2LMHeadModel.generate(use_cache=True)`,
+  greedy; both must choose the same ids.
+* training_hf: `Trainer.step()` vs a plain loop over `GPT2LMHeadModel` with `torch.optim.AdamW` (fused where
+  the build has it), the same batches.
+* capture_hf: a forward pass with every tap the panes use (`inspect_tokens`'s taps) vs transformers with
+  `output_attentions=True, output_hidden_states=True` (eager attention), in time; in memory, what stays
+  afterwards: the panes' packed `InspectionSnapshot` against transformers' attentions, hidden states and
+  logits. TransformerLens
+  (the issue's first choice) is not installed here: it pins its own versions of torch-adjacent packages, and
+  a bench must not change the environment it measures; transformers returns the same kind of cache.
+* decode_limit: the machine's memory read bandwidth (a stream-like sum over a buffer far larger than the
+  caches) and our per-token decode time against weights-bytes / bandwidth, the time a batch-1 step cannot
+  beat because it must read every weight once.
+
+Every pair runs interleaved (A B A B ...) in one process after a warm-up, so a busy machine slows both.
+Each entry is {"ours", "baseline", "unit", "ratio", "target", "pass"} in `details["entries"]`, with ratio > 1
+meaning gptviz is ahead.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, interleave
+from gptviz.config import GPTConfig, preset
+
+GENERATION_TARGET = 1.5
+TRAINING_TARGET = 1.2
+CAPTURE_SPEED_TARGET = 1.5
+CAPTURE_MEMORY_TARGET = 0.3  # our bytes / theirs
+DECODE_LIMIT_TARGET = 0.7  # share of the bandwidth limit reached
+
+
+@dataclass(frozen=True)
+class PeerSizes:
+    cfg: GPTConfig
+    new_tokens: int
+    train_context: int
+    train_batch: int
+    train_steps: int
+    capture_tokens: int
+    repeats: int
+    judged: bool
+
+
+FULL = PeerSizes(preset("124M"), 200, 256, 2, 3, 1024, 3, judged=True)
+QUICK = PeerSizes(
+    GPTConfig(context_length=128, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, name="bench-small"),
+    16,
+    64,
+    2,
+    2,
+    128,
+    1,
+    judged=False,
+)
+
+
+def hf_twin(model: torch.nn.Module) -> Any:
+    """A transformers GPT2LMHeadModel holding exactly `model`'s weights (eager attention)."""
+    import transformers
+
+    from gptviz.engine.export import hf_config, hf_state_dict
+
+    config = transformers.GPT2Config(**{k: v for k, v in hf_config(model.cfg).items() if k != "gptviz"})
+    config._attn_implementation = "eager"
+    twin = transformers.GPT2LMHeadModel(config)
+    missing, unexpected = twin.load_state_dict(hf_state_dict(model), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k and not k.endswith("attn.bias")]:
+        raise RuntimeError(f"the HF twin does not match: missing {missing}, unexpected {unexpected}")
+    if model.cfg.tie_weights:
+        twin.tie_weights()
+    return twin.eval()
+
+
+def _entry(ours: float, baseline: float, unit: str, ratio: float, target: float, judged: bool) -> dict:
+    return {
+        "ours": ours,
+        "baseline": baseline,
+        "unit": unit,
+        "ratio": ratio,
+        "target": f">= {target:g}x" if judged else None,
+        "pass": at_least(ratio, target) if judged else None,
+    }
+
+
+def generation_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, Stats, Stats, int]:
+    from gptviz.engine.generator import Generator
+    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.tokenizer import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    prompt = tokenizer.encode("Hello, I am")
+    n = sizes.new_tokens
+    greedy = SamplingSettings(temperature=0.0, top_k=None, top_p=1.0, seed=0, stop_at_eot=False)
+    generator = Generator(model, tokenizer, prompt, greedy)
+    chosen: dict[str, list[int]] = {}
+
+    def ours() -> None:
+        generator.reset()
+        generator.generate(n)
+        chosen["ours"] = generator.new_ids
+
+    def theirs() -> None:
+        with torch.inference_mode():
+            out = twin.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=50256,
+            )
+        chosen["theirs"] = out[0, len(prompt) :].tolist()
+
+    times = interleave({"ours": ours, "theirs": theirs}, sizes.repeats, warmup=1)
+    ours_rate = Stats.of(times["ours"]).map(lambda s: n / s)
+    their_rate = Stats.of(times["theirs"]).map(lambda s: n / s)
+    agree = next(
+        (i for i, (a, b) in enumerate(zip(chosen["ours"], chosen["theirs"], strict=True)) if a != b), n
+    )
+    ratio = ours_rate.median / their_rate.median
+    return (
+        _entry(ours_rate.median, their_rate.median, "tokens/s", ratio, GENERATION_TARGET, sizes.judged),
+        ours_rate,
+        their_rate,
+        agree,
+    )
+
+
+def training_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, Stats, Stats]:
+    from gptviz.engine.trainer import Trainer, TrainSettings
+    from gptviz.tokenizer import default_tokenizer
+
+    B, T = sizes.train_batch, sizes.train_context
+    gen = torch.Generator().manual_seed(0)
+    corpus = torch.randint(0, 50000, (B * T * 64,), generator=gen)  # (N,)
+    settings = TrainSettings(
+        steps=10**6, batch_size=B, context=T, stride=T, eval_freq=10**6, eval_iter=1, lr=4e-4, seed=0
+    )
+    trainer = Trainer(
+        model, default_tokenizer(), corpus[: len(corpus) * 9 // 10], corpus[len(corpus) * 9 // 10 :], settings
+    )
+    batches = [
+        (
+            corpus[i * B * T : (i + 1) * B * T].view(B, T),
+            corpus[i * B * T + 1 : (i + 1) * B * T + 1].view(B, T),
+        )
+        for i in range(8)
+    ]  # each (B, T) inputs and targets
+    try:
+        optimizer = torch.optim.AdamW(twin.parameters(), lr=4e-4, weight_decay=0.1, fused=True)
+    except (RuntimeError, TypeError):
+        optimizer = torch.optim.AdamW(twin.parameters(), lr=4e-4, weight_decay=0.1)
+    twin.train()
+    step_index = [0]
+
+    def theirs() -> None:
+        x, y = batches[step_index[0] % len(batches)]
+        step_index[0] += 1
+        optimizer.zero_grad(set_to_none=True)
+        logits = twin(x).logits  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss.backward()
+        optimizer.step()
+
+    def ours() -> None:
+        trainer.step()
+
+    times = interleave({"ours": ours, "theirs": theirs}, sizes.train_steps, warmup=1)
+    tokens = B * T
+    ours_rate = Stats.of(times["ours"]).map(lambda s: tokens / s)
+    their_rate = Stats.of(times["theirs"]).map(lambda s: tokens / s)
+    trainer.close()
+    twin.eval()
+    model.eval()
+    ratio = ours_rate.median / their_rate.median
+    return (
+        _entry(ours_rate.median, their_rate.median, "tokens/s", ratio, TRAINING_TARGET, sizes.judged),
+        ours_rate,
+        their_rate,
+    )
+
+
+def capture_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, dict, Stats, Stats]:
+    """Time and bytes: our taps (as the panes ask for them) vs transformers' attentions + hidden states."""
+    from gptviz.engine.inspection import _needed_taps
+    from gptviz.model.hooks import capture
+
+    T = sizes.capture_tokens
+    idx = torch.randint(0, 50000, (1, T), generator=torch.Generator().manual_seed(1))  # (1, T)
+    names = _needed_taps(model.cfg.n_layers, 0)
+    kept: dict[str, int] = {}
+
+    def ours() -> None:
+        with torch.no_grad(), capture(model, names) as taps:
+            model(idx)  # (1, T, V)
+        kept["ours"] = sum(t.numel() * t.element_size() for t in taps.values())
+
+    def theirs() -> None:
+        with torch.no_grad():
+            out = twin(idx, output_attentions=True, output_hidden_states=True)
+        kept["theirs"] = sum(
+            t.numel() * t.element_size() for t in (*out.attentions, *out.hidden_states, out.logits)
+        )
+
+    times = interleave({"ours": ours, "theirs": theirs}, sizes.repeats, warmup=1)
+    ours_s, their_s = Stats.of(times["ours"]), Stats.of(times["theirs"])
+    speed = their_s.median / ours_s.median
+    # What stays afterwards: the panes keep the packed snapshot, not the raw taps.
+    from gptviz.engine.inspection import inspect_tokens
+    from gptviz.tokenizer import default_tokenizer
+
+    kept["ours"] = inspect_tokens(model, default_tokenizer(), idx[0].tolist()).nbytes
+    memory = kept["ours"] / kept["theirs"]
+    speed_entry = _entry(
+        ours_s.median * 1000, their_s.median * 1000, "ms", speed, CAPTURE_SPEED_TARGET, sizes.judged
+    )
+    memory_entry = {
+        "ours": kept["ours"] / 2**20,
+        "baseline": kept["theirs"] / 2**20,
+        "unit": "MiB",
+        "ratio": memory,
+        "target": f"<= {CAPTURE_MEMORY_TARGET:g}x" if sizes.judged else None,
+        "pass": (memory <= CAPTURE_MEMORY_TARGET) if sizes.judged else None,
+    }
+    return speed_entry, memory_entry, ours_s, their_s
+
+
+def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
+    """Bytes per second a plain reduction reads from a buffer of `gib` GiB (far past the caches): the
+    stream-like ceiling a memory-bound decode step can reach on this machine. Median of `repeats`."""
+    buffer = torch.ones(int(gib * 2**30) // 4, dtype=torch.float32)
+    buffer.sum()  # warm: pages touched, threads up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        buffer.sum()
+        times.append(time.perf_counter() - t0)
+    del buffer
+    gc.collect()
+    return buffer_bytes(gib) / Stats.of(times).median
+
+
+def buffer_bytes(gib: float) -> int:
+    return (int(gib * 2**30) // 4) * 4
+
+
+def decode_limit(sizes: PeerSizes, model: torch.nn.Module, ours_rate: Stats) -> tuple[dict, float, float]:
+    """Our per-token decode time against the time to read every weight once at the measured bandwidth."""
+    bandwidth = read_bandwidth(1.0 if sizes.judged else 0.25)
+    weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    limit_s = weights / bandwidth
+    ours_s = 1.0 / ours_rate.median
+    share = limit_s / ours_s
+    entry = {
+        "ours": ours_s * 1000,
+        "baseline": limit_s * 1000,
+        "unit": "ms/token",
+        "ratio": share,
+        "target": f">= {DECODE_LIMIT_TARGET:g}" if sizes.judged else None,
+        "pass": at_least(share, DECODE_LIMIT_TARGET) if sizes.judged else None,
+    }
+    return entry, bandwidth, weights
+
+
+def run(sizes: PeerSizes = FULL) -> BenchResult:
+    from gptviz.model.gpt import GPTModel
+
+    started = time.perf_counter()
+    torch.manual_seed(123)
+    model = GPTModel(sizes.cfg).eval()
+    twin = hf_twin(model)
+    gen_entry, ours_rate, their_rate, agree = generation_pair(sizes, model, twin)
+    limit_entry, bandwidth, weight_bytes = decode_limit(sizes, model, ours_rate)
+    cap_speed, cap_memory, _, _ = capture_pair(sizes, model, twin)
+    train_entry, _, _ = training_pair(sizes, model, twin)  # last: it changes both models' weights
+    entries = {
+        "generation_hf": gen_entry,
+        "training_hf": train_entry,
+        "capture_hf": cap_speed,
+        "capture_hf_memory": cap_memory,
+        "decode_limit": limit_entry,
+    }
+    judged = sizes.judged
+
+    def fig(name: str, e: dict) -> Figure:
+        shown = e["ratio"]
+        return Figure(
+            name, shown, "x" if e["unit"] != "ms/token" else "of limit", None, e["target"] or "", e["pass"]
+        )
+
+    cfg = sizes.cfg
+    figures = [
+        fig(
+            f"generation: ours {gen_entry['ours']:.1f} vs HF generate {gen_entry['baseline']:.1f} tokens/s",
+            gen_entry,
+        ),
+        fig(
+            f"training: ours {train_entry['ours']:,.0f} vs HF + AdamW {train_entry['baseline']:,.0f} tokens/s",
+            train_entry,
+        ),
+        fig(
+            f"capture at {sizes.capture_tokens} tokens: ours {cap_speed['ours']:.0f} vs HF {cap_speed['baseline']:.0f} ms",
+            cap_speed,
+        ),
+        fig(
+            f"capture memory: ours {cap_memory['ours']:.0f} vs HF {cap_memory['baseline']:.0f} MiB",
+            cap_memory,
+        ),
+        fig(
+            f"decode: {limit_entry['ours']:.1f} ms/token vs {limit_entry['baseline']:.1f} ms to read "
+            f"{weight_bytes / 1e6:,.0f} MB at {bandwidth / 1e9:.1f} GB/s",
+            limit_entry,
+        ),
+    ]
+    return BenchResult(
+        name="peers",
+        ours=gen_entry["ours"],
+        baseline=gen_entry["baseline"],
+        unit="tokens/s",
+        ratio=gen_entry["ratio"],
+        target=gen_entry["target"] or "",
+        passed=gen_entry["pass"],
+        ours_label="ours: Generator.step() with KV cache",
+        baseline_label="Hugging Face GPT2LMHeadModel.generate",
+        ours_stats=ours_rate,
+        baseline_stats=their_rate,
+        figures=figures,
+        setup=(
+            f"{cfg.name} ({cfg.n_layers} layers, width {cfg.emb_dim}), random weights (seed 123) copied into a "
+            f"transformers GPT2LMHeadModel (eager); generation: greedy, {sizes.new_tokens} new tokens; training: "
+            f"batch {sizes.train_batch} x {sizes.train_context}, {sizes.train_steps} steps each; capture: "
+            f"{sizes.capture_tokens} tokens; {sizes.repeats} interleaved repeats after a warm-up."
+        ),
+        notes=[
+            f"Both generators chose the same first {agree} of {sizes.new_tokens} tokens.",
+            "TransformerLens is not installed (see the module docstring): the capture peer is transformers "
+            "with output_attentions and output_hidden_states.",
+        ]
+        + ([] if judged else ["not judged at quick sizes"]),
+        details={"entries": entries, "agreeing_tokens": agree, "bandwidth_bytes_per_s": bandwidth},
+        seconds=time.perf_counter() - started,
+    )

@@ -554,6 +554,7 @@ class MainWindow(QMainWindow):
         )
         self.model_label.setToolTip(info.path or info.source)
         self.device_label.setText(info.device)
+        self.generation_pane.context_length = info.context_length
 
     @Slot(str, str)
     def _on_error(self, command: str, message: str) -> None:

@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.inspection import InspectionSnapshot
-from gptviz.qt.token_labels import quoted_token, token_label
 from gptviz.qt.widgets.heatmap import HeatmapView
+from gptviz.qt.widgets.labels import display_token as token_label
+from gptviz.qt.widgets.labels import quoted_display_token as quoted_token
 
 HISTOGRAM_BINS = 80
 LENS_LABEL_CHARS = 14  # a logit lens cell: long tokens shortened (the tooltip has them whole)

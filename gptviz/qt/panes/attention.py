@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.inspection import InspectionSnapshot
-from gptviz.qt.token_labels import token_label
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
+from gptviz.qt.widgets.labels import display_token as token_label
 
 
 def renormalise_without_first(weights: np.ndarray) -> np.ndarray:

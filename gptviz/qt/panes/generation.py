@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.sampling import SamplingSettings
 from gptviz.errors import ConfigError
-from gptviz.qt.token_labels import quoted_token, token_label
 from gptviz.qt.widgets.fit import FlowLayout, labelled
+from gptviz.qt.widgets.labels import display_token as token_label
+from gptviz.qt.widgets.labels import quoted_display_token as quoted_token
 
 COLUMNS = ("", "token", "id", "p before", "p after")
 CHART_LABEL_CHARS = 12  # the bar chart's axis: a long token would squeeze the bars (the table keeps it all)
@@ -57,6 +58,9 @@ class GenerationPane(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = None
+        self.context_length: int | None = None  # the model's context (the window sets it), for the cut count
+        self._raw_by_index: dict[int, tuple[int, float]] = {}  # new token index -> (id, p before filters)
+        self._raw_prompt: tuple[int, ...] = ()
         # -- prompt and buttons
         self.prompt = QLineEdit()
         self.prompt.setPlaceholderText("Prompt (Enter to start over from it)")
@@ -241,9 +245,38 @@ class GenerationPane(QWidget):
 
     def set_generation(self, view) -> None:  # view: gptviz.engine.session.GenerationView
         self.view = view
+        self._remember_raw(view)
         self._show_text(view)
         self._show_candidates(view)
         self.undo_button.setEnabled(len(view.new_ids) > 0)
+
+    def _remember_raw(self, view) -> None:
+        """Keep each chosen token's probability before temperature and filters (the model's own), from the
+        step that chose it; a new prompt starts over."""
+        prompt = tuple(int(i) for i in view.prompt_ids)
+        if prompt != self._raw_prompt:
+            self._raw_prompt = prompt
+            self._raw_by_index = {}
+        if view.last is not None:
+            self._raw_by_index[int(view.last.index)] = (
+                int(view.last.chosen_id),
+                float(view.last.chosen_prob_raw),
+            )
+
+    def chosen_raw_probs(self, view=None) -> np.ndarray:
+        """(N,) the model's own probability of each generated token (before temperature / top-k / top-p),
+        which colours the text and gives mean p. Where a step was not seen (Play skips views while it
+        runs), the probability after the filters stands in."""
+        view = self.view if view is None else view
+        raw = getattr(view, "new_probs_raw", None)  # when the engine reports it for every token
+        if raw is not None:
+            return np.asarray(raw, dtype=np.float32)
+        out = np.asarray(view.new_probs, dtype=np.float32).copy()  # (N,)
+        for i, token in enumerate(view.new_ids.tolist()):
+            known = self._raw_by_index.get(i)
+            if known is not None and known[0] == token:
+                out[i] = known[1]
+        return out
 
     def _show_text(self, view) -> None:
         parts = [
@@ -251,17 +284,19 @@ class GenerationPane(QWidget):
             + html.escape("".join(view.prompt_pieces)).replace("\n", "<br>")
             + "</span>"
         ]
-        for piece, p, forced in zip(view.new_pieces, view.new_probs, view.new_forced, strict=True):
+        raw = self.chosen_raw_probs(view)  # (N,)
+        for piece, p, forced in zip(view.new_pieces, raw, view.new_forced, strict=True):
             color = probability_color(float(p)).name()
             border = "text-decoration: underline;" if forced else ""
-            text = html.escape(piece).replace("\n", "↵<br>")
+            # Spaces and tabs visible as in the token chips (a space token is otherwise invisible).
+            text = html.escape(piece.replace(" ", "·").replace("\t", "→")).replace("\n", "↵<br>")
             parts.append(f"<span style='background-color:{color}; color:#111; {border}'>{text}</span>")
         self.text.setHtml("<div style='font-size:12pt'>" + "".join(parts) + "</div>")
         self.text.verticalScrollBar().setValue(self.text.verticalScrollBar().maximum())
         n = len(view.new_ids)
         status = [f"{len(view.prompt_ids)} prompt tokens + {n} generated"]
         if n:
-            status.append(f"mean p of the chosen tokens {float(np.mean(view.new_probs)):.2f}")
+            status.append(f"mean p of the chosen tokens {float(np.mean(raw)):.2f} (before the filters)")
         if view.last is not None:
             last = view.last
             kind = "forced" if last.forced else ("greedy" if last.greedy else "sampled")
@@ -269,18 +304,24 @@ class GenerationPane(QWidget):
                 f"last: {quoted_token(last.chosen_piece)} ({kind}, rank {last.chosen_rank + 1}, "
                 f"{last.kept_count:,} tokens survived the filters)"
             )
-        if view.cropped:
+        total = len(view.prompt_ids) + n
+        cut = max(0, total - self.context_length) if self.context_length else view.cropped
+        if cut:
+            # The same count as the Attention pane: the text now, less the context the model sees.
             status.append(
-                f"context full: the model sees the last tokens only ({view.cropped} cut from the front)"
+                f"context full: the model sees the last tokens only (first {cut} cut to fit the context)"
             )
         if view.stopped:
             status.append("stopped at <|endoftext|>")
         self.status.setText(
-            " · ".join(status) + "   — colour: probability of each chosen token (red low, green high)"
+            " · ".join(status)
+            + "   — colour: the model's probability of each chosen token, before temperature and filters "
+            "(red low, green high)"
         )
 
     def _show_candidates(self, view) -> None:
         rows = view.candidates
+        self.table.clearSelection()  # a row clicked (forced) on an earlier step is not this step's choice
         self.table.setRowCount(len(rows))
         bold = QFont(self.table.font())
         bold.setBold(True)

@@ -36,9 +36,9 @@ from PySide6.QtWidgets import (
 
 from gptviz.config import PRESETS
 from gptviz.errors import ConfigError, DataError
-from gptviz.qt.token_labels import token_label
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import HeatmapView
+from gptviz.qt.widgets.labels import display_token as token_label
 
 CURRENT_MODEL = "current model"
 

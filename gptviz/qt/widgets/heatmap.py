@@ -23,6 +23,9 @@ MAX_LABEL_CHARS = 14
 LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones to it)
 
 
+HINT = "Hover a cell to read its value; drag to pan, wheel to zoom."
+
+
 @functools.lru_cache(maxsize=1 << 16)  # a 1,000-token axis is relabelled after every generation step
 def display_label(text: str) -> str:
     """Any label as a tick label: one line (newlines, tabs and other unprintables made visible as in
@@ -206,7 +209,8 @@ class HeatmapView(QWidget):
         self.color_bar.setImageItem(self.image, insert_in=self.plot)
         self.color_bar.axis.setTextPen(pg.mkPen("#222"))
 
-        self.readout = QLabel("Hover a cell to read its value; drag to pan, wheel to zoom.")
+        self._readout_cell: tuple[int, int] | None = None  # the cell the readout describes
+        self.readout = QLabel(HINT)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setWordWrap(True)  # a one-line hint would hold the heatmap wider than it needs
         layout = QVBoxLayout(self)
@@ -264,12 +268,22 @@ class HeatmapView(QWidget):
     ) -> None:
         """Show `matrix` (R, C). Labels default to row/column numbers; `levels` overrides the default range
         for this matrix; `mask` (R, C) bool marks cells to hatch instead of colour. A matrix of the same
-        shape as the last keeps the zoom and pan; a new shape shows the whole matrix."""
+        shape as the last keeps the zoom and pan, and so does a larger one (a generation step) while the
+        user is zoomed in; otherwise a new shape shows the whole matrix."""
         data = np.ascontiguousarray(matrix, dtype=np.float32)  # (R, C)
         if data.ndim != 2:
             raise ValueError(f"a heatmap needs a 2-D matrix, got shape {data.shape}")
         rows, cols = data.shape
         same_shape = data.shape == self._matrix.shape
+        old_rows, old_cols = self._matrix.shape
+        (x0, x1), (y0, y1) = self.view_box.viewRange()
+        # Zoomed in (not showing the whole old matrix) and the matrix grew by a step: keep the zoom.
+        zoomed = (
+            old_rows > 0
+            and rows >= old_rows
+            and cols >= old_cols
+            and (x1 - x0 < old_cols - 0.5 or y1 - y0 < old_rows - 0.5)
+        )
         self._matrix = data
         self._row_labels_full = [str(s) for s in row_labels] if row_labels is not None else _numbers(rows)
         self._col_labels_full = [str(s) for s in col_labels] if col_labels is not None else _numbers(cols)
@@ -291,12 +305,27 @@ class HeatmapView(QWidget):
             minXRange=min(cols, 2),
             minYRange=min(rows, 2),
         )
-        if not same_shape:  # same shape (another head, a toggled option): keep the user's zoom
+        if not same_shape and not zoomed:  # same shape (another head, an option) or a step: keep the zoom
             self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
+        self._refresh_readout()
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         self._set_mask(mask)
         self._redraw()
+        self._refresh_readout()
+
+    def _refresh_readout(self) -> None:
+        """The readout shows the hovered cell's value now, not a value from before new data (another
+        model, a toggled option); a cell that is gone takes the hint back."""
+        cell = self._readout_cell
+        if cell is None:
+            return
+        rows, cols = self._matrix.shape
+        if cell[0] < rows and cell[1] < cols:
+            self.readout.setText(self.readout_text(*cell))
+        else:
+            self._readout_cell = None
+            self.readout.setText(HINT)
 
     def _set_mask(self, mask: np.ndarray | None) -> None:
         """Keep the mask and outline its cells: one rectangle per run of masked cells in a row."""
@@ -409,6 +438,7 @@ class HeatmapView(QWidget):
         cell = self.cell_at(scene_pos)
         if cell is None:
             return
+        self._readout_cell = cell
         self.readout.setText(self.readout_text(*cell))
         self.cellHovered.emit(*cell)
 
@@ -417,6 +447,7 @@ class HeatmapView(QWidget):
             return
         cell = self.cell_at(event.scenePos())  # type: ignore[attr-defined]
         if cell is not None:
+            self._readout_cell = cell
             self.readout.setText(self.readout_text(*cell))
             self.cellClicked.emit(*cell)
 

@@ -88,6 +88,8 @@ class Worker(QObject):
             return
         if channel and request < self.latest.get(channel, 0):
             return  # a newer request on this channel is queued behind us
+        if name in SEQUENCE_STEPS and request < self.latest.get(SEQUENCE, 0):
+            return  # a new prompt, reset or model was asked for after this step: the step is moot
         handler = getattr(self, f"cmd_{name}", None)
         if handler is None:
             self.error.emit(name, f"unknown command {name!r}")
@@ -354,6 +356,14 @@ _ACTIVITY = {
 }
 
 
+# A generation step queued before a new prompt, a reset or a new model is skipped (see WorkerHost.submit).
+SEQUENCE = "sequence"
+SEQUENCE_RESETS = frozenset(
+    {"set_prompt", "reset", "load_checkpoint", "import_weights", "new_model", "follow"}
+)
+SEQUENCE_STEPS = frozenset({"gen_step", "force", "undo"})
+
+
 def _message(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, GptvizError) else text
@@ -395,13 +405,17 @@ class WorkerHost(QObject):
 
         With a `channel` (views: tokens, windows, inspection) a newer request replaces an older one: the
         worker skips the older one if it has not started, and its result is dropped if it has. Actions (a
-        generation step, a training command) pass no channel: every one of them runs.
+        generation step, a training command) pass no channel: every one of them runs, except generation
+        steps that a later new prompt, reset or model has made moot (a storm of Step presses never delays
+        the next prompt by more than the step in progress).
         """
         if self._stopped:
             return -1
         self._counter += 1
         if channel:
             self.latest[channel] = self._counter
+        if name in SEQUENCE_RESETS:
+            self.latest[SEQUENCE] = self._counter
         self._submit.emit(self._counter, channel, name, kwargs)
         return self._counter
 

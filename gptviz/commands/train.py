@@ -1,6 +1,8 @@
-"""`gptviz train --corpus (PATH|builtin) --preset NAME --out RUN_DIR [--steps N | --epochs N] ...`.
+"""`gptviz train --corpus (PATH|builtin|the-verdict) --preset NAME --out RUN_DIR [--steps N | --epochs N] ...`.
 
-Runs the step-wise Trainer in a loop with a progress line on stderr. Under `torchrun` it trains with DDP
+`gptviz train --recipe book-ch5 --out RUN_DIR` is the book's chapter 5 run (`gptviz.engine.trainer.BOOK_CH5`);
+any option given beside a recipe changes that one setting. Runs the step-wise Trainer in a loop with a
+progress line on stderr (under the book's evaluation protocol, also the book's "Ep 1 (Step 000000)" lines). Under `torchrun` it trains with DDP
 (one process a rank); rank 0 alone prints and writes the run directory. Ctrl-C (or SIGTERM) finishes the
 current step, saves a checkpoint and exits with 130; `--resume` continues from it.
 """
@@ -31,11 +33,36 @@ RESUMABLE_OPTIONS = {
     "warmup": "warmup_steps",
     "save_dtype": "save_dtype",
 }
-FIXED_ON_RESUME = ("corpus", "preset", "context", "batch_size", "stride", "val_ratio", "seed", "lenient")
+FIXED_ON_RESUME = (
+    "corpus",
+    "preset",
+    "recipe",
+    "context",
+    "batch_size",
+    "stride",
+    "val_ratio",
+    "seed",
+    "lenient",
+    "untied_head",
+    "split",
+    "init",
+    "decay",
+    "eval_protocol",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", help='a UTF-8 text file, or "builtin" (the Python reference topics)')
+    parser.add_argument(
+        "--recipe",
+        metavar="NAME",
+        help="a named run: book-ch5 is the book's chapter 5 run (The Verdict, 124M with an untied head, "
+        "10 epochs; every setting below that you give changes that one setting)",
+    )
+    parser.add_argument(
+        "--corpus",
+        help='a UTF-8 text file, "builtin" (the Python reference topics) or "the-verdict" (the book\'s '
+        "chapter 5 text, bundled)",
+    )
     parser.add_argument(
         "--preset", choices=list(PRESETS), help="model size (see `gptviz info --preset NAME`)"
     )
@@ -64,6 +91,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, help="linear learning-rate warm-up steps (default 0)")
     parser.add_argument("--cosine", action="store_true", help="cosine decay to lr/10 after the warm-up")
     parser.add_argument("--grad-clip", type=float, help="max gradient norm, 0 for none (default 1.0)")
+    parser.add_argument(
+        "--untied-head",
+        action="store_true",
+        help="give the output head its own weights instead of sharing the token embedding's (the book's)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=["tokens", "chars"],
+        help="cut the token stream (tokens, default) or the characters, tokenizing each part (chars, the "
+        "book's)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=["gpt2", "book"],
+        help="initial weights: GPT-2's N(0, 0.02) (gpt2, default) or PyTorch's defaults drawn in the book's "
+        "module order (book: with --seed 123, the book's initial weights)",
+    )
+    parser.add_argument(
+        "--decay",
+        choices=["matrices", "all"],
+        help="weight decay on matrices only (default) or on every parameter (all, the book's)",
+    )
+    parser.add_argument(
+        "--eval-protocol",
+        choices=["fixed", "book"],
+        help="fixed (default): the same evenly spread windows at step 1, every --eval-freq steps and the "
+        "end; book: the book's loaders and evaluate_model (shuffled batches as its DataLoader draws them, "
+        "evaluation after steps 1, 1 + eval-freq, ... over each loader's first --eval-iter batches, "
+        "dropout drawn in the book's order)",
+    )
     parser.add_argument(
         "--save-dtype",
         choices=["float32", "float16"],
@@ -97,10 +154,16 @@ def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "grad_clip": "grad_clip",
         "save_dtype": "save_dtype",
         "context": "context",
+        "split": "split",
+        "init": "init",
+        "decay": "decay",
+        "eval_protocol": "eval_protocol",
     }
     kwargs = {field: getattr(args, opt) for opt, field in mapping.items() if _given(args, opt)}
     if args.cosine:
         kwargs["cosine"] = True
+    if _given(args, "steps"):
+        kwargs.pop("epochs", None)
     return kwargs
 
 
@@ -116,9 +179,10 @@ def _format_duration(seconds: float) -> str:
 class Progress:
     """A one-line bar redrawn with \\r on a terminal; one line per evaluation when stderr is a file or pipe."""
 
-    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+    def __init__(self, stream: TextIO, quiet: bool = False, book_lines: bool = False) -> None:
         self.stream = stream
         self.quiet = quiet
+        self.book_lines = book_lines  # also print each evaluation as the book does
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self._last_draw = 0.0
         self._val: float | None = None
@@ -137,6 +201,12 @@ class Progress:
             return
         if result.val_loss is not None:
             self._val = result.val_loss
+        if self.book_lines and result.train_eval_loss is not None:
+            val = result.val_loss if result.val_loss is not None else math.nan
+            self.message(
+                f"Ep {result.epoch + 1} (Step {result.step - 1:06d}): "
+                f"Train loss {result.train_eval_loss:.3f}, Val loss {val:.3f}"
+            )
         fraction = result.step / max(1, result.total_steps)
         val = f" val {self._val:.3f}" if self._val is not None else ""
         text = (
@@ -184,11 +254,11 @@ class StopRequest:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from gptviz.data import read_corpus_ids, split_ids
+    from gptviz.data import BUILTIN, VERDICT, read_split_ids
     from gptviz.engine.distributed import any_rank, barrier, init_distributed, shutdown
     from gptviz.engine.memory import check_fits
     from gptviz.engine.rundir import ensure_fresh_run_dir
-    from gptviz.engine.trainer import Trainer, TrainSettings, resolve_device
+    from gptviz.engine.trainer import Trainer, TrainSettings, recipe, resolve_device
     from gptviz.model.gpt import GPTModel
     from gptviz.tokenizer import default_tokenizer
 
@@ -215,17 +285,28 @@ def run(args: argparse.Namespace) -> int:
             trainer = Trainer.resume(out, tokenizer=tokenizer, dist_info=info, **overrides)
             progress.message(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}")
         else:
-            if not args.corpus or not args.preset:
-                raise ConfigError("--corpus and --preset are needed to start a run (or pass --resume)")
+            base = recipe(args.recipe) if args.recipe else None
+            corpus_source = args.corpus or (base.corpus if base else None)
+            preset_name = args.preset or (base.preset if base else None)
+            if not corpus_source or not preset_name:
+                raise ConfigError(
+                    "--corpus and --preset are needed to start a run (or pass --recipe, or --resume)"
+                )
             ensure_fresh_run_dir(out)
             barrier(info)  # every rank has looked before rank 0 writes anything
-            settings = TrainSettings(**_settings_kwargs(args))
-            cfg = preset(args.preset)
+            if base is not None:
+                settings = base.settings(**_settings_kwargs(args))
+                cfg = preset(preset_name).replace(**base.model)
+            else:
+                settings = TrainSettings(**_settings_kwargs(args))
+                cfg = preset(preset_name)
+            if args.untied_head:
+                cfg = cfg.replace(tie_weights=False)
             if args.context is not None:
-                if args.context > cfg.context_length:
+                if args.context > preset(preset_name).context_length:
                     raise ConfigError(
-                        f"--context {args.context} is longer than the {args.preset} preset's context length "
-                        f"{cfg.context_length}"
+                        f"--context {args.context} is longer than the {preset_name} preset's context length "
+                        f"{preset(preset_name).context_length}"
                     )
                 if args.context <= 0:
                     raise ConfigError(f"--context must be a positive integer, got {args.context}")
@@ -238,13 +319,16 @@ def run(args: argparse.Namespace) -> int:
                 context=settings.context_for(cfg),
                 device=resolve_device(settings.device, info),
             )
-            corpus = read_corpus_ids(args.corpus, tokenizer, lenient=args.lenient)
+            corpus = read_split_ids(
+                corpus_source, tokenizer, settings.val_ratio, settings.split, lenient=args.lenient
+            )
             if corpus.replacements:
                 progress.message(f"gptviz train: note: {corpus.replacements} undecodable bytes replaced")
-            train_ids, val_ids = split_ids(corpus.ids, settings.val_ratio)  # (N_train,), (N_val,)
+            train_ids, val_ids = corpus.train, corpus.val  # (N_train,), (N_val,)
             torch.manual_seed(settings.seed)
-            model = GPTModel(cfg)
-            source = args.corpus if args.corpus == "builtin" else str(Path(args.corpus).resolve())
+            model = GPTModel(cfg)  # with --init book the trainer re-draws the book's weights from the seed
+            named = corpus_source in (BUILTIN, VERDICT)
+            source = corpus_source if named else str(Path(corpus_source).resolve())
             trainer = Trainer(
                 model,
                 tokenizer,
@@ -255,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
                 corpus={"source": source, "name": corpus.name, "lenient": bool(args.lenient)},
                 dist_info=info,
             )
+        progress.book_lines = trainer.book_protocol
         summary = trainer.model_summary()
         progress.message(
             f"training {trainer.cfg.name} ({summary['params']:,} parameters, context {summary['context']}) on "

@@ -6,11 +6,20 @@ and validation loss over `eval_iter` batches), a probe, a metrics line and an at
 
 Determinism: the batch order of an epoch is a pure function of (seed, epoch), the position in the data is a
 pure function of the step, and dropout draws from the trainer's own copy of the RNG state (swapped in around
-each training forward). So a run resumed from its checkpoint continues with exactly the losses it would have
+each training forward). Under the book's protocol the order of an epoch is drawn from that same RNG state
+when the epoch starts, as the book's DataLoader draws it, and is kept in the checkpoint. So a run resumed from its checkpoint continues with exactly the losses it would have
 had, and a GUI sampling text between two steps does not change what training sees.
 
 A NaN or infinite loss or gradient norm raises `TrainingDiverged` after putting the model (and optimizer)
 back to the last good checkpoint; the checkpoint on disk is never overwritten by a diverged state.
+
+The book's chapter 5 run (`RECIPES["book-ch5"]`, `gptviz train --recipe book-ch5`) is a sum of settings
+that each work with any model: `split` "chars" (cut the text, then tokenize each part), `init` "book"
+(PyTorch's default initialisation in the book's module order, gptviz.model.book_init), `decay` "all"
+(weight decay on every parameter, as `AdamW(model.parameters(), weight_decay=0.1)`), `grad_clip` 0 and
+`eval_protocol` "book" (the book's loaders and `evaluate_model`, see `Trainer._book_batches`). Together,
+and with the book's sizes, they reproduce the book's own loop (gptviz.model.book_reference.book_ch5_run):
+the same weights, batches, dropout masks and evaluation batches.
 """
 
 from __future__ import annotations
@@ -30,9 +39,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
-from gptviz.config import GPTConfig
-from gptviz.data import SlidingWindows, read_corpus_ids, split_ids
+from gptviz.config import GPTConfig, preset
+from gptviz.data import SPLITS, VERDICT, SlidingWindows, read_split_ids
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, all_reduce_sum, barrier, shard
 from gptviz.engine.memory import check_fits
 from gptviz.engine.probe import ProbeRecord, make_probe, probe_prompt_ids, truncate_probes, write_probe
@@ -52,6 +62,7 @@ from gptviz.engine.weights import (
     save_checkpoint,
 )
 from gptviz.errors import ConfigError, DataError, GptvizError, WeightsError
+from gptviz.model.book_init import book_init_rng_state
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import Tokenizer, default_tokenizer
 
@@ -60,6 +71,9 @@ SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # stay float32. "off" runs plain float32, exactly as before the option existed.
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
 DEVICES = ("auto", "cpu", "cuda")
+INITS = ("gpt2", "book")
+DECAYS = ("matrices", "all")
+EVAL_PROTOCOLS = ("fixed", "book")
 # Settings a resumed run may change; the others decide which batches it sees and stay fixed.
 RESUME_OVERRIDES = frozenset(
     {
@@ -112,6 +126,23 @@ class TrainSettings:
     save_dtype: str = "float32"
     shuffle: bool = True
     amp: str = "off"  # "bf16": forward and loss under torch.autocast in bfloat16 (fast on GPUs, slow on CPUs)
+    # How the text is split (gptviz.data.read_split_ids): "tokens" cuts the id stream (streams any size),
+    # "chars" cuts the characters and tokenizes each part (the book's ch. 5).
+    split: str = "tokens"
+    # "gpt2": train the weights the model was built with (GPTModel draws GPT-2's N(0, 0.02)). "book": a
+    # fresh run first re-draws every weight from `seed` with PyTorch's default init in the book's module
+    # order (gptviz.model.book_init), and dropout continues from the generator state that leaves.
+    init: str = "gpt2"
+    # AdamW weight decay on "matrices" (embeddings and linear weights; not biases or norms, as GPT-2 and
+    # nanoGPT) or on "all" parameters (the book's `AdamW(model.parameters(), weight_decay=0.1)`).
+    decay: str = "matrices"
+    # "fixed": evaluate at step 1, every eval_freq steps and at the end, over eval_iter batches of windows
+    # spread evenly over each split (the same windows every time: a smooth curve). "book": the book's
+    # loop: training windows in the order its shuffled DataLoader draws them, evaluation after steps 1,
+    # 1 + eval_freq, ... over the first eval_iter batches of each loader (a fresh shuffle of the training
+    # windows each time, drawn from the same generator as dropout) and the written-out attention, whose
+    # dropout draws come in the book's order. One process only.
+    eval_protocol: str = "fixed"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -144,6 +175,14 @@ class TrainSettings:
             raise ConfigError(f"save_dtype must be one of {', '.join(SAVE_DTYPES)}, got {self.save_dtype!r}")
         if self.amp not in AMP_DTYPES:
             raise ConfigError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
+        for name, allowed in (
+            ("split", SPLITS),
+            ("init", INITS),
+            ("decay", DECAYS),
+            ("eval_protocol", EVAL_PROTOCOLS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.probe_prompt:
             raise ConfigError("the probe prompt is empty")
         if not isinstance(self.probe_tokens, int) or self.probe_tokens < 0:
@@ -192,6 +231,71 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """A named run: a corpus, a model (a preset with changes) and training settings, each overridable."""
+
+    name: str
+    title: str  # what a menu shows
+    description: str
+    corpus: str
+    preset: str
+    model: dict[str, Any]  # GPTConfig fields changed from the preset
+    train: dict[str, Any]  # TrainSettings fields
+
+    def config(self, **changes: Any) -> GPTConfig:
+        return preset(self.preset).replace(**{**self.model, **changes})
+
+    def settings(self, **changes: Any) -> TrainSettings:
+        train = dict(self.train)
+        if "steps" in changes:
+            train.pop("epochs", None)
+        return TrainSettings(**{**train, **changes})
+
+
+# The book's chapter 5 run (its ch05 notebook and gpt_train.py): GPT_CONFIG_124M with context_length 256,
+# an untied head and no q/k/v bias (162,419,712 parameters at context 256; the book's 163,009,536 counts
+# its ch. 4 model at context 1024), The Verdict split 90/10 by characters, batch 2 of 256-token windows
+# every 256 tokens, AdamW(lr 4e-4, weight_decay 0.1) on every parameter, no clipping or warm-up, 10 epochs,
+# train_model_simple(eval_freq=5, eval_iter=5), torch.manual_seed(123) before building the model.
+BOOK_CH5 = Recipe(
+    name="book-ch5",
+    title="Book ch. 5 (The Verdict, 124M)",
+    description="the book's chapter 5 run: 124M, untied head, The Verdict, 10 epochs of 9 steps",
+    corpus=VERDICT,
+    preset="124M",
+    model={"context_length": 256, "tie_weights": False, "qkv_bias": False, "drop_rate": 0.1},
+    train={
+        "lr": 4e-4,
+        "weight_decay": 0.1,
+        "batch_size": 2,
+        "context": 256,
+        "stride": 256,
+        "epochs": 10,
+        "eval_freq": 5,
+        "eval_iter": 5,
+        "val_ratio": 0.1,
+        "seed": 123,
+        "warmup_steps": 0,
+        "cosine": False,
+        "grad_clip": 0.0,
+        "shuffle": True,
+        "split": "chars",
+        "init": "book",
+        "decay": "all",
+        "eval_protocol": "book",
+    },
+)
+RECIPES: dict[str, Recipe] = {BOOK_CH5.name: BOOK_CH5}
+
+
+def recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
+
+
+@dataclass(frozen=True)
 class StepResult:
     """What one step did, in plain Python numbers (safe to send to another thread)."""
 
@@ -236,14 +340,23 @@ def ids_digest(train_ids: torch.Tensor, val_ids: torch.Tensor | None) -> str:
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, device: torch.device
+    model: nn.Module, lr: float, weight_decay: float, device: torch.device, decay: str = "matrices"
 ) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (embeddings and linear weights), not on biases or norms."""
+    """AdamW (betas 0.9, 0.999, eps 1e-8: PyTorch's defaults, as the book uses them).
+
+    decay "matrices": weight decay on embeddings and linear weights only, the first group; biases and norms
+    in a second group without decay. decay "all": one group, every parameter decayed (the book's ch. 5).
+    """
+    if decay not in DECAYS:
+        raise ConfigError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
     params = [p for p in model.parameters() if p.requires_grad]  # a tied head appears once
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    if decay == "all":
+        groups = [{"params": params, "weight_decay": weight_decay}]
+    else:
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=True)
     except (RuntimeError, ValueError, TypeError):
@@ -271,6 +384,11 @@ class Trainer:
         _resume_state: dict[str, Any] | None = None,
     ) -> None:
         settings.check_model(model.cfg)
+        if settings.eval_protocol == "book" and dist_info.enabled:
+            raise ConfigError(
+                "the book's evaluation protocol runs in one process (its loaders are not sharded); "
+                "use --eval-protocol fixed under torchrun"
+            )
         check_fits(
             model.cfg,
             training=True,
@@ -330,6 +448,9 @@ class Trainer:
         self.corpus["train_tokens"] = int(self.train_ids.numel())
         self.corpus["val_tokens"] = int(self.val_ids.numel()) if self.val_ids is not None else 0
 
+        book_rng = None
+        if settings.init == "book" and _resume_state is None:
+            book_rng = book_init_rng_state(model, settings.seed)  # the book's weights, drawn on the CPU
         self.model = model.to(self.device).float()
         self.model.train()
         self.train_model: nn.Module = self.model
@@ -338,7 +459,9 @@ class Trainer:
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
-        self.optimizer = build_optimizer(self.model, settings.lr, settings.weight_decay, self.device)
+        self.optimizer = build_optimizer(
+            self.model, settings.lr, settings.weight_decay, self.device, settings.decay
+        )
         self.fused_optimizer = bool(self.optimizer.defaults.get("fused"))
 
         self.step_count = 0
@@ -357,6 +480,8 @@ class Trainer:
         self._order = torch.arange(0)
         self._started = False
         self._cpu_rng, self._cuda_rng = self._seeded_rng(settings.seed + dist_info.rank)
+        if book_rng is not None and dist_info.rank == 0:
+            self._cpu_rng = book_rng  # where the book's global generator stands after building its model
         if _resume_state is not None:
             self._load_state(_resume_state)
             self._started = True
@@ -417,8 +542,14 @@ class Trainer:
             source = corpus.get("source")
             if not source:
                 raise DataError(f"{run_dir} does not record its corpus; pass the token ids to resume it")
-            ids = read_corpus_ids(source, tokenizer, lenient=bool(corpus.get("lenient", False))).ids  # (N,)
-            train_ids, val_ids = split_ids(ids, settings.val_ratio)
+            parts = read_split_ids(
+                source,
+                tokenizer,
+                settings.val_ratio,
+                settings.split,
+                lenient=bool(corpus.get("lenient", False)),
+            )
+            train_ids, val_ids = parts.train, parts.val  # (N_train,), (N_val,)
         expected = corpus.get("sha256")
         if (
             expected
@@ -514,10 +645,49 @@ class Trainer:
         targets = chunk[:, 1:].to(self.device, non_blocking=True)  # (B, T)
         return inputs, targets
 
+    @property
+    def book_protocol(self) -> bool:
+        return self.settings.eval_protocol == "book"
+
+    def _book_batches(
+        self, count: int, shuffle: bool, drop_last: bool, limit: int | None
+    ) -> list[torch.Tensor]:
+        """Window indices of the first `limit` batches of the book's DataLoader over `count` windows.
+
+        The book's loaders have no generator of their own, so iterating one draws from the global RNG: a
+        base seed for workers on every iteration, and for a shuffled loader a seed for its RandomSampler,
+        which then permutes with a generator of its own. Iterating a DataLoader over range(count) here, under
+        the trainer's generator, makes exactly those draws: the windows are gathered by index afterwards.
+        """
+        loader = DataLoader(
+            range(count), batch_size=self.settings.batch_size, shuffle=shuffle, drop_last=drop_last
+        )
+        batches = []
+        with self._own_rng():
+            for i, indices in enumerate(loader):  # (b,) each
+                if limit is not None and i >= limit:
+                    break
+                batches.append(indices)
+        return batches
+
+    def _book_epoch_order(self) -> torch.Tensor:
+        """The book's training order for the next epoch: one iteration of its shuffled drop_last loader."""
+        batches = self._book_batches(len(self.train_windows), shuffle=True, drop_last=True, limit=None)
+        return torch.cat(batches)  # (batches_per_epoch * B,)
+
     def batch_for_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (inputs, targets) of the optimizer step with 0-based index `step`: position follows from step."""
+        """The (inputs, targets) of the optimizer step with 0-based index `step`: position follows from step.
+
+        Under the book protocol an epoch's order is drawn (from the generator dropout also uses) when
+        training reaches the epoch, so only the current epoch's batches can be asked for.
+        """
         epoch, index = divmod(step, self.batches_per_epoch)
         if epoch != self._order_epoch:
+            if self.book_protocol:
+                raise ConfigError(
+                    f"under the book protocol epoch {epoch}'s order is drawn when training reaches it "
+                    f"(now in epoch {self._order_epoch})"
+                )
             self._order = self._epoch_order(epoch)
             self._order_epoch = epoch
         size = self.settings.batch_size
@@ -544,9 +714,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.param_groups[0]["weight_decay"] = self.settings.weight_decay  # the matrices' group
+        epoch = step_index // self.batches_per_epoch
+        if self.book_protocol and epoch != self._order_epoch:
+            self._order = self._book_epoch_order()  # (batches_per_epoch * B,)
+            self._order_epoch = epoch
         inputs, targets = self.batch_for_step(step_index)  # (B, T), (B, T)
         self.model.train()
-        with self._own_rng(), self._autocast():
+        with self._attention_path(), self._own_rng(), self._autocast():
             logits = self.train_model(inputs)  # (B, T, V)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())  # ()
         # Agree on the loss before backward: under DDP every rank must take the same branch.
@@ -575,7 +749,12 @@ class Trainer:
         # Evaluate at step 1 too (an early point on the curve and in the time-lapse), but save only every
         # eval_freq steps and at the end: the step-0 checkpoint already covers the start.
         save_now = self.step_count % self.settings.eval_freq == 0 or self.done
-        evaluate_now = save_now or self.step_count == 1
+        if self.book_protocol:
+            # The book evaluates when global_step % eval_freq == 0, global_step counting from 0 after the
+            # first update: after steps 1, 1 + eval_freq, ... and not at the end unless it falls there.
+            evaluate_now = (self.step_count - 1) % self.settings.eval_freq == 0
+        else:
+            evaluate_now = save_now or self.step_count == 1
         if evaluate_now:
             train_eval, val_loss = self.evaluate()
             for what, value in (("the training loss", train_eval), ("the validation loss", val_loss)):
@@ -648,14 +827,54 @@ class Trainer:
         total, count = all_reduce_sum([total, float(count)], self.dist, self.device)
         return total / count if count else None
 
+    @torch.no_grad()
+    def _book_loss(self, windows: SlidingWindows, shuffle: bool, drop_last: bool) -> float:
+        """The book's calc_loss_loader(loader, num_batches=eval_iter): the mean of the first batches' means."""
+        batches = self._book_batches(len(windows), shuffle, drop_last, limit=self.settings.eval_iter)
+        total = 0.0
+        for indices in batches:
+            inputs, targets = self._gather(windows, indices)  # (b, T), (b, T)
+            with self._autocast():
+                logits = self.model(inputs)  # (b, T, V)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten()).item()
+        return total / len(batches)
+
     def evaluate(self) -> tuple[float, float | None]:
-        """(train loss, validation loss) over eval_iter batches each, in eval mode (no dropout)."""
+        """(train loss, validation loss) over eval_iter batches each, in eval mode (no dropout).
+
+        Under the book protocol, the book's evaluate_model: the training loader shuffled afresh (drop_last),
+        the validation loader in order (keeping its last, shorter batch); both iterations draw from the
+        trainer's generator as the book's loaders draw from the global one.
+        """
         was_training = self.model.training
         self.model.eval()
         try:
+            if self.book_protocol:
+                with self._attention_path():
+                    train = self._book_loss(self.train_windows, shuffle=True, drop_last=True)
+                    val = None
+                    if self.val_windows is not None:
+                        val = self._book_loss(self.val_windows, shuffle=False, drop_last=False)
+                return train, val
             return self._mean_loss(self.train_eval_windows), self._mean_loss(self.val_windows)
         finally:
             self.model.train(was_training)
+
+    @contextmanager
+    def _attention_path(self) -> Iterator[None]:
+        """Under the book protocol, the written-out attention (dropout on the (B, H, T, T) weights, drawn as
+        the book draws it); PyTorch's fused attention otherwise. The model's own setting is put back after."""
+        if not self.book_protocol:
+            yield
+            return
+        blocks = list(self.model.blocks)
+        saved = [block.attn.use_fused for block in blocks]
+        self.model.set_fused_attention(False)
+        try:
+            yield
+        finally:
+            for block, fused in zip(blocks, saved, strict=True):
+                block.attn.use_fused = fused
 
     def probe(self) -> ProbeRecord:
         """The probe of the model as it is now (no random numbers used)."""
@@ -686,6 +905,10 @@ class Trainer:
             "last_train_loss": self.last_train_loss,
             "last_val_loss": self.last_val_loss,
         }
+        if self.book_protocol and self._order_epoch is not None:
+            # The epoch's order was drawn from the generator at its start and cannot be drawn again.
+            state["order"] = self._order.clone()
+            state["order_epoch"] = self._order_epoch
         if self._cuda_rng is not None:
             state["rng_cuda"] = self._cuda_rng.clone()
         return state
@@ -699,6 +922,9 @@ class Trainer:
         self.elapsed_s = float(state["elapsed_s"])
         self.last_train_loss = state.get("last_train_loss")
         self.last_val_loss = state.get("last_val_loss")
+        if "order" in state:
+            self._order = state["order"].clone()
+            self._order_epoch = int(state["order_epoch"])
         if self.dist.rank == 0 and int(state.get("world_size", 1)) == self.dist.world_size:
             self._cpu_rng = state["rng_cpu"].clone()
             if self._cuda_rng is not None and "rng_cuda" in state:

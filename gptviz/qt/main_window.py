@@ -493,8 +493,18 @@ class MainWindow(QMainWindow):
         elif channel == w.HISTORY:
             self.training_pane.set_history(payload)
         elif channel == w.TRAIN_STATE:
+            was = self.training_pane.state
             self.training_pane.set_state(str(payload))
             self._busy_training = payload == "running"
+            if payload in ("idle", "finished"):
+                self.progress.hide()  # Stop sends no last progress: the bar would stay
+                latest = self.training_pane.latest
+                if was in ("running", "paused") and latest and latest.get("step"):
+                    corpus = self.training_pane.corpus_label.text().split(":")[0]
+                    self._trained_note = f"trained {latest['step']:,} steps on {corpus}"
+                    if self.model_info is not None:
+                        self._set_model_info(self.model_info)
+            self._on_activity("" if payload != "paused" else "training paused")
         elif channel == w.PLAY_STATE:
             self.generation_pane.set_playing(bool(payload))
             self._busy_playing = bool(payload)
@@ -546,9 +556,14 @@ class MainWindow(QMainWindow):
             self.memory_label.setText(f"RAM {rss / 2**20:,.0f} MB" if rss else "")
 
     def _set_model_info(self, info) -> None:
+        if info is not self.model_info:
+            self._trained_note = ""  # another model (or the trained one reloaded): its own name says it
         self.model_info = info
+        name = info.name
+        if getattr(self, "_trained_note", ""):
+            name = f"{name.replace(' (untrained)', '')}, {self._trained_note}"
         self.model_label.setText(
-            f"<b>{html.escape(info.name)}</b> · {info.params / 1e6:.2f}M params · {info.bytes / 2**20:.0f} MB · "
+            f"<b>{html.escape(name)}</b> · {info.params / 1e6:.2f}M params · {info.bytes / 2**20:.0f} MB · "
             f"{info.n_layers} layers × {info.n_heads} heads · width {info.emb_dim} · context {info.context_length}"
             + (f" · <span style='color:#b36b00'>{html.escape(info.note)}</span>" if info.note else "")
         )
@@ -569,6 +584,8 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_activity(self, text: str) -> None:
+        if not text and self.training_pane.state == "paused":
+            text = "training paused"  # not "idle": Resume goes on from here
         self.activity_label.setText(text or "idle")
 
     @Slot(int, int)

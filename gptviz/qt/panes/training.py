@@ -495,9 +495,23 @@ class TrainingPane(QWidget):
         except ConfigError as exc:
             self.message.setText(str(exc))
             return
-        self.message.setText("")
         self.clear()
-        self.startRequested.emit(settings, self.model_choice.currentData() or "")
+        # Until the first step comes back (tokenizing a large corpus and building a model take a while),
+        # say what is happening, and show the run's steps on the axis instead of an empty -1..1 plot.
+        corpus = self.corpus_label.text().split(":")[0] or "the corpus"
+        preset = self.model_choice.currentData()
+        self.message.setStyleSheet("color: #2a6")
+        self.message.setText(
+            f"starting: cutting {corpus} into {settings.batch_size} × context windows, "
+            + (f"building a new {preset} model, " if preset else "")
+            + "evaluating it, then the first step…"
+        )
+        self.progress.setRange(0, settings.steps or 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.plot.setXRange(0, max(settings.steps or 1, 1), padding=0.02)
+        self.plot.enableAutoRange(axis="x")  # the curves take over as their points arrive
+        self.startRequested.emit(settings, preset or "")
 
     def _on_follow(self) -> None:
         if self.following:
@@ -523,7 +537,12 @@ class TrainingPane(QWidget):
             self.val_ratio,
         ):
             w.setEnabled(not running and not paused)
-        if state == "finished":
+        if state == "finished" or (state == "idle" and self.message.text().startswith("starting")):
+            self.message.setText("")
+        if paused:
+            self.message.setStyleSheet("color: #b36b00")
+            self.message.setText("paused: Resume goes on from this step, Stop ends the run")
+        elif running and self.message.text().startswith("paused"):
             self.message.setText("")
 
     def set_following(self, run_dir: str | None) -> None:
@@ -589,6 +608,9 @@ class TrainingPane(QWidget):
     def add_update(self, update) -> None:
         """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""
         r = update.result
+        if self.latest is None and self.message.text().startswith("starting"):
+            self.message.setText("")
+            self.progress.setFormat("%v / %m steps (%p%)")
         self._add_point(
             step=r.step,
             tokens_seen=r.tokens_seen,

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QHeaderView,
     QLabel,
+    QProgressBar,
     QWidget,
 )
 
@@ -50,8 +51,11 @@ def _behind_a_tab(widget: QWidget) -> bool:
 
 def _problems(window) -> list[str]:
     out = []
-    labels = []
+    labels, others = [], []
     for widget in window.findChildren(QWidget):
+        if isinstance(widget, QProgressBar) and widget.isVisible() and not _behind_a_tab(widget):
+            others.append((_clip_owner(widget), widget, _global_rect(widget)))
+            continue
         if not isinstance(widget, CHECKED) or not widget.isVisible() or _behind_a_tab(widget):
             continue
         name = f"{type(widget).__name__} {getattr(widget, 'text', lambda: '')()!r}"
@@ -68,10 +72,15 @@ def _problems(window) -> list[str]:
                 break
         if isinstance(widget, QLabel) and widget.text().strip():
             labels.append((owner, widget, rect))
+        elif isinstance(widget, (QAbstractButton, QAbstractSpinBox, QComboBox, QProgressBar)):
+            others.append((owner, widget, rect))
     for i, (owner_a, a, ra) in enumerate(labels):
-        for owner_b, b, rb in labels[i + 1 :]:
+        for owner_b, b, rb in labels[i + 1 :] + others:
             if owner_a is owner_b and ra.adjusted(1, 1, -1, -1).intersects(rb.adjusted(1, 1, -1, -1)):
-                out.append(f"labels {a.text()[:30]!r} and {b.text()[:30]!r} overlap")
+                if a.isAncestorOf(b) or b.isAncestorOf(a):
+                    continue
+                text_b = b.text() if hasattr(b, "text") else type(b).__name__
+                out.append(f"label {a.text()[:30]!r} overlaps {str(text_b)[:30]!r}")
     return out
 
 

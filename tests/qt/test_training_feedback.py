@@ -42,8 +42,8 @@ def test_paused_is_shown_as_paused_and_stop_clears_the_bar_and_names_the_model(
     assert not pane.message.text().startswith("starting")  # the first step replaced the notice
     window.host.submit("train_pause")
     qtbot.waitUntil(lambda: pane.state == "paused", timeout=20_000)
-    QApplication.processEvents()
-    assert window.activity_label.text() == "training paused"
+    # The worker may first say what it does on pausing (saving the run's checkpoint), then goes quiet.
+    qtbot.waitUntil(lambda: window.activity_label.text() == "training paused", timeout=20_000)
     assert pane.message.text().startswith("paused")
     window.host.submit("train_stop")
     qtbot.waitUntil(lambda: pane.state == "idle", timeout=20_000)

@@ -36,7 +36,6 @@ from PySide6.QtWidgets import (
 
 from gptviz.config import PRESETS
 from gptviz.errors import ConfigError, DataError
-from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import HeatmapView
 from gptviz.qt.widgets.labels import display_token as token_label
 
@@ -345,7 +344,7 @@ class TrainingPane(QWidget):
     def _build_plot(self) -> None:
         self.plot_box = QWidget()
         self.stats = {}
-        grid = FlowLayout(spacing=14)  # one row when there is room, two or more on a narrow pane
+        grid = QGridLayout()  # two rows of four: fits a laptop's narrow pane without wrapping
         names = ("step", "tokens seen", "train loss", "val loss", "perplexity", "lr", "tokens/s", "ETA")
         for name in names:
             title = QLabel(name)
@@ -353,14 +352,14 @@ class TrainingPane(QWidget):
             value = QLabel("–")
             value.setObjectName(f"stat_{name.replace(' ', '_').replace('/', '_')}")
             value.setStyleSheet("font-weight: bold")
-            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("0:00:00 (00%)"))
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance("2.00e-04"))
             cell = QWidget()
             cell_layout = QVBoxLayout(cell)
             cell_layout.setContentsMargins(0, 0, 0, 0)
             cell_layout.setSpacing(0)
             cell_layout.addWidget(title)
             cell_layout.addWidget(value)
-            grid.addWidget(cell)
+            grid.addWidget(cell, names.index(name) // 4, names.index(name) % 4)
             self.stats[name] = value
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)

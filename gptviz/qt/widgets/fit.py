@@ -56,7 +56,11 @@ class FlowLayout(QLayout):
         for item in self._visible():
             size = size.expandedTo(item.minimumSize())
         m = self.contentsMargins()
-        return size + QSize(m.left() + m.right(), m.top() + m.bottom())
+        size += QSize(m.left() + m.right(), m.top() + m.bottom())
+        width = self.geometry().width()
+        if width > 0:  # wrapped onto several lines at the present width: ask for all of them
+            size.setHeight(max(size.height(), self.heightForWidth(width)))
+        return size
 
     def _visible(self) -> list[QLayoutItem]:
         return [i for i in self._items if not (i.widget() is not None and i.widget().isHidden())]

@@ -34,8 +34,10 @@ from gptviz.engine.weights import (
     _HF_BLOCK_MAP,
     _HF_IGNORED_BLOCK,
     _HF_TOP_MAP,
+    JUSTIFIED_SLACK,
     ImportedWeights,
     _check_finite,
+    check_tensors_cover,
     empty_model,
     load_state_into,
     torch_load_safely,
@@ -87,6 +89,7 @@ def read_nanogpt(path: Path, n_heads: int | None, notes: list[str]) -> ImportedW
     shape = _shape(model_args, path, notes)
     if n_heads is not None and n_heads != shape["n_head"]:
         raise WeightsError(f"{path}: model_args says {shape['n_head']} heads but --heads gave {n_heads}")
+    _check_args_fit_tensors(raw, shape, path)
     state, tied = _gptviz_state(raw, shape)
     try:
         cfg = GPTConfig(
@@ -102,12 +105,26 @@ def read_nanogpt(path: Path, n_heads: int | None, notes: list[str]) -> ImportedW
         )
     except ConfigError as exc:
         raise WeightsError(f"{path}: model_args do not make a model: {exc}") from None
+    check_tensors_cover(cfg, state, path)
     _check_finite(state, path, notes)
     model = empty_model(cfg)
     load_state_into(model, state, f"{path} (nanoGPT)")
     model.eval()
     notes.append(GELU_NOTE)
     return ImportedWeights(model, path, FILE_FORMAT, KEY_STYLE, [path])
+
+
+def _check_args_fit_tensors(raw: dict[str, torch.Tensor], shape: dict[str, Any], path: Path) -> None:
+    """model_args size the zero biases of a bias=False model and the model itself: refuse, before either is
+    allocated, args whose weight matrices alone (12 D^2 a layer, the embeddings) need far more numbers than
+    the file holds. The zero biases (8 D a layer) then stay within what the file justifies too."""
+    d = shape["n_embd"]
+    needed = shape["n_layer"] * 12 * d * d + (GPT2_VOCAB_SIZE + shape["block_size"]) * d
+    held = sum(t.numel() for t in raw.values())
+    if needed > 2 * held + JUSTIFIED_SLACK:
+        raise WeightsError(
+            f"{path}: model_args describe {needed:,} weights but the file holds {held:,} numbers"
+        )
 
 
 def _checkpoint_parts(checkpoint: Any, path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -11,7 +11,9 @@ read back as float32.
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from gptviz.model.hooks import capture
 from gptviz.tokenizer import Tokenizer
 
 ATTENTION_HOOKS = r"blocks\.\d+\.attn\.hook_weights"
+PROBE_ATTENTION = "attention.npy"  # the member of a probe's .npz holding the attention weights
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,10 +156,11 @@ def read_probes(run_dir: str | os.PathLike, attention: bool = True) -> list[Prob
     for entry in read_jsonl(folder / PROBES_INDEX):
         weights = None
         if attention:
-            try:
-                with np.load(folder / entry["file"]) as arrays:
-                    weights = arrays["attention"].astype(np.float32)  # (L, H, T, T)
-            except (OSError, KeyError, ValueError):
+            file = entry.get("file")
+            if not isinstance(file, str) or Path(file).name != file or file in ("", ".", ".."):
+                continue  # not a file name inside probes/ (a damaged index, or a path elsewhere)
+            weights = load_probe_attention(folder / file)
+            if weights is None:
                 continue  # arrays lost or damaged: skip this probe rather than fail the whole run
         try:
             records.append(
@@ -174,6 +178,31 @@ def read_probes(run_dir: str | os.PathLike, attention: bool = True) -> list[Prob
                     attention=weights,
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(1e400)
             continue
     return records
+
+
+def load_probe_attention(file: str | os.PathLike) -> np.ndarray | None:
+    """A probe file's attention as float32 (L, H, T, T), or None when the file is missing or damaged.
+
+    The .npy header inside the archive is checked before numpy allocates: an array claiming more bytes than
+    its member holds (a header saying a terabyte) is refused, not allocated.
+    """
+    try:
+        with zipfile.ZipFile(file) as archive:
+            member = archive.getinfo(PROBE_ATTENTION)
+            with archive.open(member) as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            if dtype.kind != "f" or math.prod(shape) * dtype.itemsize > member.file_size:
+                return None
+        with np.load(file) as arrays:
+            return arrays["attention"].astype(np.float32)  # (L, H, T, T)
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - numpy's header parser alone raises SyntaxError, TokenError, ValueError...
+        return None

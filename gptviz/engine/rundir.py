@@ -95,7 +95,7 @@ def read_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{run_dir} is not a gptviz run directory (no {SETTINGS_FILE})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: a huge int
         raise DataError(f"{path} is unreadable: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
         raise DataError(f"{path} is not a gptviz run settings file")
@@ -122,7 +122,7 @@ class JsonlWriter:
 def _parse_line(raw: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # ValueError: also an int of 4,300+ digits
         return None
     return record if isinstance(record, dict) else None
 

@@ -196,7 +196,7 @@ def resolve_checkpoint_dir(directory: str | os.PathLike) -> Path:
 def _read_config_json(directory: Path) -> dict[str, Any]:
     try:
         data = json.loads((directory / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: a huge int
         raise WeightsError(f"{directory / CONFIG_FILE} is unreadable: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise WeightsError(f"{directory / CONFIG_FILE} is not a gptviz checkpoint config")
@@ -208,11 +208,16 @@ def read_checkpoint_config(directory: str | os.PathLike) -> GPTConfig:
     try:
         return GPTConfig.from_dict(data["config"])
     except (KeyError, TypeError, ConfigError) as exc:
-        raise WeightsError(f"checkpoint config is invalid: {exc}") from None
+        reason = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # a key may hold a newline: one line
+        raise WeightsError(f"checkpoint config is invalid: {reason}") from None
 
 
 def read_checkpoint_meta(directory: str | os.PathLike) -> dict[str, Any]:
-    return dict(_read_config_json(resolve_checkpoint_dir(directory)).get("meta", {}))
+    path = resolve_checkpoint_dir(directory)
+    meta = _read_config_json(path).get("meta", {})
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path / CONFIG_FILE} is damaged: its meta is not a JSON object")
+    return dict(meta)
 
 
 def check_state_dict(model: GPTModel, state: dict[str, torch.Tensor], source: str) -> None:
@@ -235,6 +240,22 @@ def check_state_dict(model: GPTModel, state: dict[str, torch.Tensor], source: st
         problems.append("wrong shape: " + ", ".join(wrong))
     if problems:
         raise WeightsError(f"{source} does not fit the model: " + "; ".join(problems))
+
+
+JUSTIFIED_SLACK = 2**20  # parameters a model may have beyond twice the file's numbers before it is refused
+
+
+def check_tensors_cover(cfg: GPTConfig, state: dict[str, torch.Tensor], source: object) -> None:
+    """Refuse, before the model is allocated, a config (config.json, model_args) that describes far more
+    parameters than the file's tensors hold (the load would refuse it anyway, after allocating the model).
+    A small shortfall is left to `check_state_dict`, whose error names each missing tensor."""
+    held = sum(t.numel() for t in state.values())
+    needed = count_params(cfg)
+    if needed > 2 * held + JUSTIFIED_SLACK:
+        raise WeightsError(
+            f"{source} does not fit the model: its config describes {needed:,} parameters but the file "
+            f"holds {held:,} numbers"
+        )
 
 
 def load_state_into(model: GPTModel, state: dict[str, torch.Tensor], source: str) -> GPTModel:
@@ -285,6 +306,7 @@ def load_checkpoint(
         raise WeightsError(f"{path} has no {WEIGHTS_FILE}") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path / WEIGHTS_FILE} is damaged or not safetensors: {exc}") from None
+    check_tensors_cover(cfg, state, path / WEIGHTS_FILE)
     model = empty_model(cfg)
     load_state_into(model, state, str(path / WEIGHTS_FILE))
     model.to(device).eval()
@@ -418,6 +440,7 @@ def read_weights(
             raw.update(part)
         state, key_style = _to_gptviz_names(raw, path)
         cfg = _build_config(state, hf_config, n_heads, path, notes)
+        check_tensors_cover(cfg, state, path)
         _check_finite(state, path, notes)
         model = empty_model(cfg)
         load_state_into(model, state, str(path))
@@ -446,7 +469,7 @@ def _is_own_checkpoint(path: Path) -> bool:
         return False
     try:
         data = json.loads(config.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and data.get("format") == FORMAT_NAME
 
@@ -454,7 +477,7 @@ def _is_own_checkpoint(path: Path) -> bool:
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: a huge int
         raise WeightsError(f"{path} is unreadable: {exc}") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path} is not a JSON object")
@@ -489,6 +512,8 @@ def _locate_weight_files(path: Path) -> tuple[list[Path], dict[str, Any] | None]
             weight_map = _read_json(index).get("weight_map")
             if not isinstance(weight_map, dict) or not weight_map:
                 raise WeightsError(f"{index} has no weight_map")
+            if not all(isinstance(n, str) and n and Path(n).name == n for n in weight_map.values()):
+                raise WeightsError(f"{index} names shards that are not file names in {path}")
             names = sorted(set(weight_map.values()))
             files = [path / name for name in names]
             absent = [str(f) for f in files if not f.is_file()]
@@ -559,7 +584,10 @@ def torch_load_safely(path: Path) -> Any:
             ) from None
         raise WeightsError(f"{path} is damaged or not a PyTorch file: {text.splitlines()[0]}") from None
     except Exception as exc:  # noqa: BLE001 - a broken zip/pickle raises many kinds; all mean "damaged"
-        raise WeightsError(f"{path} is damaged or not a PyTorch file: {type(exc).__name__}: {exc}") from None
+        first = (str(exc).splitlines() or [""])[0]  # torch's argument errors run over many lines
+        raise WeightsError(
+            f"{path} is damaged or not a PyTorch file: {type(exc).__name__}: {first}"
+        ) from None
     return obj
 
 
@@ -639,7 +667,8 @@ def _from_book(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             state[key] = tensor  # tok_emb, pos_emb, final_norm, out_head keep their names
     for index, kinds in qkv.items():
         for kind, parts in kinds.items():
-            if set(parts) == {"query", "key", "value"}:
+            ranks, widths = {t.dim() for t in parts.values()}, {tuple(t.shape[1:]) for t in parts.values()}
+            if set(parts) == {"query", "key", "value"} and ranks in ({1}, {2}) and len(widths) == 1:
                 fused = torch.cat([parts["query"], parts["key"], parts["value"]], dim=0)  # (3D, D) or (3D,)
                 state[f"blocks.{index}.attn.W_qkv.{kind}"] = fused
             else:

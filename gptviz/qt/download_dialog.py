@@ -351,7 +351,11 @@ class DownloadDialog(QDialog):
             QApplication.processEvents()  # deliver its last queued signals while this dialog still exists
 
     def done(self, code: int) -> None:  # every way of closing: Close, Esc, the title bar, accept()
+        """Closing cancels a running download without waiting for it: its thread stops at its next chunk
+        (up to one read of the network, seconds on a stalled connection) and ends on its own, kept alive by
+        _RUNNING; the window stays responsive meanwhile (the GUI monkey found a 30 s freeze here)."""
         self._closing = True
-        self.shutdown()
+        if self.job is not None:
+            self.job.cancel.set()
         super().done(code)
         self._closing = False

@@ -149,3 +149,28 @@ def test_model_menu_switches_between_downloaded_demo_and_recent(qtbot, main_wind
     choose(recent.resolve())
     qtbot.waitUntil(lambda: main_window.model_info.n_layers == 1, timeout=30_000)
     assert _menu_labels(main_window).count("someone/small") == 1  # listed once, recent or not
+
+
+def test_closing_during_a_stalled_download_returns_at_once(qtbot, main_window, monkeypatch):
+    """Found by the GUI monkey (seed 11): closing waited up to 30 s for the download thread."""
+    import time
+
+    from gptviz.qt import download_dialog
+
+    released = threading.Event()
+
+    def stalled(name, out, revision, progress=None, cancel=None):
+        released.wait(10)  # a read that does not come back soon: the cancel flag is seen only after it
+        raise dl.DownloadCancelled("cancelled")
+
+    monkeypatch.setattr(dl, "download_model", stalled)
+    dialog = main_window.model_switcher.open_download_dialog()
+    dialog.repo_edit.setText("someone/gpt2-like")
+    dialog.download_button.click()
+    qtbot.waitUntil(lambda: dialog.job is not None and dialog.job.thread.isRunning(), timeout=5_000)
+    started = time.monotonic()
+    dialog.close()
+    assert time.monotonic() - started < 1.0
+    assert dialog.job is None or dialog.job.cancel.is_set()
+    released.set()  # the read returns; the thread sees the cancel and ends by itself
+    qtbot.waitUntil(lambda: not download_dialog._RUNNING, timeout=10_000)

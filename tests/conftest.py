@@ -13,6 +13,13 @@ from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.model.gpt import GPTModel  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own data folder: the window writes its training runs there (and downloads go
+    there), never into the user's real one."""
+    monkeypatch.setenv("GPTVIZ_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture
 def tiny_cfg() -> GPTConfig:
     return GPTConfig(

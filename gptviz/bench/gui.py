@@ -212,11 +212,17 @@ def training_lag(sizes: GuiSizes) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="gptviz-bench-settings-") as folder:
         os.environ[ENV_SETTINGS_DIR] = folder
+        saved_data = os.environ.get("GPTVIZ_DATA_DIR")
+        os.environ["GPTVIZ_DATA_DIR"] = os.path.join(folder, "data")  # the window's run goes there, not home
         use_settings_dir(folder)
         try:
             return _training_lag(sizes)
         finally:
             os.environ.pop(ENV_SETTINGS_DIR, None)
+            if saved_data is None:
+                os.environ.pop("GPTVIZ_DATA_DIR", None)
+            else:
+                os.environ["GPTVIZ_DATA_DIR"] = saved_data
 
 
 def _training_lag(sizes: GuiSizes) -> dict[str, Any]:

@@ -244,6 +244,9 @@ def _run(
     app = create_application()
     settings_dir = tempfile.mkdtemp(prefix="gptviz-soak-settings-")
     use_settings_dir(settings_dir)  # never read or write the user's settings
+    os.environ["GPTVIZ_DATA_DIR"] = os.path.join(
+        settings_dir, "data"
+    )  # nor keep the soak's run in their data
     cfg = preset(model) if isinstance(model, str) else model
 
     def factory() -> Session:

@@ -8,7 +8,9 @@ asked for; a GUI makes training "live" by calling `train_step()` repeatedly betw
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,6 +126,8 @@ class GenerationView:
     cropped: int
     stopped: bool
     settings: SamplingSettings
+    # (N,) float32: the model's own probability of each chosen token (before temperature and filters)
+    new_probs_raw: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     @property
     def ids(self) -> np.ndarray:
@@ -582,6 +586,7 @@ class Session:
             cropped=last.cropped if last else 0,
             stopped=gen.stopped,
             settings=gen.settings,
+            new_probs_raw=np.array([s.chosen_prob_raw for s in history], dtype=np.float32),  # (N,)
         )
 
     # ----------------------------------------------------------------------------------------- training
@@ -614,6 +619,30 @@ class Session:
         ):
             self.model_name = f"{self.model_name} (training)"
         return self.trainer.model_summary()
+
+    def start_window_run(self, settings: Any = None) -> Path:
+        """Start a run that lives on disk under the data folder (gptviz.engine.runs): the window's training
+        is never only in memory. Returns the run directory."""
+        from gptviz.engine import runs
+
+        corpus = self.corpus.name if self.corpus is not None else "corpus"
+        run_dir = runs.new_run_dir(self.model_name.replace(" (untrained)", ""), corpus)
+        self.start_training(settings, run_dir=run_dir)
+        with contextlib.suppress(OSError):  # a name for the Runs list only; the run itself is written
+            (run_dir / runs.WINDOW_FILE).write_text(json.dumps({"model": self.model_name}), encoding="utf-8")
+        return run_dir
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the current run writes its files (None: no run, or one kept in memory)."""
+        return self.trainer.run_dir if self.trainer is not None else None
+
+    def checkpoint_run(self) -> Path | None:
+        """Write the current run's checkpoint now (Pause, Stop, closing the window); None when there is
+        no run on disk. The weights in memory are unchanged."""
+        if self.trainer is None or self.trainer.run_dir is None:
+            return None
+        return self.trainer.save()
 
     def train_step(self) -> TrainingUpdate:
         """One optimizer step of the current run, plus the probes recorded since the last call."""
@@ -686,7 +715,7 @@ class Session:
 
     def poll_run(self, follower: RunFollower) -> FollowBatch | None:
         """New metrics lines and probes since the last poll; None when nothing changed."""
-        from gptviz.engine.probe import read_probes
+        from gptviz.engine.probe import load_probe_attention, read_probes
         from gptviz.engine.rundir import RESTART_EVENT, probes_path
 
         records = follower.metrics.poll()
@@ -698,11 +727,7 @@ class Session:
         fresh = []
         for record in index[follower.probes_seen :]:
             file = probes_path(follower.run_dir) / f"probe-{record.step:06d}.npz"
-            try:
-                with np.load(file) as arrays:
-                    attention = arrays["attention"].astype(np.float32)  # (L, H, T, T)
-            except (OSError, KeyError, ValueError):
-                attention = None
+            attention = load_probe_attention(file)  # (L, H, T, T) or None; a lying header is not allocated
             fresh.append(dataclasses.replace(record, attention=attention))
         follower.probes_seen = len(index)
         if not steps and not fresh and not restart:

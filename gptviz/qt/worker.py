@@ -34,6 +34,8 @@ PLAY_STATE = "play_state"
 SAVED = "saved"
 FOLLOW = "follow"
 HISTORY = "history"  # the loaded model's own training history (FollowBatch with a label), or None
+RUN_DIR = "run_dir"  # where a run started in the window writes its files (str)
+RUN_SAVED = "run_saved"  # the run's checkpoint was written (Pause, Stop): its path (str)
 EXPORTED = "exported"  # the path File › Export model… wrote
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
@@ -259,7 +261,8 @@ class Worker(QObject):
             if preset:
                 self.session.new_model(preset)
                 self._emit_model()
-            self.session.start_training(settings)
+            run_dir = self.session.start_window_run(settings)  # on disk: nothing trained is only in memory
+            self.result.emit(request, RUN_DIR, str(run_dir))
             self.training = "running"
             self._emit_generation()
         self.result.emit(request, TRAIN_STATE, "running")
@@ -269,13 +272,40 @@ class Worker(QObject):
         if self.training == "running":
             self.training = "paused"
             self.result.emit(request, TRAIN_STATE, "paused")
+            self._checkpoint()
 
     def cmd_train_stop(self, request: int, channel: str) -> None:
         if self.training != "idle":
             self.training = "idle"
+            self._checkpoint()
             self.session.stop_training()
             self.result.emit(request, TRAIN_STATE, "idle")
             self._emit_generation()
+
+    def _checkpoint(self) -> None:
+        """Write the run's checkpoint (Pause, Stop, close) and say where."""
+        self.activity.emit("saving the run's checkpoint")
+        try:
+            saved = self.session.checkpoint_run()
+        except OSError as exc:
+            self.error.emit("training", f"could not save the run's checkpoint: {exc.strerror or exc}")
+            return
+        if saved is not None:
+            self.result.emit(WORKER_ORIGIN, RUN_SAVED, str(saved))
+
+    @Slot()
+    def finish(self) -> None:
+        """The window is closing: the step in progress has finished (this runs after it), so write the run's
+        checkpoint, then end this thread's event loop."""
+        try:
+            if self.session is not None and self.session.trainer is not None:
+                self.session.checkpoint_run()
+        except Exception:  # noqa: BLE001 - closing must go on; the last evaluation's checkpoint remains
+            traceback.print_exc()
+        finally:
+            thread = QThread.currentThread()
+            if thread is not None:
+                thread.quit()
 
     @Slot()
     def _train_tick(self) -> None:
@@ -373,6 +403,7 @@ class WorkerHost(QObject):
     """GUI-thread side: owns the thread, numbers requests, drops stale results, shuts down cleanly."""
 
     _submit = Signal(int, str, str, object)
+    _finish = Signal()
     resultReady = Signal(str, object)  # channel, payload (only the newest per channel)
     errorRaised = Signal(str, str)
     activityChanged = Signal(str)
@@ -390,6 +421,7 @@ class WorkerHost(QObject):
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.start)
         self._submit.connect(self.worker.run_command, Qt.ConnectionType.QueuedConnection)
+        self._finish.connect(self.worker.finish, Qt.ConnectionType.QueuedConnection)
         self.worker.result.connect(self._on_result, Qt.ConnectionType.QueuedConnection)
         self.worker.error.connect(self.errorRaised, Qt.ConnectionType.QueuedConnection)
         self.worker.activity.connect(self.activityChanged, Qt.ConnectionType.QueuedConnection)
@@ -431,12 +463,19 @@ class WorkerHost(QObject):
         return self.thread.isRunning()
 
     def shutdown(self, timeout_ms: int = 2000) -> bool:
-        """Stop training/play, end the thread's event loop and wait; True when the thread has finished."""
+        """Stop training/play, end the thread's event loop and wait; True when the thread has finished.
+
+        During a run the worker first finishes its step and writes the run's checkpoint (`Worker.finish`),
+        then ends its loop."""
         self._stopped = True
+        training = self.worker.training != "idle"
         self.worker.abort.set()
         self.worker.training = "idle"
         self.worker.playing = False
         if not self.thread.isRunning():
             return True
-        self.thread.quit()
+        if training:
+            self._finish.emit()
+        else:
+            self.thread.quit()
         return self.thread.wait(timeout_ms)

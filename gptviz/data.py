@@ -75,6 +75,8 @@ def builtin_text() -> str:
 
 def _check_corpus_path(path: Path) -> int:
     """The file's size, or a DataError a user can act on (missing, a directory, unreadable)."""
+    if "\x00" in str(path):  # the OS cannot even look it up (os.stat raises ValueError: embedded null byte)
+        raise DataError(f"{str(path)!r} is not a usable file name: it contains a NUL character")
     if path.is_dir():
         raise DataError(f"{path} is a directory; choose a text file")
     try:

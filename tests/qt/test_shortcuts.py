@@ -9,6 +9,10 @@ from PySide6.QtWidgets import QApplication
 
 def _ready(window, qtbot):
     qtbot.waitUntil(lambda: window.generation_pane.view is not None, timeout=20_000)
+    # The start-up prompt is set after the first view: wait for the tokens asked for right after it (the
+    # worker answers in order), or its "not playing" can land after the test's first Ctrl+P (seen under
+    # load in the full suite).
+    qtbot.waitUntil(lambda: getattr(window.tokens_pane, "tokens_view", None) is not None, timeout=20_000)
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
 
@@ -43,6 +47,10 @@ def test_ctrl_p_plays_and_pauses_again_after_the_button_was_relabelled(main_wind
             qtbot.keyClick(pane.prompt, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
         assert blocker.args == [expected]
         assert pane.play_button.text() == ("Pause" if expected else "Play")
+        # The worker's own word (PLAY_STATE) follows; let it land before the next key, as a person's
+        # next press would (a press before it arrives is answered by it: the worker is the authority).
+        qtbot.waitUntil(lambda expected=expected: window.host.worker.playing is expected, timeout=5_000)
+        qtbot.wait(100)
         QApplication.processEvents()
 
 

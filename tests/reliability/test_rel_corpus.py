@@ -248,3 +248,12 @@ def test_large_corpus_streams_with_bounded_memory(tmp_path: Path) -> None:
     bound = 6 * tokens + 16 * chunk  # uint16 parts + int32 result + a few chunks as bytes and str
     assert growth < bound, (growth, bound)
     assert growth < 0.6 * n_bytes, (growth, n_bytes)  # less than the text alone would need
+
+
+def test_a_path_with_a_nul_character_is_a_one_line_error(tmp_path: Path) -> None:
+    """Found by the GUI monkey: a dialog answer with a NUL reached the banner as 'ValueError: embedded null byte'."""
+    path = tmp_path / "bad\x00name.txt"
+    for read in (lambda: load_corpus(path), lambda: read_corpus_ids(path, default_tokenizer())):
+        with pytest.raises(DataError, match="NUL character") as err:
+            read()
+        assert "\n" not in str(err.value)

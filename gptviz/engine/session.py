@@ -632,6 +632,24 @@ class Session:
             (run_dir / runs.WINDOW_FILE).write_text(json.dumps({"model": self.model_name}), encoding="utf-8")
         return run_dir
 
+    def resume_run(self, run_dir: str | os.PathLike) -> ModelInfo:
+        """Load a run directory's checkpoint with its optimizer, schedule and data position, ready to go on
+        training where it stopped (gptviz.engine.trainer.Trainer.resume); the run's history is shown."""
+        from gptviz.engine import runs
+        from gptviz.engine.rundir import checkpoint_path
+        from gptviz.engine.trainer import Trainer
+
+        path = Path(run_dir)
+        trainer = Trainer.resume(path, tokenizer=self.tokenizer)
+        summary = runs.summarize(path)
+        name = summary.model if summary is not None and summary.model != "?" else path.name
+        info = self._set_model(trainer.model, "checkpoint", str(checkpoint_path(path)), name)
+        self._set_history(checkpoint_path(path), {"step": trainer.step_count})
+        self.trainer = trainer
+        self.train_settings = trainer.settings
+        self._probes_sent = len(trainer.probes)
+        return info
+
     @property
     def run_dir(self) -> Path | None:
         """Where the current run writes its files (None: no run, or one kept in memory)."""

@@ -44,6 +44,7 @@ from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
+from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
 from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker import WorkerHost
@@ -316,6 +317,7 @@ class MainWindow(QMainWindow):
         action(file_menu, "&Import GPT-2 weights…", self.import_weights_dialog)
         action(file_menu, "&Save checkpoint…", self.save_checkpoint_dialog, "Ctrl+S")
         action(file_menu, "&Follow run directory…", self.follow_dialog)
+        action(file_menu, "R&uns…", self.runs_dialog)  # every run trained in this window, kept on disk
         file_menu.addSeparator()
         action(file_menu, "&Export current pane as PNG…", self.export_png_dialog, "Ctrl+E")
         action(file_menu, "Export current pane &data (CSV / NPZ)…", self.export_data_dialog, "Ctrl+Shift+E")
@@ -482,6 +484,9 @@ class MainWindow(QMainWindow):
         self._startup_tokens = 0
         self.request_tokens()
         self.tokens_pane.request_windows()
+        note = last_run_message()  # an unfinished run from an earlier session: say where to get it back
+        if note:
+            self.statusBar().showMessage(note, 20_000)
 
     @Slot(str, object)
     def _on_result(self, channel: str, payload: object) -> None:
@@ -734,6 +739,16 @@ class MainWindow(QMainWindow):
         if path:
             self._remember_dir(path)
             self.follow(path)
+
+    def runs_dialog(self) -> RunsDialog:
+        """File › Runs…: open, resume, reveal or delete a run this window trained (non-modal)."""
+        dialog = RunsDialog(self)
+        dialog.openRequested.connect(self.open_checkpoint)
+        dialog.resumeRequested.connect(lambda path: self.host.submit("resume_run", path=path))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.runs_window = dialog
+        return dialog
 
     def _current_widget(self) -> QWidget:
         return self.panes[self._current_pane]

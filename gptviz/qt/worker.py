@@ -268,6 +268,15 @@ class Worker(QObject):
         self.result.emit(request, TRAIN_STATE, "running")
         QTimer.singleShot(0, self._train_tick)
 
+    def cmd_resume_run(self, request: int, channel: str, path: str) -> None:
+        """File › Runs… › Resume: load a run directory and go on training it."""
+        self.session.resume_run(path)
+        self._model_changed(request)
+        self.result.emit(request, RUN_DIR, str(path))
+        self.training = "running"
+        self.result.emit(request, TRAIN_STATE, "running")
+        QTimer.singleShot(0, self._train_tick)
+
     def cmd_train_pause(self, request: int, channel: str) -> None:
         if self.training == "running":
             self.training = "paused"
@@ -389,7 +398,7 @@ _ACTIVITY = {
 # A generation step queued before a new prompt, a reset or a new model is skipped (see WorkerHost.submit).
 SEQUENCE = "sequence"
 SEQUENCE_RESETS = frozenset(
-    {"set_prompt", "reset", "load_checkpoint", "import_weights", "new_model", "follow"}
+    {"set_prompt", "reset", "load_checkpoint", "import_weights", "new_model", "follow", "resume_run"}
 )
 SEQUENCE_STEPS = frozenset({"gen_step", "force", "undo"})
 

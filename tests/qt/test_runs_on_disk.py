@@ -88,3 +88,57 @@ def test_run_names_listing_and_deleting(tmp_path):
         runs.delete_run(tmp_path)  # not a run inside runs/: refused
     runs.delete_run(first)
     assert runs.list_runs() == []
+
+
+def test_runs_dialog_lists_opens_resumes_and_deletes(qtbot, main_window, train_settings):
+    from gptviz.qt.runs_dialog import last_run_message
+
+    window = main_window
+    states = _start(qtbot, window, train_settings(steps=50, eval_freq=2))
+    session = window.host.worker.session
+    qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 3, timeout=30_000)
+    window.host.submit("train_stop")
+    qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
+    run_dir = runs.list_runs()[0].path
+    stopped_at = runs.summarize(run_dir).steps
+    assert "File › Runs…" in last_run_message() and f"{stopped_at:,} of 50 steps" in last_run_message()
+
+    dialog = window.runs_dialog()  # owned by the window, deleted when it closes
+    assert dialog.table.rowCount() == 1
+    assert (
+        dialog.table.item(0, 1).text() == "qt-tiny" and dialog.table.item(0, 3).text() == f"{stopped_at} / 50"
+    )
+    assert dialog.table.item(0, 5).text() == "stopped" and dialog.resume_button.isEnabled()
+
+    states.clear()
+    dialog.resume_button.click()  # the run goes on from its checkpoint, in the same folder
+    qtbot.waitUntil(lambda: "running" in states, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: (
+            window.host.worker.session.trainer is not None
+            and window.host.worker.session.trainer.step_count >= stopped_at + 2
+        ),
+        timeout=30_000,
+    )
+    assert window.host.worker.session.run_dir == run_dir
+    states.clear()  # loading the run said "idle" before it said "running"
+    window.host.submit("train_stop")
+    qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
+    steps = [r["step"] for r in read_metrics(run_dir)]
+    assert steps == sorted(steps) and steps[-1] >= stopped_at + 2  # one run, continued, no step twice
+
+    dialog = window.runs_dialog()  # owned by the window, deleted when it closes
+    dialog.open_button.click()
+    qtbot.waitUntil(
+        lambda: window.model_info is not None and window.model_info.path == str(run_dir / "checkpoint"),
+        timeout=30_000,
+    )
+
+    dialog = window.runs_dialog()  # owned by the window, deleted when it closes
+    dialog._ask = lambda _text: False
+    dialog.delete_button.click()
+    assert run_dir.exists()  # answered No
+    dialog._ask = lambda _text: True
+    dialog.delete_button.click()
+    assert not run_dir.exists() and dialog.table.rowCount() == 0
+    dialog.close()

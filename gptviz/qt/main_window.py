@@ -408,6 +408,9 @@ class MainWindow(QMainWindow):
         tp.windowsRequested.connect(self.request_windows)
         gp.promptSubmitted.connect(self.set_prompt)
         gp.stepRequested.connect(lambda: self.host.submit("gen_step"))
+        self.attention_pane.ablationsRequested.connect(
+            lambda wanted: self.host.submit("set_ablations", ablations=tuple(wanted))
+        )
         gp.undoRequested.connect(lambda: self.host.submit("undo"))
         gp.resetRequested.connect(lambda: self.host.submit("reset"))
         gp.forceRequested.connect(lambda token_id: self.host.submit("force", token_id=token_id))
@@ -517,6 +520,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
+        elif channel == w.ABLATIONS:
+            self.attention_pane.set_ablations(payload)
+            if payload:
+                self.statusBar().showMessage("switched off: " + ", ".join(a.label for a in payload), 8000)
         elif channel == w.MODEL:
             self._set_model_info(payload)
         elif channel == w.CORPUS:

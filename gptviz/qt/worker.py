@@ -36,6 +36,7 @@ FOLLOW = "follow"
 HISTORY = "history"  # the loaded model's own training history (FollowBatch with a label), or None
 RUN_DIR = "run_dir"  # where a run started in the window writes its files (str)
 RUN_SAVED = "run_saved"  # the run's checkpoint was written (Pause, Stop): its path (str)
+ABLATIONS = "ablations"  # what is switched off in the model (tuple of gptviz.engine.ablation.Ablation)
 EXPORTED = "exported"  # the path File › Export model… wrote
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
@@ -129,6 +130,7 @@ class Worker(QObject):
         self.result.emit(request, INSPECTION, self.session.inspect(**self.inspect_args))
 
     def _model_changed(self, request: int) -> None:
+        self.result.emit(request, ABLATIONS, ())  # a new model starts with nothing switched off
         self.training = "idle"
         self.playing = False
         self.result.emit(request, TRAIN_STATE, "idle")
@@ -193,6 +195,12 @@ class Worker(QObject):
         self.playing = False
         self.result.emit(request, PLAY_STATE, False)
         self.session.set_prompt(prompt)
+        self._emit_generation(request)
+
+    def cmd_set_ablations(self, request: int, channel: str, ablations: Any = ()) -> None:
+        """Switch parts of the model off (or back on); every pane and the generator follow."""
+        done = self.session.set_ablations(tuple(ablations))
+        self.result.emit(request, ABLATIONS, done)
         self._emit_generation(request)
 
     def cmd_set_sampling(self, request: int, channel: str, settings: Any) -> None:

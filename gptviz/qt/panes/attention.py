@@ -17,13 +17,17 @@ from PySide6.QtGui import QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QGraphicsRectItem,
+    QHBoxLayout,
     QLabel,
+    QMenu,
+    QPushButton,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from gptviz.engine.ablation import Ablation
 from gptviz.engine.inspection import InspectionSnapshot
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
@@ -54,6 +58,7 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
     """All heads as one tiled image; a click reports (layer, head)."""
 
     tileClicked = Signal(int, int)
+    tileMenuRequested = Signal(int, int, object)  # layer, head, the global QPoint to open a menu at
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +87,12 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
         self.highlight.setPen(pen)
         self.highlight.setZValue(10)
         self.plot.addItem(self.highlight)
+        self.crosses = pg.PlotCurveItem(
+            pen=pg.mkPen("#e4002b", width=2), connect="pairs"
+        )  # switched-off heads
+        self.crosses.setZValue(11)
+        self.plot.addItem(self.crosses)
+        self.crossed: set[tuple[int, int]] = set()
         self.tiles = np.zeros((0, 0), dtype=np.float32)
         self.n_layers = self.n_heads = 0
         self.scene().sigMouseClicked.connect(self._on_click)
@@ -135,18 +146,33 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
             return layer, head
         return None
 
+    def set_crossed(self, heads: set[tuple[int, int]]) -> None:
+        """Draw an X over each (layer, head) that is switched off."""
+        self.crossed = set(heads)
+        xs: list[float] = []
+        ys: list[float] = []
+        for layer, head in sorted(self.crossed):
+            xs += [head + 0.15, head + 0.85, head + 0.85, head + 0.15]
+            ys += [layer + 0.15, layer + 0.85, layer + 0.15, layer + 0.85]
+        self.crosses.setData(np.array(xs, dtype=float), np.array(ys, dtype=float))
+
     def _on_click(self, event: object) -> None:
-        if event.button() != Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
-            return
+        button = event.button()  # type: ignore[attr-defined]
         tile = self.tile_at(event.scenePos())  # type: ignore[attr-defined]
-        if tile is not None:
+        if tile is None:
+            return
+        if button == Qt.MouseButton.LeftButton:
             self.tileClicked.emit(*tile)
+        elif button == Qt.MouseButton.RightButton:
+            event.accept()  # type: ignore[attr-defined]
+            self.tileMenuRequested.emit(*tile, event.screenPos().toPoint())  # type: ignore[attr-defined]
 
 
 class AttentionPane(QWidget):
     """Overview of all heads (left) and the selected head or layer average as a heatmap (right)."""
 
     selectionChanged = Signal(int, int)  # (layer, head); head is -1 for the average of the layer's heads
+    ablationsRequested = Signal(object)  # tuple of gptviz.engine.ablation.Ablation: what should be off
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -154,6 +180,7 @@ class AttentionPane(QWidget):
         self._layer = 0
         self._head = 0
         self._base = np.zeros((0, 0), dtype=np.float32)  # the selected map before options
+        self.ablations: tuple[Ablation, ...] = ()  # what the worker says is switched off
 
         self.layer_spin = QSpinBox()
         self.layer_spin.setPrefix("layer ")
@@ -191,7 +218,9 @@ class AttentionPane(QWidget):
 
         self.overview = AttentionOverview()
         self.overview.setMinimumWidth(160)
-        self.overview.setToolTip("Every layer (rows) and head (columns); click one to open it")
+        self.overview.setToolTip(
+            "Every layer (rows) and head (columns); click one to open it, right-click to switch it off"
+        )
         self.heatmap = HeatmapView(row_name="query", col_name="key", value_format="{:.3g}")
         self.title = QLabel("No text inspected yet")
         self.title.setStyleSheet("font-weight: bold")
@@ -206,9 +235,24 @@ class AttentionPane(QWidget):
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
 
+        self.ablation_label = QLabel()
+        self.ablation_label.setStyleSheet("color: #b00020")
+        self.ablation_label.setWordWrap(True)
+        self.restore_button = QPushButton("Switch all back on")
+        self.restore_button.setToolTip("Undo every ablation: the model computes as it was trained")
+        self.restore_button.clicked.connect(lambda: self.ablationsRequested.emit(()))
+        ablation_row = QHBoxLayout()
+        ablation_row.setContentsMargins(4, 0, 4, 0)
+        ablation_row.addWidget(self.ablation_label, 1)
+        ablation_row.addWidget(self.restore_button)
+        self.ablation_bar = QWidget()
+        self.ablation_bar.setLayout(ablation_row)
+        self.ablation_bar.setVisible(False)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(controls)
+        layout.addWidget(self.ablation_bar)
         layout.addWidget(self.splitter, 1)
 
         self.layer_spin.valueChanged.connect(lambda v: self.select(v))
@@ -218,6 +262,7 @@ class AttentionPane(QWidget):
         self.log_box.toggled.connect(self._on_log_toggled)
         self.mask_box.toggled.connect(lambda _on: self._show_detail())
         self.overview.tileClicked.connect(self._on_tile_clicked)
+        self.overview.tileMenuRequested.connect(self._tile_menu)
 
     # ------------------------------------------------------------------ state readers (for tests and export)
 
@@ -265,6 +310,54 @@ class AttentionPane(QWidget):
         if average is not None:
             self._set_box(self.average_box, average)
         self._load_selection()
+
+    # ------------------------------------------------------------------ ablation
+
+    def set_ablations(self, ablations: tuple) -> None:
+        """The worker's word on what is switched off: cross those heads out and list everything."""
+        self.ablations = tuple(ablations)
+        self.overview.set_crossed({(a.layer, a.index) for a in self.ablations if a.kind == "head"})
+        self.ablation_label.setText(
+            "Switched off: " + ", ".join(a.label for a in self.ablations) + " — every pane and the generator "
+            "use the model without them"
+        )
+        self.ablation_bar.setVisible(bool(self.ablations))
+
+    def ablation_actions(self, layer: int, head: int) -> list[tuple[str, tuple]]:
+        """(menu text, the ablations it asks for) for a right-click on head `head` of layer `layer`."""
+        others = tuple(
+            a for a in self.ablations if not (a.kind == "head" and (a.layer, a.index) == (layer, head))
+        )
+        actions = []
+        if len(others) != len(self.ablations):
+            actions.append((f"Switch head {layer}.{head} back on", others))
+        else:
+            actions.append(
+                (f"Switch off head {layer}.{head} (output zero)", (*others, Ablation("head", layer, head)))
+            )
+            actions.append(
+                (
+                    f"Switch off head {layer}.{head} (its mean over this text)",
+                    (*others, Ablation("head", layer, head, "mean")),
+                )
+            )
+        whole = Ablation("attn", layer)
+        if whole in self.ablations:
+            actions.append(
+                (f"Switch layer {layer}'s attention back on", tuple(a for a in self.ablations if a != whole))
+            )
+        else:
+            actions.append((f"Switch off all of layer {layer}'s attention", (*self.ablations, whole)))
+        if self.ablations:
+            actions.append(("Switch all back on", ()))
+        return actions
+
+    def _tile_menu(self, layer: int, head: int, where: object) -> None:
+        menu = QMenu(self)
+        for text, wanted in self.ablation_actions(layer, head):
+            menu.addAction(text).triggered.connect(lambda _=False, w=wanted: self.ablationsRequested.emit(w))
+        menu.popup(where)  # type: ignore[arg-type]
+        self._menu = menu  # kept for tests and until it closes
 
     def _on_tile_clicked(self, layer: int, head: int) -> None:
         self.select(layer, head, average=False)

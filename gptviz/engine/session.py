@@ -463,6 +463,15 @@ class Session:
             self.model, self.tokenizer, ids, mlp_layer=mlp_layer, lens_position=lens_position
         )
 
+    def attention_steps(self, layer: int, head: int, query: int = -1) -> tuple[Any, tuple[str, ...]]:
+        """One head's computation for one query token of the current text (gptviz.engine.attention_steps),
+        and the tokens' pieces; the model as it is now (switched-off parts included)."""
+        from gptviz.engine.attention_steps import attention_steps
+
+        ids = self.current_ids()[-self.model.cfg.context_length :]
+        steps = attention_steps(self.model, ids, int(layer), int(head), int(query))
+        return steps, tuple(self.tokenizer.piece(i) for i in ids)
+
     def _live_snapshot(self, mlp_layer: int, lens_position: int) -> Any:
         """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
         its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""

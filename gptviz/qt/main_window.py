@@ -39,6 +39,7 @@ from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
 from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.qt import worker as w
+from gptviz.qt.attention_steps_view import AttentionStepsView
 from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.panes.generation import GenerationPane
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []
         self._pending: dict[str, Any] = {}
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
+        self.steps_view: AttentionStepsView | None = None  # Attention, step by step (opened from the map)
         self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
         self._follow_dir: str | None = None
         self._memory_tick = 0
@@ -411,6 +413,7 @@ class MainWindow(QMainWindow):
         self.attention_pane.ablationsRequested.connect(
             lambda wanted: self.host.submit("set_ablations", ablations=tuple(wanted))
         )
+        self.attention_pane.queryClicked.connect(self.show_attention_steps)
         gp.undoRequested.connect(lambda: self.host.submit("undo"))
         gp.resetRequested.connect(lambda: self.host.submit("reset"))
         gp.forceRequested.connect(lambda token_id: self.host.submit("force", token_id=token_id))
@@ -516,10 +519,15 @@ class MainWindow(QMainWindow):
         elif channel == w.PLAY_STATE:
             self.generation_pane.set_playing(bool(payload))
             self._busy_playing = bool(payload)
+            if not payload:
+                self._refresh_attention_steps()
         elif channel == w.SAVED:
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
+        elif channel == w.ATTENTION_STEPS:
+            if self.steps_view is not None:
+                self.steps_view.set_steps(*payload)
         elif channel == w.ABLATIONS:
             self.attention_pane.set_ablations(payload)
             if payload:
@@ -533,6 +541,7 @@ class MainWindow(QMainWindow):
             self._pending[channel] = payload
             if channel == w.INSPECTION:
                 self.redraw()  # a lone Step shows at once, not at the timer's next tick
+                self._refresh_attention_steps()
 
     def redraw(self) -> None:
         """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection).
@@ -746,6 +755,28 @@ class MainWindow(QMainWindow):
         if path:
             self._remember_dir(path)
             self.follow(path)
+
+    def show_attention_steps(self, layer: int, head: int, query: int) -> AttentionStepsView:
+        """Open (or update) the step-by-step view of one head for one query token; a query on the last
+        token follows the last token as generation goes on."""
+        if self.steps_view is None:
+            self.steps_view = AttentionStepsView(self)
+        snap = self.attention_pane.snapshot
+        follow_last = snap is not None and query == snap.n_tokens - 1
+        self.steps_view.request = (layer, head, -1 if follow_last else query)
+        self.steps_view.show()
+        self._refresh_attention_steps()
+        return self.steps_view
+
+    def _refresh_attention_steps(self) -> None:
+        """Ask again after a new inspection (a Step). Not during Play: each answer is a pass over the whole
+        text, which would slow Play down; the view catches up when Play pauses."""
+        view = self.steps_view
+        if getattr(self, "_busy_playing", False):
+            return
+        if view is not None and view.isVisible() and view.request is not None:
+            layer, head, query = view.request
+            self.host.submit("attention_steps", w.ATTENTION_STEPS, layer=layer, head=head, query=query)
 
     def runs_dialog(self) -> RunsDialog:
         """File › Runs…: open, resume, reveal or delete a run this window trained (non-modal)."""

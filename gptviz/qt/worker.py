@@ -37,6 +37,7 @@ HISTORY = "history"  # the loaded model's own training history (FollowBatch with
 RUN_DIR = "run_dir"  # where a run started in the window writes its files (str)
 RUN_SAVED = "run_saved"  # the run's checkpoint was written (Pause, Stop): its path (str)
 ABLATIONS = "ablations"  # what is switched off in the model (tuple of gptviz.engine.ablation.Ablation)
+ATTENTION_STEPS = "attention_steps"  # (AttentionSteps, pieces) for the step-by-step view
 EXPORTED = "exported"  # the path File › Export model… wrote
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
@@ -202,6 +203,9 @@ class Worker(QObject):
         done = self.session.set_ablations(tuple(ablations))
         self.result.emit(request, ABLATIONS, done)
         self._emit_generation(request)
+
+    def cmd_attention_steps(self, request: int, channel: str, layer: int, head: int, query: int = -1) -> None:
+        self.result.emit(request, ATTENTION_STEPS, self.session.attention_steps(layer, head, query))
 
     def cmd_set_sampling(self, request: int, channel: str, settings: Any) -> None:
         self.session.set_sampling(settings)

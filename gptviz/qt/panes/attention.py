@@ -173,6 +173,7 @@ class AttentionPane(QWidget):
 
     selectionChanged = Signal(int, int)  # (layer, head); head is -1 for the average of the layer's heads
     ablationsRequested = Signal(object)  # tuple of gptviz.engine.ablation.Ablation: what should be off
+    queryClicked = Signal(int, int, int)  # (layer, head, query row): open the step-by-step view there
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -222,6 +223,7 @@ class AttentionPane(QWidget):
             "Every layer (rows) and head (columns); click one to open it, right-click to switch it off"
         )
         self.heatmap = HeatmapView(row_name="query", col_name="key", value_format="{:.3g}")
+        self.heatmap.setToolTip("Click a query row to see its weights computed step by step")
         self.title = QLabel("No text inspected yet")
         self.title.setStyleSheet("font-weight: bold")
         detail = QWidget()
@@ -263,6 +265,7 @@ class AttentionPane(QWidget):
         self.mask_box.toggled.connect(lambda _on: self._show_detail())
         self.overview.tileClicked.connect(self._on_tile_clicked)
         self.overview.tileMenuRequested.connect(self._tile_menu)
+        self.heatmap.cellClicked.connect(self._on_cell_clicked)
 
     # ------------------------------------------------------------------ state readers (for tests and export)
 
@@ -358,6 +361,11 @@ class AttentionPane(QWidget):
             menu.addAction(text).triggered.connect(lambda _=False, w=wanted: self.ablationsRequested.emit(w))
         menu.popup(where)  # type: ignore[arg-type]
         self._menu = menu  # kept for tests and until it closes
+
+    def _on_cell_clicked(self, row: int, _col: int) -> None:
+        """A click on a query row of one head's map asks for that head's steps for that query."""
+        if self._snapshot is not None and not self.average_box.isChecked():
+            self.queryClicked.emit(self._layer, self._head, row)
 
     def _on_tile_clicked(self, layer: int, head: int) -> None:
         self.select(layer, head, average=False)

@@ -472,6 +472,23 @@ class Session:
         steps = attention_steps(self.model, ids, int(layer), int(head), int(query))
         return steps, tuple(self.tokenizer.piece(i) for i in ids)
 
+    def explain_last_choice(
+        self, token_id: int, against_id: int | None = None
+    ) -> tuple[Any, str, str | None]:
+        """Direct logit attribution of a candidate of the last step: its logit (minus `against_id`'s) where
+        the last generated token was predicted, split into the model's parts. With the pieces of both."""
+        from gptviz.engine.attribution import direct_logit_attribution
+
+        gen = self._ensure_generator()
+        if not gen.history:
+            raise ConfigError("no step yet: press Step, then ask why about a candidate")
+        ids = gen.ids[:-1][
+            -self.model.cfg.context_length :
+        ]  # what the model read when it chose the last token
+        result = direct_logit_attribution(self.model, ids, int(token_id), position=-1, against_id=against_id)
+        piece = self.tokenizer.piece
+        return result, piece(int(token_id)), piece(int(against_id)) if against_id is not None else None
+
     def _live_snapshot(self, mlp_layer: int, lens_position: int) -> Any:
         """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
         its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""

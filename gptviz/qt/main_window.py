@@ -47,6 +47,7 @@ from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
+from gptviz.qt.why_view import WhyView
 from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker import WorkerHost
 
@@ -162,6 +163,7 @@ class MainWindow(QMainWindow):
         self._pending: dict[str, Any] = {}
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
         self.steps_view: AttentionStepsView | None = None  # Attention, step by step (opened from the map)
+        self.why_view: WhyView | None = None  # Why this token? (opened from a candidate)
         self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
         self._follow_dir: str | None = None
         self._memory_tick = 0
@@ -414,6 +416,7 @@ class MainWindow(QMainWindow):
             lambda wanted: self.host.submit("set_ablations", ablations=tuple(wanted))
         )
         self.attention_pane.queryClicked.connect(self.show_attention_steps)
+        gp.whyRequested.connect(self.show_why)
         gp.undoRequested.connect(lambda: self.host.submit("undo"))
         gp.resetRequested.connect(lambda: self.host.submit("reset"))
         gp.forceRequested.connect(lambda token_id: self.host.submit("force", token_id=token_id))
@@ -525,6 +528,11 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
+        elif channel == w.WHY:
+            if self.why_view is None:
+                self.why_view = WhyView(self)
+            self.why_view.set_result(*payload)
+            self.why_view.show()
         elif channel == w.ATTENTION_STEPS:
             if self.steps_view is not None:
                 self.steps_view.set_steps(*payload)
@@ -777,6 +785,10 @@ class MainWindow(QMainWindow):
         if view is not None and view.isVisible() and view.request is not None:
             layer, head, query = view.request
             self.host.submit("attention_steps", w.ATTENTION_STEPS, layer=layer, head=head, query=query)
+
+    def show_why(self, token_id: int, against_id: int = -1) -> None:
+        """Generation pane › right-click a candidate › Why…: its logit split into the model's parts."""
+        self.host.submit("why", w.WHY, token_id=int(token_id), against_id=int(against_id))
 
     def runs_dialog(self) -> RunsDialog:
         """File › Runs…: open, resume, reveal or delete a run this window trained (non-modal)."""

@@ -38,6 +38,7 @@ RUN_DIR = "run_dir"  # where a run started in the window writes its files (str)
 RUN_SAVED = "run_saved"  # the run's checkpoint was written (Pause, Stop): its path (str)
 ABLATIONS = "ablations"  # what is switched off in the model (tuple of gptviz.engine.ablation.Ablation)
 ATTENTION_STEPS = "attention_steps"  # (AttentionSteps, pieces) for the step-by-step view
+WHY = "why"  # (LogitAttribution, target piece, other piece or None) for the Why this token? view
 EXPORTED = "exported"  # the path File › Export model… wrote
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
@@ -206,6 +207,10 @@ class Worker(QObject):
 
     def cmd_attention_steps(self, request: int, channel: str, layer: int, head: int, query: int = -1) -> None:
         self.result.emit(request, ATTENTION_STEPS, self.session.attention_steps(layer, head, query))
+
+    def cmd_why(self, request: int, channel: str, token_id: int, against_id: int = -1) -> None:
+        against = None if int(against_id) < 0 else int(against_id)
+        self.result.emit(request, WHY, self.session.explain_last_choice(int(token_id), against))
 
     def cmd_set_sampling(self, request: int, channel: str, settings: Any) -> None:
         self.session.set_sampling(settings)

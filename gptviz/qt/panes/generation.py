@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -53,6 +54,7 @@ class GenerationPane(QWidget):
     undoRequested = Signal()
     resetRequested = Signal()
     forceRequested = Signal(int)
+    whyRequested = Signal(int, int)  # (candidate id, id to compare with or -1): split its logit into parts
     samplingChanged = Signal(object)  # SamplingSettings
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -161,8 +163,13 @@ class GenerationPane(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(40)
         self.table.setMinimumWidth(220)
-        self.table.setToolTip("Click a candidate to take it instead of the chosen token")
+        self.table.setToolTip(
+            "Click a candidate to take it instead of the chosen token; right-click to ask why the model gave it "
+            "its probability"
+        )
         self.table.cellClicked.connect(self._on_cell_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._candidate_menu)
 
         candidates = QWidget()
         cand_layout = QVBoxLayout(candidates)
@@ -235,6 +242,34 @@ class GenerationPane(QWidget):
         self.play_button.setChecked(playing)
         self.play_button.setText("Pause" if playing else "Play")
         self.play_button.blockSignals(False)
+
+    def why_actions(self, row: int) -> list[tuple[str, int, int]]:
+        """(menu text, candidate id, id to compare with or -1) for a right-click on a candidate row."""
+        item = self.table.item(row, 2)
+        if item is None or self.view is None or self.view.last is None:
+            return []
+        token = int(item.data(Qt.ItemDataRole.UserRole))
+        piece = self.table.item(row, 1).text()
+        chosen = int(self.view.last.chosen_id)
+        actions = [(f"Why '{piece}'? (its logit split into the model's parts)", token, -1)]
+        if token != chosen:
+            actions.append(
+                (f"Why '{piece}' and not the chosen '{self.view.last.chosen_piece}'?", token, chosen)
+            )
+        return actions
+
+    def _candidate_menu(self, where) -> None:
+        row = self.table.rowAt(where.y())
+        actions = self.why_actions(row) if row >= 0 else []
+        if not actions:
+            return
+        menu = QMenu(self)
+        for text, token, against in actions:
+            menu.addAction(text).triggered.connect(
+                lambda _=False, t=token, a=against: self.whyRequested.emit(t, a)
+            )
+        menu.popup(self.table.viewport().mapToGlobal(where))
+        self._menu = menu
 
     def _on_cell_clicked(self, row: int, _column: int) -> None:
         item = self.table.item(row, 2)

@@ -472,6 +472,21 @@ class Session:
         steps = attention_steps(self.model, ids, int(layer), int(head), int(query))
         return steps, tuple(self.tokenizer.piece(i) for i in ids)
 
+    def patch(
+        self, clean: str, corrupt: str, answer: str, wrong: str, *, progress: Any = None, cancel: Any = None
+    ) -> tuple[Any, tuple[str, ...]]:
+        """Activation patching between two prompts (gptviz.engine.patching) on the model as it is now; the
+        result and the clean prompt's pieces."""
+        from gptviz.engine.patching import patch, single_token
+
+        clean_ids, corrupt_ids = self.tokenizer.encode(clean), self.tokenizer.encode(corrupt)
+        answer_id = single_token(self.tokenizer, answer, "answer")
+        wrong_id = single_token(self.tokenizer, wrong, "wrong token")
+        result = patch(
+            self.model, clean_ids, corrupt_ids, answer_id, wrong_id, progress=progress, cancel=cancel
+        )
+        return result, tuple(self.tokenizer.piece(i) for i in clean_ids)
+
     def explain_last_choice(
         self, token_id: int, against_id: int | None = None
     ) -> tuple[Any, str, str | None]:

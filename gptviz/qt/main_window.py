@@ -45,6 +45,7 @@ from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
+from gptviz.qt.patching_view import PatchingView
 from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
 from gptviz.qt.why_view import WhyView
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
         self.steps_view: AttentionStepsView | None = None  # Attention, step by step (opened from the map)
         self.why_view: WhyView | None = None  # Why this token? (opened from a candidate)
+        self.patching_view: PatchingView | None = None  # Model › Activation patching…
         self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
         self._follow_dir: str | None = None
         self._memory_tick = 0
@@ -385,6 +387,13 @@ class MainWindow(QMainWindow):
         self.stop_train_action = action(
             model_menu, "Stop training", lambda: self.host.submit("train_stop"), "Ctrl+Shift+X"
         )
+        model_menu.addSeparator()
+        action(model_menu, "Activation &patching…", self.show_patching)
+        action(
+            model_menu,
+            "Switch all parts back on",
+            lambda: self.host.submit("set_ablations", ablations=()),
+        )
 
         help_menu = bar.addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "F1")
@@ -528,6 +537,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
+        elif channel in (w.PATCH, w.PATCH_PROGRESS, w.PATCH_ENDED):
+            view = self.patching_view
+            if view is not None:
+                if channel == w.PATCH:
+                    view.set_result(*payload)
+                elif channel == w.PATCH_PROGRESS:
+                    view.set_progress(*payload)
+                else:
+                    view.finish(str(payload))
         elif channel == w.WHY:
             if self.why_view is None:
                 self.why_view = WhyView(self)
@@ -785,6 +803,24 @@ class MainWindow(QMainWindow):
         if view is not None and view.isVisible() and view.request is not None:
             layer, head, query = view.request
             self.host.submit("attention_steps", w.ATTENTION_STEPS, layer=layer, head=head, query=query)
+
+    def show_patching(self) -> PatchingView:
+        """Model › Activation patching…: two prompts, an answer, a wrong token; the worker fills two maps."""
+        if self.patching_view is None:
+            view = self.patching_view = PatchingView(self)
+            view.runRequested.connect(
+                lambda clean, corrupt, answer, wrong: self.host.submit(
+                    "patch",
+                    clean=clean,
+                    corrupt=corrupt,
+                    answer=answer,
+                    wrong=wrong,
+                    cancel=view.cancel_event,
+                )
+            )
+        self.patching_view.show()
+        self.patching_view.raise_()
+        return self.patching_view
 
     def show_why(self, token_id: int, against_id: int = -1) -> None:
         """Generation pane › right-click a candidate › Why…: its logit split into the model's parts."""

@@ -39,6 +39,9 @@ RUN_SAVED = "run_saved"  # the run's checkpoint was written (Pause, Stop): its p
 ABLATIONS = "ablations"  # what is switched off in the model (tuple of gptviz.engine.ablation.Ablation)
 ATTENTION_STEPS = "attention_steps"  # (AttentionSteps, pieces) for the step-by-step view
 WHY = "why"  # (LogitAttribution, target piece, other piece or None) for the Why this token? view
+PATCH = "patch"  # (PatchResult, clean pieces) for the activation patching view
+PATCH_PROGRESS = "patch_progress"  # (done, total) batches
+PATCH_ENDED = "patch_ended"  # a one-line reason the run ended without a result ("cancelled", an error)
 EXPORTED = "exported"  # the path File › Export model… wrote
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
@@ -211,6 +214,33 @@ class Worker(QObject):
     def cmd_why(self, request: int, channel: str, token_id: int, against_id: int = -1) -> None:
         against = None if int(against_id) < 0 else int(against_id)
         self.result.emit(request, WHY, self.session.explain_last_choice(int(token_id), against))
+
+    def cmd_patch(
+        self,
+        request: int,
+        channel: str,
+        clean: str,
+        corrupt: str,
+        answer: str,
+        wrong: str,
+        cancel: Any = None,
+    ) -> None:
+        """Activation patching, with progress after each batch; `cancel` (a threading.Event the window sets)
+        stops it between batches."""
+        from gptviz.engine.patching import Cancelled
+
+        def progress(done: int, total: int) -> None:
+            self.result.emit(request, PATCH_PROGRESS, (done, total))
+
+        try:
+            result = self.session.patch(clean, corrupt, answer, wrong, progress=progress, cancel=cancel)
+        except Cancelled:
+            self.result.emit(request, PATCH_ENDED, "cancelled: nothing was changed")
+            return
+        except GptvizError as exc:
+            self.result.emit(request, PATCH_ENDED, str(exc))
+            raise
+        self.result.emit(request, PATCH, result)
 
     def cmd_set_sampling(self, request: int, channel: str, settings: Any) -> None:
         self.session.set_sampling(settings)

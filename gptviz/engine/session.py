@@ -487,22 +487,39 @@ class Session:
         )
         return result, tuple(self.tokenizer.piece(i) for i in clean_ids)
 
-    def explain_last_choice(
-        self, token_id: int, against_id: int | None = None
-    ) -> tuple[Any, str, str | None]:
-        """Direct logit attribution of a candidate of the last step: its logit (minus `against_id`'s) where
-        the last generated token was predicted, split into the model's parts. With the pieces of both."""
-        from gptviz.engine.attribution import direct_logit_attribution
-
+    def _last_choice_ids(self) -> list[int]:
+        """What the model read when it chose the last generated token (cropped to the context)."""
         gen = self._ensure_generator()
         if not gen.history:
             raise ConfigError("no step yet: press Step, then ask why about a candidate")
-        ids = gen.ids[:-1][
-            -self.model.cfg.context_length :
-        ]  # what the model read when it chose the last token
+        return gen.ids[:-1][-self.model.cfg.context_length :]
+
+    def explain_last_choice(
+        self, token_id: int, against_id: int | None = None
+    ) -> tuple[Any, str, str | None, Any, tuple[str, ...]]:
+        """Why a candidate of the last step: its logit (minus `against_id`'s) where the last generated token
+        was predicted, split into the model's parts (direct logit attribution), and each input token's
+        input x gradient score for it; with the pieces."""
+        from gptviz.engine.attribution import direct_logit_attribution, input_attribution
+
+        ids = self._last_choice_ids()
         result = direct_logit_attribution(self.model, ids, int(token_id), position=-1, against_id=against_id)
+        inputs = input_attribution(self.model, ids, int(token_id), method="ixg")
         piece = self.tokenizer.piece
-        return result, piece(int(token_id)), piece(int(against_id)) if against_id is not None else None
+        other = piece(int(against_id)) if against_id is not None else None
+        return result, piece(int(token_id)), other, inputs, tuple(piece(i) for i in ids)
+
+    def input_attribution_of_last_choice(
+        self, token_id: int, *, steps: int = 32, progress: Any = None, cancel: Any = None
+    ) -> tuple[Any, tuple[str, ...]]:
+        """Integrated gradients for a candidate of the last step (slower: `steps` points on the path)."""
+        from gptviz.engine.attribution import input_attribution
+
+        ids = self._last_choice_ids()
+        result = input_attribution(
+            self.model, ids, int(token_id), method="ig", steps=steps, progress=progress, cancel=cancel
+        )
+        return result, tuple(self.tokenizer.piece(i) for i in ids)
 
     def _live_snapshot(self, mlp_layer: int, lens_position: int) -> Any:
         """Bring the live inspection up to the generator's sequence (usually: the one new token) and return

@@ -548,9 +548,18 @@ class MainWindow(QMainWindow):
                     view.finish(str(payload))
         elif channel == w.WHY:
             if self.why_view is None:
-                self.why_view = WhyView(self)
+                view = self.why_view = WhyView(self)
+                view.integratedRequested.connect(
+                    lambda token: self.host.submit(
+                        "integrated_gradients", w.INPUTS, token_id=token, cancel=view.cancel_event
+                    )
+                )
             self.why_view.set_result(*payload)
             self.why_view.show()
+        elif channel == w.INPUTS and self.why_view is not None:
+            self.why_view.set_inputs(*payload)
+        elif channel == w.INPUTS_PROGRESS and self.why_view is not None:
+            self.why_view.ig_progressed(payload)
         elif channel == w.ATTENTION_STEPS:
             if self.steps_view is not None:
                 self.steps_view.set_steps(*payload)

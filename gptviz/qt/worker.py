@@ -40,6 +40,8 @@ ABLATIONS = "ablations"  # what is switched off in the model (tuple of gptviz.en
 ATTENTION_STEPS = "attention_steps"  # (AttentionSteps, pieces) for the step-by-step view
 WHY = "why"  # (LogitAttribution, target piece, other piece or None) for the Why this token? view
 PATCH = "patch"  # (PatchResult, clean pieces) for the activation patching view
+INPUTS = "inputs"  # (InputAttribution, pieces): integrated gradients for the Why this token? view
+INPUTS_PROGRESS = "inputs_progress"  # (done, total) path points, or a one-line reason it ended (str)
 PATCH_PROGRESS = "patch_progress"  # (done, total) batches
 PATCH_ENDED = "patch_ended"  # a one-line reason the run ended without a result ("cancelled", an error)
 EXPORTED = "exported"  # the path File › Export model… wrote
@@ -214,6 +216,23 @@ class Worker(QObject):
     def cmd_why(self, request: int, channel: str, token_id: int, against_id: int = -1) -> None:
         against = None if int(against_id) < 0 else int(against_id)
         self.result.emit(request, WHY, self.session.explain_last_choice(int(token_id), against))
+
+    def cmd_integrated_gradients(
+        self, request: int, channel: str, token_id: int, steps: int = 32, cancel: Any = None
+    ) -> None:
+        from gptviz.engine.patching import Cancelled
+
+        def progress(done: int, total: int) -> None:
+            self.result.emit(request, INPUTS_PROGRESS, (done, total))
+
+        try:
+            result = self.session.input_attribution_of_last_choice(
+                int(token_id), steps=int(steps), progress=progress, cancel=cancel
+            )
+        except Cancelled:
+            self.result.emit(request, INPUTS_PROGRESS, "cancelled")
+            return
+        self.result.emit(request, INPUTS, result)
 
     def cmd_patch(
         self,

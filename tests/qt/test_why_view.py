@@ -43,3 +43,32 @@ def test_why_splits_a_candidates_logit_and_the_parts_add_up(qtbot, main_window):
     assert window.why_view.table.rowCount() == len(result.components)
     assert f"{result.logit:+.4f}" in window.why_view.summary.text()
     window.why_view.close()
+
+
+def test_why_colours_the_input_tokens_and_runs_integrated_gradients_on_demand(qtbot, main_window):
+    from gptviz.engine.attribution import input_attribution
+
+    window = main_window
+    pane = window.generation_pane
+    window.set_prompt("Every effort moves you")
+    qtbot.waitUntil(lambda: pane.view is not None, timeout=30_000)
+    window.host.submit("gen_step")
+    qtbot.waitUntil(lambda: pane.view is not None and pane.view.last is not None, timeout=30_000)
+    token = int(pane.view.last.chosen_id)
+    window.show_why(token)
+    qtbot.waitUntil(
+        lambda: window.why_view is not None and window.why_view.inputs is not None, timeout=30_000
+    )
+    view = window.why_view
+    session = window.host.worker.session
+    ids = session.current_ids()[:-1]
+    want = input_attribution(session.model, ids, token, method="ixg")
+    assert view.inputs.method == "ixg"
+    assert view.inputs.scores == pytest.approx(want.scores, abs=1e-5)
+    assert view.tokens.text().count("<span") == len(ids)
+    view.ig_button.click()
+    qtbot.waitUntil(lambda: view.inputs.method == "ig", timeout=60_000)
+    gap = view.inputs.target_logit - view.inputs.baseline_logit
+    assert sum(view.inputs.scores) == pytest.approx(gap, rel=0.01)
+    assert "add up to" in view.inputs_title.text() and view.ig_button.isEnabled()
+    view.close()

@@ -41,6 +41,7 @@ from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.qt import worker as w
 from gptviz.qt.attention_steps_view import AttentionStepsView
 from gptviz.qt.export_model_dialog import add_export_action
+from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         self._pending: dict[str, Any] = {}
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
         self.steps_view: AttentionStepsView | None = None  # Attention, step by step (opened from the map)
+        self.gc = GuiThreadGarbageCollector(self)  # Qt objects are never destroyed in the worker thread
         self.why_view: WhyView | None = None  # Why this token? (opened from a candidate)
         self.patching_view: PatchingView | None = None  # Model › Activation patching…
         self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
@@ -1072,6 +1074,7 @@ class MainWindow(QMainWindow):
             # A step already inside torch cannot be interrupted; the event loop has been told to quit,
             # so the thread ends right after it. Waiting here keeps Qt from destroying a running thread.
             self.host.thread.wait(60_000)
+        self.gc.stop()  # the worker has ended: the interpreter may collect in any thread again
         event.accept()
 
 

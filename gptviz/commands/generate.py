@@ -12,6 +12,7 @@ import codecs
 import json
 import sys
 
+from gptviz.commands.inspect import add_ablation_arguments, apply_ablations
 from gptviz.errors import ConfigError
 
 
@@ -51,18 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='print {"prompt_ids": [...], "new_ids": [...], "text": prompt + continuation}',
     )
-    parser.add_argument(
-        "--ablate",
-        metavar="SPEC",
-        default=None,
-        help="switch parts off: L.H (head H of layer L), L.attn, L.mlp, L.mlp.N (neuron N), comma-separated",
-    )
-    parser.add_argument(
-        "--ablate-mode",
-        choices=("zero", "mean"),
-        default="zero",
-        help="zero (default), or the part's mean over the prompt's positions",
-    )
+    add_ablation_arguments(parser)
 
 
 def resolve_checkpoint(name: str) -> str:
@@ -113,12 +103,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = default_tokenizer()
     prompt_ids = tokenizer.encode(args.prompt)
     model, _meta = load_checkpoint(resolve_checkpoint(args.checkpoint), _resolve_device(args.device))
-    if args.ablate:
-        from gptviz.engine import ablation
-
-        parts = ablation.parse_ablations(args.ablate, args.ablate_mode)
-        ablation.check(model, parts)
-        ablation.install(model, parts, ablation.reference_means(model, prompt_ids or [50256], parts))
+    apply_ablations(model, args, prompt_ids or [50256])
     generator = Generator(model, tokenizer, prompt_ids, settings, use_cache=not args.no_cache)
 
     if args.json:

@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--heads", type=int, default=None, metavar="N", help="attention heads, if the source cannot say"
     )
+    add_ablation_arguments(parser)
+
+
+def add_ablation_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ablate and --ablate-mode, shared by inspect and generate."""
     parser.add_argument(
         "--ablate",
         metavar="SPEC",
@@ -45,6 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="zero",
         help="zero (default), or the part's mean over the prompt's positions",
     )
+
+
+def apply_ablations(model: torch.nn.Module, args: argparse.Namespace, prompt_ids: list[int]) -> None:
+    """Switch off what --ablate names (means over the prompt for --ablate-mode mean); nothing without it."""
+    if not args.ablate:
+        return
+    from gptviz.engine import ablation
+
+    parts = ablation.parse_ablations(args.ablate, args.ablate_mode)
+    ablation.check(model, parts)
+    ablation.install(model, parts, ablation.reference_means(model, prompt_ids, parts))
 
 
 def resolve_model_source(name: str) -> Path:
@@ -129,12 +145,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         ids = ids[-ctx:]
-    if args.ablate:
-        from gptviz.engine import ablation
-
-        parts = ablation.parse_ablations(args.ablate, args.ablate_mode)
-        ablation.check(model, parts)
-        ablation.install(model, parts, ablation.reference_means(model, ids, parts))
+    apply_ablations(model, args, ids)
     arrays = inspect_arrays(model, ids)
     out = Path(args.out)
     write_npz_atomically(out, arrays)

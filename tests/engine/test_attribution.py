@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from hf_random import random_hf_gpt2
 
 from gptviz.engine.attribution import direct_logit_attribution, input_attribution
 from gptviz.engine.weights import import_weights
@@ -20,18 +21,7 @@ D, L, H, POS = 64, 3, 4, 32
 
 @pytest.fixture(scope="module")
 def hf_model():
-    config = transformers.GPT2Config(
-        n_embd=D, n_layer=L, n_head=H, n_positions=POS, vocab_size=50257, attn_implementation="eager"
-    )
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
-    gen = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)  # same shape as p
-            scale = ".ln_" in name or name.startswith("transformer.ln_f")
-            p.copy_(1.0 + 0.2 * noise if scale and name.endswith("weight") else 0.3 * noise)
-    return model.eval()
+    return random_hf_gpt2(D, L, H, POS, seed=4)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from hf_random import imported, random_hf_gpt2
 
 from gptviz.engine.patching import Cancelled, patch, single_token
-from gptviz.engine.weights import import_weights
 from gptviz.errors import ConfigError
 
 transformers = pytest.importorskip("transformers")
@@ -20,25 +20,12 @@ HD = D // H
 
 @pytest.fixture(scope="module")
 def hf_model():
-    config = transformers.GPT2Config(
-        n_embd=D, n_layer=L, n_head=H, n_positions=POS, vocab_size=50257, attn_implementation="eager"
-    )
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)  # same shape as p
-            scale = ".ln_" in name or name.startswith("transformer.ln_f")
-            p.copy_(1.0 + 0.2 * noise if scale and name.endswith("weight") else 0.3 * noise)
-    return model.eval()
+    return random_hf_gpt2(D, L, H, POS, seed=1)
 
 
 @pytest.fixture(scope="module")
 def ours(hf_model, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf") / "random-gpt2"
-    hf_model.save_pretrained(folder)
-    return import_weights(folder).eval()
+    return imported(hf_model, tmp_path_factory.mktemp("hf") / "random-gpt2")
 
 
 @pytest.fixture(scope="module")

@@ -76,25 +76,9 @@ class FakeRepo:
 
 def random_gpt2(n_embd: int = 32, n_layer: int = 2, n_head: int = 4, n_positions: int = 32):
     """A transformers GPT2LMHeadModel with every weight random (biases and norms too), eager attention."""
-    import torch
-    import transformers
+    from hf_random import random_hf_gpt2
 
-    config = transformers.GPT2Config(
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=n_head,
-        n_positions=n_positions,
-        vocab_size=50257,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():  # lm_head is tied to wte, so it follows
-            noise = torch.randn(p.shape, generator=gen)  # same shape as p
-            p.copy_(1.0 + 0.2 * noise if ".ln_" in name and name.endswith("weight") else 0.3 * noise)
-    return model.eval()
+    return random_hf_gpt2(n_embd, n_layer, n_head, n_positions, seed=0)
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:

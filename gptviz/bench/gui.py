@@ -283,12 +283,38 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
     }
 
 
+def paste_lag(chars: int, seconds: float) -> tuple[float, float, int]:
+    """A text of `chars` characters pasted into the Tokens pane of a real window: the event loop's worst and
+    p99 lateness (ms) while the worker tokenises it and the pane draws it, and the tokens counted."""
+    from gptviz.engine.session import Session
+    from gptviz.qt.main_window import MainWindow
+
+    window = MainWindow(lambda: Session(device="cpu"), startup_tokens=0)
+    window.resize(1280, 720)
+    window.show()
+    try:
+        wait_until(lambda: window.activity_label.text() == "idle", 120)
+        text = ("The quick brown fox jumps over the lazy dog. " * (chars // 45 + 1))[:chars]
+        window.tokens_pane.editor.setPlainText(text)
+        late = measure_lag(seconds)
+        view = window.tokens_pane.tokens_view
+        tokens = view.n_tokens if view is not None and view.n_chars == chars else -1
+    finally:
+        window.close()
+        window.deleteLater()
+        wait_until(lambda: False, 0.05)
+    _p50, p99, worst = _percentiles(late)
+    return worst, p99, tokens
+
+
 def run(sizes: GuiSizes = FULL) -> BenchResult:
     started = time.perf_counter()
     _app()
     overview, whole_pane = overview_redraw(sizes)
     loss = loss_plot_redraw(sizes)
     lag = training_lag(sizes)
+    paste_chars = 1_000_000 if sizes is FULL else 100_000
+    paste_worst, paste_p99, paste_tokens = paste_lag(paste_chars, 6.0 if sizes is FULL else 3.0)
     idle50, idle99, idle_max = _percentiles(lag["idle"])
     p50, p99, worst = _percentiles(lag["busy"])
     L, H, T = sizes.overview_layers, sizes.overview_heads, sizes.overview_tokens
@@ -312,6 +338,12 @@ def run(sizes: GuiSizes = FULL) -> BenchResult:
             at_most(overview.median, OVERVIEW_TARGET_MS),
         ),
         Figure("attention pane, new snapshot (overview + detail)", whole_pane.median, "ms", whole_pane),
+        Figure(
+            f"event-loop lag max / p99 after pasting {paste_chars:,} characters ({paste_tokens:,} tokens)",
+            paste_worst,
+            "ms",
+            Stats.of([paste_p99, paste_worst]),
+        ),
         Figure(
             f"loss plot redraw, {sizes.loss_points:,} points",
             loss.median,

@@ -288,7 +288,11 @@ class TokensPane(QWidget):
     # -- results
     def set_tokens(self, view) -> None:
         self.tokens_view = view
-        self.counts.setText(f"{view.n_chars:,} characters · {view.n_tokens:,} tokens")
+        shown = min(view.n_tokens, MAX_CHIPS)
+        note = (
+            f" (showing the first {shown:,} of {view.n_tokens:,} as chips)" if shown < view.n_tokens else ""
+        )
+        self.counts.setText(f"{view.n_chars:,} characters · {view.n_tokens:,} tokens{note}")
         self.chips.set_tokens(view)
 
     def set_windows(self, view) -> None:

@@ -665,7 +665,13 @@ class Session:
         )
         if settings.device == "auto":
             settings = settings.replace(device=str(self.device))  # the panes' model must stay where it is
-        train_ids, val_ids = split_ids(self._corpus_ids, settings.val_ratio)  # (N_train,), (N_val,)
+        if getattr(settings, "split", "tokens") == "chars":  # the book's cut: the characters, then tokenize
+            from gptviz.data import read_split_ids
+
+            parts = read_split_ids(self.corpus_source, self.tokenizer, settings.val_ratio, "chars")
+            train_ids, val_ids = parts.train, parts.val  # (N_train,), (N_val,)
+        else:
+            train_ids, val_ids = split_ids(self._corpus_ids, settings.val_ratio)  # (N_train,), (N_val,)
         corpus = {"name": self.corpus.name, "source": self.corpus_source}
         self.trainer = Trainer(
             self.model, self.tokenizer, train_ids, val_ids, settings, run_dir, corpus=corpus
@@ -677,6 +683,19 @@ class Session:
         ):
             self.model_name = f"{self.model_name} (training)"
         return self.trainer.model_summary()
+
+    def start_recipe(self, name: str) -> Path:
+        """A named run (gptviz.engine.trainer.RECIPES, e.g. the book's chapter 5 run) in the window: its
+        corpus, a fresh model of its shape, its settings; written to the data folder like any window run."""
+        from gptviz.engine.trainer import TrainSettings, recipe
+
+        chosen = recipe(name)
+        self.load_corpus(chosen.corpus)
+        cfg = chosen.config()
+        self.new_model(cfg, seed=int(chosen.train.get("seed", self.seed)))
+        self.model_name = f"{chosen.title} (untrained)"
+        settings = TrainSettings(**{**chosen.train, "device": str(self.device)})
+        return self.start_window_run(settings)
 
     def start_window_run(self, settings: Any = None) -> Path:
         """Start a run that lives on disk under the data folder (gptviz.engine.runs): the window's training

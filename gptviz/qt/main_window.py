@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
 from gptviz.engine.session import process_rss_bytes, run_is_finished
+from gptviz.engine.trainer import RECIPES
 from gptviz.qt import worker as w
 from gptviz.qt.attention_steps_view import AttentionStepsView
 from gptviz.qt.export_model_dialog import add_export_action
@@ -389,6 +390,14 @@ class MainWindow(QMainWindow):
         self.stop_train_action = action(
             model_menu, "Stop training", lambda: self.host.submit("train_stop"), "Ctrl+Shift+X"
         )
+        recipes = model_menu.addMenu("Train a &recipe")
+        for recipe in RECIPES.values():
+            act = action(
+                recipes,
+                recipe.title,
+                lambda _=False, n=recipe.name: self.host.submit("train_recipe", recipe_name=n),
+            )
+            act.setStatusTip(recipe.description)
         model_menu.addSeparator()
         action(model_menu, "Activation &patching…", self.show_patching)
         action(

@@ -334,6 +334,17 @@ class Worker(QObject):
         self.result.emit(request, TRAIN_STATE, "running")
         QTimer.singleShot(0, self._train_tick)
 
+    def cmd_train_recipe(self, request: int, channel: str, recipe_name: str) -> None:
+        """Model › Recipe: the recipe's corpus and a fresh model of its shape, then train it on disk."""
+        run_dir = self.session.start_recipe(recipe_name)
+        self._model_changed(request)
+        if self.session.corpus is not None:
+            self.result.emit(request, CORPUS, self.session.corpus)
+        self.result.emit(request, RUN_DIR, str(run_dir))
+        self.training = "running"
+        self.result.emit(request, TRAIN_STATE, "running")
+        QTimer.singleShot(0, self._train_tick)
+
     def cmd_resume_run(self, request: int, channel: str, path: str) -> None:
         """File › Runs… › Resume: load a run directory and go on training it."""
         self.session.resume_run(path)
@@ -464,7 +475,16 @@ _ACTIVITY = {
 # A generation step queued before a new prompt, a reset or a new model is skipped (see WorkerHost.submit).
 SEQUENCE = "sequence"
 SEQUENCE_RESETS = frozenset(
-    {"set_prompt", "reset", "load_checkpoint", "import_weights", "new_model", "follow", "resume_run"}
+    {
+        "set_prompt",
+        "reset",
+        "load_checkpoint",
+        "import_weights",
+        "new_model",
+        "follow",
+        "resume_run",
+        "train_recipe",
+    }
 )
 SEQUENCE_STEPS = frozenset({"gen_step", "force", "undo"})
 

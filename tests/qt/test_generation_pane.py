@@ -96,3 +96,33 @@ def test_clicking_a_candidate_forces_it(pane, qtbot, session_factory):
         assert views[-1].prompt_ids.tolist() == [6109, 3626, 6100, 345]
     finally:
         assert host.shutdown(5000)
+
+
+def test_text_grown_one_step_at_a_time_equals_the_text_drawn_at_once(pane, session, qtbot):
+    """After a step the pane appends the new token's span instead of re-laying out the text; an undo or a
+    new prompt draws it all again. Either way the text and each token's colour are the same."""
+    session.set_sampling(SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=3))
+    session.set_prompt("Every effort moves you")
+    for _ in range(12):
+        pane.set_generation(session.gen_step())
+    fresh = GenerationPane()
+    qtbot.addWidget(fresh)
+    fresh.set_generation(session.generation_view())
+    assert pane.text.toPlainText() == fresh.text.toPlainText()
+    assert _backgrounds(pane) == _backgrounds(fresh)  # every character coloured the same way
+    pane.set_generation(session.undo())  # a shorter text: drawn again, not appended
+    assert pane.text.toPlainText() == fresh.text.toPlainText()[: len(pane.text.toPlainText())]
+    assert len(pane.text.toPlainText()) < len(fresh.text.toPlainText())
+
+
+def _backgrounds(pane) -> list[str]:
+    """The background colour of every character of the generated text, in order."""
+    from PySide6.QtGui import QTextCursor
+
+    document = pane.text.document()
+    cursor = QTextCursor(document)
+    colours = []
+    for position in range(1, document.characterCount()):
+        cursor.setPosition(position)
+        colours.append(cursor.charFormat().background().color().name())
+    return colours

@@ -40,17 +40,15 @@ from gptviz.config import PRESETS
 from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.engine.trainer import RECIPES
 from gptviz.qt import worker as w
-from gptviz.qt.attention_steps_view import AttentionStepsView
+from gptviz.qt.causal_views import CausalViews
 from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
-from gptviz.qt.patching_view import PatchingView
 from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
-from gptviz.qt.why_view import WhyView
 from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker import WorkerHost
 
@@ -165,10 +163,8 @@ class MainWindow(QMainWindow):
         self.errors: list[str] = []
         self._pending: dict[str, Any] = {}
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
-        self.steps_view: AttentionStepsView | None = None  # Attention, step by step (opened from the map)
+        self.causal = CausalViews(self)  # attention steps, Why this token?, activation patching
         self.gc = GuiThreadGarbageCollector(self)  # Qt objects are never destroyed in the worker thread
-        self.why_view: WhyView | None = None  # Why this token? (opened from a candidate)
-        self.patching_view: PatchingView | None = None  # Model › Activation patching…
         self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
         self._follow_dir: str | None = None
         self._memory_tick = 0
@@ -520,6 +516,8 @@ class MainWindow(QMainWindow):
     @Slot(str, object)
     def _on_result(self, channel: str, payload: object) -> None:
         """Keep the newest result per channel; training updates are buffered in the pane (cheap)."""
+        if self.causal.handle(channel, payload):
+            return
         if channel == w.TRAINING:
             self.training_pane.add_update(payload)
         elif channel == w.FOLLOW:
@@ -543,37 +541,11 @@ class MainWindow(QMainWindow):
             self.generation_pane.set_playing(bool(payload))
             self._busy_playing = bool(payload)
             if not payload:
-                self._refresh_attention_steps()
+                self.causal.refresh_attention_steps(playing=False)
         elif channel == w.SAVED:
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
-        elif channel in (w.PATCH, w.PATCH_PROGRESS, w.PATCH_ENDED):
-            view = self.patching_view
-            if view is not None:
-                if channel == w.PATCH:
-                    view.set_result(*payload)
-                elif channel == w.PATCH_PROGRESS:
-                    view.set_progress(*payload)
-                else:
-                    view.finish(str(payload))
-        elif channel == w.WHY:
-            if self.why_view is None:
-                view = self.why_view = WhyView(self)
-                view.integratedRequested.connect(
-                    lambda token: self.host.submit(
-                        "integrated_gradients", w.INPUTS, token_id=token, cancel=view.cancel_event
-                    )
-                )
-            self.why_view.set_result(*payload)
-            self.why_view.show()
-        elif channel == w.INPUTS and self.why_view is not None:
-            self.why_view.set_inputs(*payload)
-        elif channel == w.INPUTS_PROGRESS and self.why_view is not None:
-            self.why_view.ig_progressed(payload)
-        elif channel == w.ATTENTION_STEPS:
-            if self.steps_view is not None:
-                self.steps_view.set_steps(*payload)
         elif channel == w.ABLATIONS:
             self.attention_pane.set_ablations(payload)
             if payload:
@@ -587,7 +559,7 @@ class MainWindow(QMainWindow):
             self._pending[channel] = payload
             if channel == w.INSPECTION:
                 self.redraw()  # a lone Step shows at once, not at the timer's next tick
-                self._refresh_attention_steps()
+                self.causal.refresh_attention_steps(playing=getattr(self, "_busy_playing", False))
 
     def redraw(self) -> None:
         """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection).
@@ -802,49 +774,27 @@ class MainWindow(QMainWindow):
             self._remember_dir(path)
             self.follow(path)
 
-    def show_attention_steps(self, layer: int, head: int, query: int) -> AttentionStepsView:
-        """Open (or update) the step-by-step view of one head for one query token; a query on the last
-        token follows the last token as generation goes on."""
-        if self.steps_view is None:
-            self.steps_view = AttentionStepsView(self)
-        snap = self.attention_pane.snapshot
-        follow_last = snap is not None and query == snap.n_tokens - 1
-        self.steps_view.request = (layer, head, -1 if follow_last else query)
-        self.steps_view.show()
-        self._refresh_attention_steps()
-        return self.steps_view
+    # The windows that ask why live in gptviz.qt.causal_views; these names are what menus and tests call.
+    def show_attention_steps(self, layer: int, head: int, query: int) -> Any:
+        return self.causal.show_attention_steps(layer, head, query)
 
-    def _refresh_attention_steps(self) -> None:
-        """Ask again after a new inspection (a Step). Not during Play: each answer is a pass over the whole
-        text, which would slow Play down; the view catches up when Play pauses."""
-        view = self.steps_view
-        if getattr(self, "_busy_playing", False):
-            return
-        if view is not None and view.isVisible() and view.request is not None:
-            layer, head, query = view.request
-            self.host.submit("attention_steps", w.ATTENTION_STEPS, layer=layer, head=head, query=query)
-
-    def show_patching(self) -> PatchingView:
-        """Model › Activation patching…: two prompts, an answer, a wrong token; the worker fills two maps."""
-        if self.patching_view is None:
-            view = self.patching_view = PatchingView(self)
-            view.runRequested.connect(
-                lambda clean, corrupt, answer, wrong: self.host.submit(
-                    "patch",
-                    clean=clean,
-                    corrupt=corrupt,
-                    answer=answer,
-                    wrong=wrong,
-                    cancel=view.cancel_event,
-                )
-            )
-        self.patching_view.show()
-        self.patching_view.raise_()
-        return self.patching_view
+    def show_patching(self) -> Any:
+        return self.causal.show_patching()
 
     def show_why(self, token_id: int, against_id: int = -1) -> None:
-        """Generation pane › right-click a candidate › Why…: its logit split into the model's parts."""
-        self.host.submit("why", w.WHY, token_id=int(token_id), against_id=int(against_id))
+        self.causal.show_why(token_id, against_id)
+
+    @property
+    def steps_view(self) -> Any:
+        return self.causal.steps_view
+
+    @property
+    def why_view(self) -> Any:
+        return self.causal.why_view
+
+    @property
+    def patching_view(self) -> Any:
+        return self.causal.patching_view
 
     def runs_dialog(self) -> RunsDialog:
         """File › Runs…: open, resume, reveal or delete a run this window trained (non-modal)."""

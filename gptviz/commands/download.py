@@ -13,7 +13,7 @@ import sys
 import time
 from typing import TextIO
 
-from gptviz.engine.download import GPT2_REPOS, DownloadProgress, format_bytes
+from gptviz.engine.download import GPT2_REPOS, DownloadProgress, format_bytes, format_eta
 
 BAR_WIDTH = 24
 REDRAW_S = 0.2
@@ -35,15 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--revision", metavar="REV", default=None, help="branch, tag or commit (default: main)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class ByteBar:
@@ -76,7 +67,7 @@ class ByteBar:
             bar = "#" * filled + "." * (BAR_WIDTH - filled)
             self.stream.write(
                 f"\r\033[K[{bar}] {report.fraction:4.0%} {format_bytes(report.done)} / "
-                f"{format_bytes(report.total)}  {format_bytes(report.rate)}/s  ETA {_duration(report.eta_s)}  "
+                f"{format_bytes(report.total)}  {format_bytes(report.rate)}/s  ETA {format_eta(report.eta_s)}  "
                 f"{report.file}"
             )
             self.stream.flush()

@@ -233,6 +233,16 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+def format_eta(seconds: float | None) -> str:
+    """A time left as 4m05s or 1h12m; "--" while it is not known yet."""
+    if seconds is None:
+        return "--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
 # ----------------------------------------------------------------------------------------------- sizes
 
 

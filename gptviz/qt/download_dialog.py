@@ -38,15 +38,6 @@ COLUMNS = ("Size", "Hub repo", "Download", "Memory to run", "This machine")
 _RUNNING: set[DownloadJob] = set()  # jobs whose thread runs: kept alive until it ends, whatever closes
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(round(seconds))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 def size_rows(free_ram: int | None = None, models: Path | None = None) -> list[dict[str, object]]:
     """One row per OpenAI size: download bytes, memory to run at full context, whether it fits, if present."""
     room = available_ram() if free_ram is None else free_ram
@@ -309,7 +300,7 @@ class DownloadDialog(QDialog):
             self.progress.setValue(int(round(1000 * report.fraction)))
             self.progress.setFormat(
                 f"%p%  ·  {dl.format_bytes(report.done)} / {dl.format_bytes(report.total)}  ·  "
-                f"{dl.format_bytes(report.rate)}/s  ·  ETA {_duration(report.eta_s)}"
+                f"{dl.format_bytes(report.rate)}/s  ·  ETA {dl.format_eta(report.eta_s)}"
             )
             self.status.setText(f"downloading {report.file}")
         elif report.phase != "done":

@@ -934,8 +934,17 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         available = self._available_size()
-        if geometry is None or (
-            available is not None and (self.width() > available.width() or self.height() > available.height())
+        # Qt shrinks a geometry saved on a larger screen to two thirds of this one: a laptop after an
+        # external monitor would open in a small window. Saved on another screen size: fit this one.
+        screen_then = s.value("window/screen", "")
+        screen_now = f"{available.width()}x{available.height()}" if available is not None else ""
+        if (
+            geometry is None
+            or screen_then != screen_now
+            or (
+                available is not None
+                and (self.width() > available.width() or self.height() > available.height())
+            )
         ):
             self.fit_to_screen()  # a first launch, or a layout saved on a larger screen
             self.apply_layout("default")  # the dock sizes follow the window's
@@ -1001,6 +1010,9 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         s = self.settings
         s.set_geometry(self.saveGeometry(), self.saveState())
+        available = self._available_size()
+        if available is not None:
+            s.set_value("window/screen", f"{available.width()}x{available.height()}")
         s.set_value("tokens/text", self.tokens_pane.text())
         s.set_value("tokens/max_length", self.tokens_pane.max_length.value())
         s.set_value("tokens/stride", self.tokens_pane.stride.value())

@@ -150,3 +150,19 @@ def test_layout_presets_from_the_view_menu(main_window):
     QApplication.processEvents()
     for key in ("tokens", "attention", "activations"):
         assert not window.docks[key].visibleRegion().isEmpty(), key
+
+
+def test_a_layout_saved_on_another_screen_opens_fitted_to_this_one(qtbot, session_factory):
+    """Qt shrinks a geometry saved on a bigger screen to two thirds of this one; gptviz fits it instead."""
+    from gptviz.qt.main_window import MainWindow
+    from gptviz.qt.settings import AppSettings
+
+    first = MainWindow(session_factory, start=False)
+    qtbot.addWidget(first)
+    first.resize(200, 150)  # small, as a geometry Qt shrank would be
+    first.save_settings()
+    AppSettings().set_value("window/screen", "2560x1440")  # as if saved on a larger monitor
+    second = MainWindow(session_factory, start=False)
+    qtbot.addWidget(second)
+    available = second.screen().availableGeometry()
+    assert second.width() == min(available.width(), 1500) and second.height() == min(available.height(), 950)

@@ -1,0 +1,336 @@
+"""Pane 4, Training (book ch. 5): settings, start/pause/stop/save, live loss curves, the probe's time-lapse.
+
+Updates arrive one per step; the pane appends them to preallocated buffers (cheap) and draws only when the
+main window's redraw timer calls `refresh()` (at most ~30 times a second, however fast training runs).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QScrollArea, QSplitter, QVBoxLayout, QWidget
+
+from gptviz.errors import ConfigError
+from gptviz.qt.panes.training.curves import (
+    MAX_CURVE_POINTS,
+    MAX_MARKED_POINTS,
+    CurveBuffer,
+    CurvesMixin,
+    TokensSeenAxis,
+    _num,
+    _short,
+    format_duration,
+)
+from gptviz.qt.panes.training.settings_form import CURRENT_MODEL, SettingsFormMixin, history_settings
+from gptviz.qt.panes.training.timelapse import TimeLapseMixin, sample_html
+
+__all__ = [
+    "CURRENT_MODEL",
+    "MAX_CURVE_POINTS",
+    "MAX_MARKED_POINTS",
+    "CurveBuffer",
+    "TokensSeenAxis",
+    "TrainingPane",
+    "format_duration",
+    "history_settings",
+    "sample_html",
+]
+
+
+class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
+    startRequested = Signal(object, str)  # TrainSettings, preset name ("" = the current model)
+    pauseRequested = Signal()
+    stopRequested = Signal()
+    saveRequested = Signal()
+    openCorpusRequested = Signal()
+    followRequested = Signal()
+    unfollowRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = "idle"
+        self.following: str | None = None
+        self.history: str | None = None  # label of the loaded model's history while the pane shows it
+        self.train_curve_data = CurveBuffer()
+        self.eval_curve_data = CurveBuffer()
+        self.val_curve_data = CurveBuffer()
+        self.tokens_data = CurveBuffer()  # x = step, y = tokens seen
+        self.probes: list = []
+        self.latest = None  # newest StepResult-like record
+        self._dirty = False
+        self._drawn_versions: dict[int, tuple[int, int]] = {}  # curve -> (buffer, version) last drawn
+        self._probe_shown = -1
+        self._build_controls()
+        self._build_plot()
+        self._build_probe()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        # The settings scroll up and down only, never sideways (that clipped their labels); the buttons
+        # stay above them, in reach however small the pane.
+        scroll = QScrollArea()
+        scroll.setObjectName("training_settings_scroll")
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.controls)
+        scroll.setMinimumWidth(
+            self.controls.minimumSizeHint().width()
+            + scroll.verticalScrollBar().sizeHint().width()
+            + 2 * scroll.frameWidth()
+        )
+        self.settings_scroll = scroll
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(self.button_grid)
+        left_layout.addWidget(self.message)
+        left_layout.addWidget(scroll, 1)
+        splitter.addWidget(left)
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.plot_box)
+        right.addWidget(self.probe_box)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(splitter)
+        self.set_state("idle")
+
+    # ---------------------------------------------------------------------------------------- building
+
+    def _on_start(self) -> None:
+        if self.state == "paused":
+            self.startRequested.emit(None, "")
+            return
+        try:
+            settings = self.settings()
+        except ConfigError as exc:
+            self.message.setText(str(exc))
+            return
+        self.clear()
+        # Until the first step comes back (tokenizing a large corpus and building a model take a while),
+        # say what is happening, and show the run's steps on the axis instead of an empty -1..1 plot.
+        corpus = self.corpus_label.text().split(":")[0] or "the corpus"
+        preset = self.model_choice.currentData()
+        self.message.setStyleSheet("color: #2a6")
+        self.message.setText(
+            f"starting: cutting {corpus} into {settings.batch_size} × context windows, "
+            + (f"building a new {preset} model, " if preset else "")
+            + "evaluating it, then the first step…"
+        )
+        self.progress.setRange(0, settings.steps or 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.plot.setXRange(0, max(settings.steps or 1, 1), padding=0.02)
+        self.plot.enableAutoRange(axis="x")  # the curves take over as their points arrive
+        self.startRequested.emit(settings, preset or "")
+
+    def _on_follow(self) -> None:
+        if self.following:
+            self.unfollowRequested.emit()
+        else:
+            self.followRequested.emit()
+
+    def set_state(self, state: str) -> None:
+        """idle | running | paused | finished (the worker's word)."""
+        self.state = "idle" if state == "finished" else state
+        running, paused = state == "running", state == "paused"
+        self.start_button.setText("Resume" if paused else "Start")
+        self.start_button.setEnabled(not running and not self.following)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running or paused)
+        for w in (
+            self.model_choice,
+            self.steps,
+            self.batch_size,
+            self.context,
+            self.stride,
+            self.seed,
+            self.val_ratio,
+        ):
+            w.setEnabled(not running and not paused)
+        if state == "finished" or (state == "idle" and self.message.text().startswith("starting")):
+            self.message.setText("")
+        if paused:
+            self.message.setStyleSheet("color: #b36b00")
+            self.message.setText("paused: Resume goes on from this step, Stop ends the run")
+        elif running and self.message.text().startswith("paused"):
+            self.message.setText("")
+
+    def set_following(self, run_dir: str | None) -> None:
+        self.following = run_dir
+        self.follow_button.setText("Stop following" if run_dir else "Follow run directory…")
+        self.start_button.setEnabled(not run_dir and self.state != "running")
+        if run_dir:
+            self.clear()
+            self.message.setStyleSheet("color: #2a6")
+            self.message.setText(f"following {run_dir}")
+        else:
+            self.message.setStyleSheet("color: #b00020")
+            self.message.setText("")
+
+    def set_corpus(self, info) -> None:
+        extra = f", {info.replacements} replacement characters" if info.replacements else ""
+        self.corpus_label.setText(
+            f"{info.name}: {info.n_chars:,} characters, {info.n_tokens:,} tokens{extra}"
+        )
+
+    def show_error(self, message: str) -> None:
+        self.message.setStyleSheet("color: #b00020")
+        self.message.setText(message)
+
+    # ---------------------------------------------------------------------------------------- updates
+
+    def clear(self) -> None:
+        for buffer in (self.train_curve_data, self.eval_curve_data, self.val_curve_data, self.tokens_data):
+            buffer.clear()
+        self.probes = []
+        self.latest = None
+        self._probe_shown = -1
+        self._dirty = True
+        self.history = None
+        self.history_label.hide()
+        self.follow_latest.setChecked(True)
+
+    def set_history(self, batch) -> None:
+        """Show how the loaded model was trained (a FollowBatch read once from its run files), or, with
+        None (a model without a record), take down a history shown before. A live run is left alone."""
+        if batch is None:
+            if self.history is not None:
+                self.clear()
+            return
+        if self.following or self.state != "idle":
+            return
+        self.clear()
+        self.add_follow(batch)
+        self.history = batch.label
+        recorded = history_settings(batch.run_dir)
+        if recorded is not None:  # Start then goes on with the settings this history was made with
+            self.apply_settings(recorded)
+            self.model_choice.setCurrentIndex(0)  # the loaded model, whose history this is
+        self.history_label.setText(
+            f"<b>{html.escape(batch.label)}</b> <span style='color:#555'>· recorded when it was trained "
+            "(read once from its run files); Start begins a new run"
+            + (" with its settings" if recorded is not None else "")
+            + "</span>"
+        )
+        self.history_label.setToolTip(batch.run_dir)
+        self.history_label.show()
+
+    def add_update(self, update) -> None:
+        """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""
+        r = update.result
+        if self.latest is None and self.message.text().startswith("starting"):
+            self.message.setText("")
+            self.progress.setFormat("%v / %m steps (%p%)")
+        self._add_point(
+            step=r.step,
+            tokens_seen=r.tokens_seen,
+            train_loss=r.train_loss,
+            train_eval=r.train_eval_loss,
+            val_loss=r.val_loss,
+        )
+        self.latest = {
+            "step": r.step,
+            "total_steps": r.total_steps,
+            "tokens_seen": r.tokens_seen,
+            "train_loss": r.train_loss,
+            "val_loss": r.val_loss if r.val_loss is not None else (self.latest or {}).get("val_loss"),
+            "perplexity": r.perplexity if r.perplexity is not None else (self.latest or {}).get("perplexity"),
+            "lr": r.lr,
+            "tokens_per_s": r.tokens_per_s,
+            "eta_s": r.eta_s,
+        }
+        self.probes.extend(update.new_probes)
+        self._dirty = True
+
+    def add_follow(self, batch) -> None:
+        """Records a followed run appended (metrics.jsonl lines and probes)."""
+        if batch.restart:
+            self.clear()
+        for rec in batch.records:
+            self._add_point(
+                step=rec["step"],
+                tokens_seen=rec.get("tokens_seen", 0),
+                train_loss=rec.get("train_loss"),
+                train_eval=rec.get("train_eval_loss"),
+                val_loss=rec.get("val_loss"),
+            )
+            last = dict(self.latest or {})
+            last.update(
+                step=rec["step"],
+                total_steps=max(batch.total_steps, rec["step"]),
+                tokens_seen=rec.get("tokens_seen", 0),
+                train_loss=rec.get("train_loss"),
+                lr=rec.get("lr"),
+                tokens_per_s=rec.get("tokens_per_s"),
+                eta_s=float("nan"),
+            )
+            if rec.get("val_loss") is not None:
+                last["val_loss"] = rec["val_loss"]
+                last["perplexity"] = rec.get("perplexity")
+            self.latest = last
+        self.probes.extend(batch.probes)
+        self._dirty = True
+
+    def _add_point(self, step, tokens_seen, train_loss, train_eval, val_loss) -> None:
+        self.tokens_data.append(step, tokens_seen)
+        if train_loss is not None and math.isfinite(train_loss):
+            self.train_curve_data.append(step, train_loss)
+        if train_eval is not None:
+            self.eval_curve_data.append(step, train_eval)
+        if val_loss is not None:
+            self.val_curve_data.append(step, val_loss)
+
+    def refresh(self) -> None:
+        """Draw what arrived since the last refresh (called by the main window's redraw timer)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        # Most redraws add one training point; the evaluation curves change only every eval_freq steps.
+        for curve, data in (
+            (self.train_curve, self.train_curve_data),
+            (self.eval_curve, self.eval_curve_data),
+            (self.val_curve, self.val_curve_data),
+        ):
+            if self._drawn_versions.get(id(curve)) != (id(data), data.version):
+                if curve is not self.train_curve:
+                    # Markers help while evaluations are few; past that they cost more paint than they show.
+                    curve.setSymbol("o" if data.n <= MAX_MARKED_POINTS else None)
+                curve.setData(*data.view())
+                self._drawn_versions[id(curve)] = (id(data), data.version)
+        self.top_axis.picture = None  # tick labels depend on the tokens-seen buffer
+        self.top_axis.update()
+        latest = self.latest
+        if latest is None:
+            for value in self.stats.values():
+                value.setText("–")
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+        else:
+            fmt = {
+                "step": f"{latest['step']:,} / {latest['total_steps']:,}",
+                "tokens seen": _short(latest["tokens_seen"] or 0),
+                "train loss": _num(latest.get("train_loss"), "{:.3f}"),
+                "val loss": _num(latest.get("val_loss"), "{:.3f}"),
+                "perplexity": _num(latest.get("perplexity"), "{:.1f}"),
+                "lr": _num(latest.get("lr"), "{:.2e}"),
+                "tokens/s": _num(latest.get("tokens_per_s"), "{:,.0f}"),
+                "ETA": format_duration(
+                    latest.get("eta_s") if latest.get("eta_s") is not None else float("nan")
+                ),
+            }
+            for name, text in fmt.items():
+                self.stats[name].setText(text)
+            self.progress.setRange(0, max(1, int(latest["total_steps"])))
+            self.progress.setValue(int(latest["step"]))
+        count = len(self.probes)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, count - 1))
+        if self.follow_latest.isChecked() and count:
+            self.slider.setValue(count - 1)
+        self.slider.blockSignals(False)
+        self._show_probe(self.slider.value())

@@ -18,7 +18,8 @@ them when the set of ablations changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -173,4 +174,83 @@ def remove(model: torch.nn.Module) -> None:
         point.edit = None
 
 
-__all__ = ["Ablation", "check", "edits_for", "install", "parse_ablations", "reference_means", "remove"]
+@contextmanager
+def suspended(model: torch.nn.Module) -> Iterator[None]:
+    """The model with nothing switched off for the passes inside the block: every hook point's lasting edit
+    is set aside and put back in `finally` (an ablated session asks what the whole model would have said)."""
+    saved = [(point, point.edit) for point in hook_points(model).values()]
+    try:
+        for point, _ in saved:
+            point.edit = None
+        yield
+    finally:
+        for point, edit in saved:
+            point.edit = edit
+
+
+class PlainLogits:
+    """The next-token logits of the model with nothing switched off, for a generation that runs ablated.
+
+    It keeps a KV cache of its own for the un-ablated model (the generator's cache holds keys and values
+    computed with the ablations, which every later position reads, so it cannot be reused): each call feeds
+    only the tokens this cache has not seen, usually the one just generated, so asking after every Step
+    costs one token's forward pass at any context length instead of a pass over the whole window. The ids
+    kept beside the cache find the common prefix after an undo, a forced token or a new prompt; a window
+    that slides (a text longer than the context) shifts every position and starts the cache again.
+    `reset()` after the weights change (a training step)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self._cache = None
+        self._start = 0  # index in the caller's ids of the cache's first token
+        self._ids: list[int] = []  # the tokens in the cache
+
+    def reset(self) -> None:
+        self._cache = None
+        self._ids = []
+
+    def __call__(self, ids: Sequence[int]) -> torch.Tensor:
+        """Logits (V,) float32 on the CPU for the token after `ids` (cropped to the last context_length)."""
+        model = self.model
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ConfigError("no tokens to predict from")
+        start = max(0, len(ids) - model.cfg.context_length)
+        window = ids[start:]
+        if self._cache is None or start != self._start:
+            self._cache = model.new_cache(1)
+            self._start, self._ids = start, []
+        cache = self._cache
+        common = 0
+        limit = min(len(self._ids), len(window) - 1)  # feed at least the last token: its logits are wanted
+        while common < limit and self._ids[common] == window[common]:
+            common += 1
+        cache.truncate(min(common, cache.length))
+        device = model.tok_emb.weight.device
+        was_training = model.training
+        model.eval()  # no dropout: the same numbers the generator's step saw
+        try:
+            with torch.inference_mode(), suspended(model):
+                new = torch.tensor([window[cache.length :]], device=device)  # (1, T_new)
+                hidden = model.hidden(new, cache)  # (1, T_new, D)
+                logits = model.head(hidden[0, -1:])[0]  # (V,)
+        except BaseException:
+            self.reset()  # the cache may hold part of this pass
+            raise
+        finally:
+            model.train(was_training)
+        self._ids = window
+        return logits.float().cpu()
+
+
+__all__ = [
+    "Ablation",
+    "PlainLogits",
+    "check",
+    "edits_for",
+    "install",
+    "parse_ablations",
+    "reference_means",
+    "remove",
+    "suspended",
+]

@@ -6,9 +6,40 @@ generation, training and file plumbing; every method works on the session's mode
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+
 from gptviz.errors import ConfigError
+
+N_PLAIN_TOP = 5  # the whole model's most probable tokens an AblationEffect names
+
+
+@dataclass(frozen=True)
+class AblationEffect:
+    """What the parts switched off changed at the last generation step: the next-token distribution of the
+    model as it runs (ablated) and of the whole model, on the same tokens, for the step's candidates (the
+    Generation pane's rows, in their order), and the change in the chosen token's logit."""
+
+    labels: tuple[str, ...]  # the ablations, as the command line writes them
+    ids: np.ndarray  # (c,) int64: the step's candidates
+    logits_ablated: np.ndarray  # (c,) float32
+    logits_plain: np.ndarray  # (c,) float32: nothing switched off
+    probs_ablated: np.ndarray  # (c,) float32: softmax of the logits (temperature 1, no filters)
+    probs_plain: np.ndarray  # (c,) float32
+    chosen_id: int
+    chosen_piece: str
+    chosen_logit_ablated: float
+    chosen_logit_plain: float
+    plain_top: tuple[tuple[int, str, float], ...]  # the whole model's most probable tokens: (id, piece, p)
+    recomputed: bool  # the step was chosen before these ablations: the ablated side was computed again
+
+    @property
+    def delta_logit(self) -> float:
+        """logit(chosen) with the ablations minus without: negative when they took support away."""
+        return self.chosen_logit_ablated - self.chosen_logit_plain
 
 
 class CausalTools:
@@ -27,6 +58,8 @@ class CausalTools:
         ablation.check(self.model, parts)
         ablation.remove(self.model)
         self.ablations = ()
+        # The steps chosen so far were chosen by the model as it was: their logits are not this ablation's.
+        self._steps_before_ablation = tuple(self.generator.history) if self.generator is not None else ()
         if parts:
             means = ablation.reference_means(
                 self.model, self.current_ids()[-self.model.cfg.context_length :], parts
@@ -35,6 +68,71 @@ class CausalTools:
             self.ablations = parts
         self._weights_changed()
         return self.ablations
+
+    def ablation_effect(self) -> AblationEffect | None:
+        """While parts are switched off: the last step's distribution with and without them (None when
+        nothing is off or no step was taken yet).
+
+        The whole model's logits come from `ablation.PlainLogits`, a KV cache of the un-ablated model kept
+        beside the generator's, so asking after every Step costs one token's forward pass, not a pass over
+        the window. The ablated side is the step's own logits; for a step chosen before the ablations were
+        set, one pass of the ablated model over the same tokens stands in. Remembered per step."""
+        from gptviz.engine import ablation
+
+        gen = self.generator
+        if not self.ablations or gen is None or not gen.history:
+            return None
+        last = gen.history[-1]
+        memo = getattr(self, "_effect_memo", None)
+        if memo is not None and memo[0] is last and memo[1] == self.ablations and memo[2] is self.model:
+            return memo[3]
+        context = gen.ids[:-1][-self.model.cfg.context_length :]
+        plain_of = getattr(self, "_plain_logits", None)
+        if plain_of is None or plain_of.model is not self.model:
+            plain_of = self._plain_logits = ablation.PlainLogits(self.model)
+        plain = plain_of(context)  # (V,)
+        ids = torch.tensor([c.id for c in last.candidates])  # (c,)
+        stale = any(last is s for s in getattr(self, "_steps_before_ablation", ()))
+        if stale:
+            with torch.inference_mode():
+                device = self.model.tok_emb.weight.device
+                hidden = self.model.hidden(torch.tensor([context], device=device))  # (1, T, D)
+                full = self.model.head(hidden[0, -1]).float().cpu()  # (V,)
+            logits_ablated = full[ids]  # (c,)
+            probs_ablated = torch.softmax(full, dim=-1)[ids]  # (c,)
+            chosen_ablated = float(full[last.chosen_id])
+        else:
+            logits_ablated = torch.tensor([c.logit for c in last.candidates])  # (c,)
+            probs_ablated = torch.tensor([c.prob_raw for c in last.candidates])  # (c,)
+            chosen_ablated = float(next(c.logit for c in last.candidates if c.id == last.chosen_id))
+        plain_probs = torch.softmax(plain, dim=-1)  # (V,)
+        top_p, top_i = torch.topk(plain_probs, min(N_PLAIN_TOP, plain_probs.shape[0]))  # (k,), (k,)
+        effect = AblationEffect(
+            labels=tuple(a.label for a in self.ablations),
+            ids=ids.numpy().astype(np.int64),
+            logits_ablated=logits_ablated.numpy().astype(np.float32),
+            logits_plain=plain[ids].numpy().astype(np.float32),
+            probs_ablated=probs_ablated.numpy().astype(np.float32),
+            probs_plain=plain_probs[ids].numpy().astype(np.float32),
+            chosen_id=int(last.chosen_id),
+            chosen_piece=last.chosen_piece,
+            chosen_logit_ablated=chosen_ablated,
+            chosen_logit_plain=float(plain[last.chosen_id]),
+            plain_top=tuple(
+                (int(i), self.tokenizer.piece(int(i)), float(p))
+                for i, p in zip(top_i.tolist(), top_p.tolist(), strict=True)
+            ),
+            recomputed=stale,
+        )
+        self._effect_memo = (last, self.ablations, self.model, effect)
+        return effect
+
+    def _forget_plain_logits(self) -> None:
+        """The weights changed (training): the whole model's cached keys and the remembered effect are stale."""
+        plain_of = getattr(self, "_plain_logits", None)
+        if plain_of is not None:
+            plain_of.reset()
+        self._effect_memo = None
 
     def attention_steps(self, layer: int, head: int, query: int = -1) -> tuple[Any, tuple[str, ...]]:
         """One head's computation for one query token of the current text (gptviz.engine.attention_steps),

@@ -37,7 +37,8 @@ from gptviz.qt.widgets.fit import FlowLayout, labelled
 from gptviz.qt.widgets.labels import display_token as token_label
 from gptviz.qt.widgets.labels import quoted_display_token as quoted_token
 
-COLUMNS = ("", "token", "id", "p before", "p after")
+COLUMNS = ("", "token", "id", "p before", "p after", "p whole model")
+PLAIN_COLUMN = 5  # shown only while parts are switched off: the probability without the ablations
 CHART_LABEL_CHARS = 12  # the bar chart's axis: a long token would squeeze the bars (the table keeps it all)
 
 
@@ -145,19 +146,34 @@ class GenerationPane(QWidget):
         self.bars_raw = pg.BarGraphItem(x0=[], y=[], height=0.8, width=[], brush="#c8c8c8", pen=None)
         self.bars_final = pg.BarGraphItem(x0=[], y=[], height=0.45, width=[], brush="#1f77b4", pen=None)
         self.bars_chosen = pg.BarGraphItem(x0=[], y=[], height=0.45, width=[], brush="#ff7f0e", pen=None)
-        for item in (self.bars_raw, self.bars_final, self.bars_chosen):
+        # While parts are switched off: an outline at the whole model's probability (before filters).
+        self.bars_plain = pg.BarGraphItem(
+            x0=[], y=[], height=0.8, width=[], brush=None, pen=pg.mkPen("#b00020", width=1.5)
+        )
+        for item in (self.bars_raw, self.bars_final, self.bars_chosen, self.bars_plain):
             self.plot.addItem(item)
         legend = QLabel(
             "<span style='color:#999'>■</span> before filters &nbsp; <span style='color:#1f77b4'>■</span> after "
             "temperature / top-k / top-p &nbsp; <span style='color:#ff7f0e'>■</span> chosen"
         )
         legend.setWordWrap(True)
+        self.legend = legend
+        # While parts are switched off (Model › Ablations…): what they changed at this step.
+        self.ablation_label = QLabel()
+        self.ablation_label.setWordWrap(True)
+        self.ablation_label.setStyleSheet("color: #b00020")
+        self.ablation_label.setTextFormat(Qt.TextFormat.PlainText)  # a token may look like a tag
+        self.ablation_label.setVisible(False)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
+        self.table.setColumnHidden(PLAIN_COLUMN, True)
+        self.table.horizontalHeaderItem(PLAIN_COLUMN).setToolTip(
+            "the probability the whole model gives, with nothing switched off (same tokens, temperature 1)"
+        )
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -177,6 +193,7 @@ class GenerationPane(QWidget):
         cand_title = QLabel("<b>Candidates for the last token</b> (click one to take it instead)")
         cand_title.setWordWrap(True)
         cand_layout.addWidget(cand_title)
+        cand_layout.addWidget(self.ablation_label)
         charts = QSplitter(Qt.Orientation.Horizontal)
         charts.addWidget(self.plot)
         charts.addWidget(self.table)
@@ -373,6 +390,8 @@ class GenerationPane(QWidget):
 
     def _show_candidates(self, view) -> None:
         rows = view.candidates
+        effect = getattr(view, "ablation_effect", None)
+        plain_p = self._show_ablation_effect(effect, rows)  # (n,) or None
         self.table.clearSelection()  # a row clicked (forced) on an earlier step is not this step's choice
         self.table.setRowCount(len(rows))
         bold = QFont(self.table.font())
@@ -384,6 +403,7 @@ class GenerationPane(QWidget):
                 str(cand.id),
                 f"{cand.prob_raw:.4f}",
                 f"{cand.prob_final:.4f}",
+                f"{plain_p[r]:.4f}" if plain_p is not None else "",
             )
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -393,6 +413,8 @@ class GenerationPane(QWidget):
                     item.setData(Qt.ItemDataRole.UserRole, cand.prob_raw)
                 if c == 4:
                     item.setData(Qt.ItemDataRole.UserRole, cand.prob_final)
+                if c == PLAIN_COLUMN and plain_p is not None:
+                    item.setData(Qt.ItemDataRole.UserRole, float(plain_p[r]))
                 if c >= 2:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if cand.chosen:
@@ -408,11 +430,48 @@ class GenerationPane(QWidget):
         self.bars_raw.setOpts(x0=zeros, y=y, width=raw, height=0.8)
         self.bars_final.setOpts(x0=zeros, y=y, width=np.where(chosen, 0.0, final), height=0.45)
         self.bars_chosen.setOpts(x0=zeros, y=y, width=np.where(chosen, final, 0.0), height=0.45)
+        plain = plain_p if plain_p is not None else np.zeros_like(y)  # (n,)
+        self.bars_plain.setOpts(x0=zeros, y=y, width=plain, height=0.8)
+        self.bars_plain.setVisible(plain_p is not None)
         labels = [(i, token_label(c.piece, CHART_LABEL_CHARS)) for i, c in enumerate(rows)]
         self.plot.getAxis("left").setTicks([labels])
-        top = float(max(raw.max(initial=0.0), final.max(initial=0.0)))
+        top = float(max(raw.max(initial=0.0), final.max(initial=0.0), plain.max(initial=0.0)))
         self.plot.setXRange(0, max(0.05, min(1.0, top * 1.1)), padding=0.02)
         self.plot.setYRange(-0.6, max(len(rows), 1) - 0.4, padding=0)
+
+    def _show_ablation_effect(self, effect, rows) -> np.ndarray | None:
+        """The label and column of an ablation's effect at this step; the whole model's probability of each
+        row (n,), or None when nothing is switched off."""
+        shown = effect is not None and [int(i) for i in effect.ids] == [c.id for c in rows]
+        self.table.setColumnHidden(PLAIN_COLUMN, not shown)
+        self.ablation_label.setVisible(shown)
+        base = (
+            "<span style='color:#999'>■</span> before filters &nbsp; <span style='color:#1f77b4'>■</span> after "
+            "temperature / top-k / top-p &nbsp; <span style='color:#ff7f0e'>■</span> chosen"
+        )
+        if not shown:
+            self.legend.setText(base)
+            return None
+        self.legend.setText(base + " &nbsp; <span style='color:#b00020'>□</span> whole model (nothing off)")
+        self.ablation_label.setText(self.ablation_text(effect))
+        return np.asarray(effect.probs_plain, dtype=float)  # (n,)
+
+    @staticmethod
+    def ablation_text(effect) -> str:
+        """e.g. "Switched off: 1.2 — Δ logit(' the') = −1.23 (3.10 with them off, 4.33 whole model)"."""
+        delta = effect.delta_logit
+        sign = "−" if delta < 0 else "+"
+        text = (
+            f"Switched off: {', '.join(effect.labels)} — Δ logit({quoted_token(effect.chosen_piece)}) = "
+            f"{sign}{abs(delta):.2f} ({effect.chosen_logit_ablated:.2f} with them off, "
+            f"{effect.chosen_logit_plain:.2f} whole model)"
+        )
+        if effect.plain_top:
+            top_id, top_piece, top_p = effect.plain_top[0]
+            text += f"; the whole model's first choice: {quoted_token(top_piece)} p {top_p:.2f}"
+        if effect.recomputed:
+            text += " (this token was chosen before the parts went off; both sides computed now)"
+        return text
 
     def table_probabilities(self) -> list[tuple[int, float, float]]:
         """(id, p before, p after) per table row, read back from the cells (tests, export)."""
@@ -431,7 +490,7 @@ class GenerationPane(QWidget):
         if self.view is None:
             return {}
         v = self.view
-        return {
+        out = {
             "prompt_ids": v.prompt_ids,
             "new_ids": v.new_ids,
             "new_probs": v.new_probs,
@@ -439,6 +498,12 @@ class GenerationPane(QWidget):
             "candidate_prob_before": np.array([c.prob_raw for c in v.candidates], dtype=np.float32),
             "candidate_prob_after": np.array([c.prob_final for c in v.candidates], dtype=np.float32),
         }
+        effect = getattr(v, "ablation_effect", None)
+        if effect is not None:
+            out["candidate_prob_whole_model"] = effect.probs_plain
+            out["candidate_logit_ablated"] = effect.logits_ablated
+            out["candidate_logit_whole_model"] = effect.logits_plain
+        return out
 
     def export_table(self) -> tuple[list[str], list[list[object]]]:
         rows = []

@@ -25,6 +25,7 @@ COMMANDS = {
     "patch": "activation patching: which layer, position and head carry a clean prompt's answer",
     "attribute": "why this token: its logit split into the model's parts (dla), or per input token (ixg, ig)",
     "export": "write a model as a Hugging Face GPT-2 folder or the book's .pth state dict",
+    "neighbours": "the tokens nearest one token in the embedding matrix (cosine)",
 }
 
 

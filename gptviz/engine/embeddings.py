@@ -1,0 +1,163 @@
+"""The token-embedding matrix as a map: which tokens sit near a token, and where a text's tokens lie.
+
+A token's row of `tok_emb` is where the model starts from when it reads it. Rows that point the same way
+(cosine similarity near 1) are tokens the model treats alike at the input: " cat" near " dog", "3" near
+"4", " The" near " the". `nearest_neighbours` ranks every row by cosine with one token's row; `embedding_map`
+takes the current text's tokens, adds each one's nearest neighbours, and projects their rows onto the two
+directions of largest variance among them (PCA), so a user sees the text's tokens among their look-alikes.
+
+Cosine, not the dot product: GPT-2's rows differ in length (frequent tokens are shorter), and a long row
+would be everyone's "neighbour" by the dot product. Pure torch / numpy, no Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gptviz.errors import ConfigError
+
+MAX_K = 200  # neighbours one question may ask for: a table, not the vocabulary
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """One token's nearest rows of the embedding matrix, most similar first (the token itself left out)."""
+
+    token_id: int
+    piece: str
+    ids: np.ndarray  # (k,) int64
+    pieces: tuple[str, ...]
+    cosine: np.ndarray  # (k,) float32, in [-1, 1]
+
+
+@dataclass(frozen=True)
+class EmbeddingMap:
+    """A text's tokens (each once, in order of first appearance) and their neighbours, projected by PCA.
+
+    `of[i]` is, for a neighbour, the index in `ids` of the text token it was found for (the first one, if
+    several), and -1 for a text token. `explained` is the share of the points' variance along each axis."""
+
+    ids: np.ndarray  # (n,) int64
+    pieces: tuple[str, ...]
+    coords: np.ndarray  # (n, 2) float32
+    in_text: np.ndarray  # (n,) bool
+    of: np.ndarray  # (n,) int64
+    explained: np.ndarray  # (2,) float32
+
+
+def _piece(tokenizer: object, token_id: int) -> str:
+    try:
+        return str(tokenizer.piece(int(token_id)))  # type: ignore[attr-defined]
+    except (KeyError, IndexError):  # a model vocabulary padded beyond the tokenizer's
+        return f"<{int(token_id)}>"
+
+
+def _check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ConfigError(f"the number of neighbours must be 1..{MAX_K}, got {k!r}")
+    return k
+
+
+def cosine_neighbours(weight: torch.Tensor, token_id: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k rows of `weight` (V, D) most cosine-similar to row `token_id`, itself excluded: (ids, cosine).
+
+    The rows' lengths are divided out of the dot products instead of normalising the matrix, which for
+    GPT-2 124M would copy 150 MB for every question."""
+    vocab = weight.shape[0]
+    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < vocab:
+        raise ConfigError(f"token id {token_id!r} is not in the embedding matrix (0..{vocab - 1})")
+    k = min(_check_k(k), vocab - 1)
+    with torch.no_grad():
+        w = weight.detach().float()  # (V, D): a no-op for a float32 model
+        norms = w.norm(dim=1).clamp_min(1e-12)  # (V,)
+        sims = (w @ w[token_id]) / (norms * norms[token_id])  # (V,)
+        sims[token_id] = -float("inf")
+        top, ids = torch.topk(sims, k)  # (k,), (k,)
+    return ids.cpu(), top.cpu()
+
+
+def nearest_neighbours(model: torch.nn.Module, tokenizer: object, token_id: int, k: int = 10) -> Neighbours:
+    """Token `token_id`'s k nearest neighbours in the model's token-embedding matrix (cosine)."""
+    ids, sims = cosine_neighbours(model.tok_emb.weight, token_id, k)
+    return Neighbours(
+        token_id=int(token_id),
+        piece=_piece(tokenizer, token_id),
+        ids=ids.numpy().astype(np.int64),
+        pieces=tuple(_piece(tokenizer, i) for i in ids.tolist()),
+        cosine=sims.numpy().astype(np.float32),
+    )
+
+
+def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (n, D) -> their coordinates (n, 2) on the two principal axes of the centred rows, and the share
+    of the variance each axis holds (2,). An axis's sign is fixed so its largest loading is positive (an SVD
+    may return either sign; this makes the map the same from one run to the next). Fewer than two distinct
+    points give zeros on the missing axes."""
+    x = np.asarray(points, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ConfigError("PCA needs at least one point")
+    centred = x - x.mean(axis=0)  # (n, D)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)  # s (r,), vt (r, D)
+    axes = np.zeros((2, x.shape[1]))  # (2, D)
+    m = min(2, vt.shape[0])
+    axes[:m] = vt[:m]
+    for a in range(m):
+        if axes[a, np.argmax(np.abs(axes[a]))] < 0:
+            axes[a] = -axes[a]
+    coords = centred @ axes.T  # (n, 2)
+    total = float((s**2).sum())
+    explained = np.zeros(2)
+    if total > 0:
+        explained[:m] = s[:m] ** 2 / total
+    return coords.astype(np.float32), explained.astype(np.float32)
+
+
+def embedding_map(
+    model: torch.nn.Module, tokenizer: object, ids: Sequence[int], k: int = 5, max_tokens: int = 40
+) -> EmbeddingMap:
+    """The text's distinct tokens (the first `max_tokens`: a map of hundreds of labels is unreadable) and
+    each one's k nearest neighbours, on the 2-D PCA of their embedding rows."""
+    _check_k(k)
+    text: list[int] = []
+    for token_id in ids:
+        if int(token_id) not in text:
+            text.append(int(token_id))
+        if len(text) == max_tokens:
+            break
+    if not text:
+        raise ConfigError("the text has no tokens to map")
+    weight = model.tok_emb.weight
+    points = list(text)
+    of = [-1] * len(text)
+    for index, token_id in enumerate(text):
+        near, _ = cosine_neighbours(weight, token_id, k)
+        for other in near.tolist():
+            if other not in points:
+                points.append(other)
+                of.append(index)
+    with torch.no_grad():
+        rows = weight.detach()[torch.tensor(points, device=weight.device)].float().cpu().numpy()  # (n, D)
+    coords, explained = pca_2d(rows)
+    return EmbeddingMap(
+        ids=np.array(points, dtype=np.int64),
+        pieces=tuple(_piece(tokenizer, i) for i in points),
+        coords=coords,
+        in_text=np.array([o < 0 for o in of], dtype=bool),
+        of=np.array(of, dtype=np.int64),
+        explained=explained,
+    )
+
+
+__all__ = [
+    "MAX_K",
+    "EmbeddingMap",
+    "Neighbours",
+    "cosine_neighbours",
+    "embedding_map",
+    "nearest_neighbours",
+    "pca_2d",
+]

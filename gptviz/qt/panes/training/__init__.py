@@ -12,7 +12,7 @@ import math
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QScrollArea, QSplitter, QVBoxLayout, QWidget
 
-from gptviz.errors import ConfigError
+from gptviz.errors import ConfigError, DataError
 from gptviz.qt.panes.training.curves import (
     MAX_CURVE_POINTS,
     MAX_MARKED_POINTS,
@@ -57,11 +57,13 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         self.eval_curve_data = CurveBuffer()
         self.val_curve_data = CurveBuffer()
         self.tokens_data = CurveBuffer()  # x = step, y = tokens seen
+        self.elapsed_data = CurveBuffer()  # x = step, y = seconds of training (the wall-time axis)
         self.probes: list = []
         self.latest = None  # newest StepResult-like record
         self._dirty = False
         self._drawn_versions: dict[int, tuple[int, int]] = {}  # curve -> (buffer, version) last drawn
         self._probe_shown = -1
+        self._reference_checked: str | None = None  # the run directory whose settings were last looked at
         self._build_controls()
         self._build_plot()
         self._build_probe()
@@ -185,8 +187,16 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
     # ---------------------------------------------------------------------------------------- updates
 
     def clear(self) -> None:
-        for buffer in (self.train_curve_data, self.eval_curve_data, self.val_curve_data, self.tokens_data):
+        for buffer in (
+            self.train_curve_data,
+            self.eval_curve_data,
+            self.val_curve_data,
+            self.tokens_data,
+            self.elapsed_data,
+        ):
             buffer.clear()
+        self.set_reference(None)
+        self._reference_checked = None
         self.probes = []
         self.latest = None
         self._probe_shown = -1
@@ -220,6 +230,22 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         self.history_label.setToolTip(batch.run_dir)
         self.history_label.show()
 
+    def set_run_dir(self, run_dir: str | None) -> None:
+        """The run shown writes (or wrote) to `run_dir`: when its settings.json describes the book's
+        chapter 5 run, draw the book's printed curve behind it."""
+        from gptviz.engine.book_curve import is_book_run, printed_curve
+        from gptviz.engine.rundir import read_settings
+
+        self._reference_checked = run_dir
+        curve = None
+        if run_dir:
+            try:
+                if is_book_run(read_settings(run_dir)):
+                    curve = printed_curve()
+            except (DataError, OSError):
+                curve = None  # no settings yet, or the note is missing: no reference, no error
+        self.set_reference(curve)
+
     def add_update(self, update) -> None:
         """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""
         r = update.result
@@ -232,6 +258,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
             train_loss=r.train_loss,
             train_eval=r.train_eval_loss,
             val_loss=r.val_loss,
+            elapsed_s=r.elapsed_s,
         )
         self.latest = {
             "step": r.step,
@@ -251,6 +278,8 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         """Records a followed run appended (metrics.jsonl lines and probes)."""
         if batch.restart:
             self.clear()
+        if batch.run_dir and self.reference is None and self._reference_checked != batch.run_dir:
+            self.set_run_dir(batch.run_dir)
         for rec in batch.records:
             self._add_point(
                 step=rec["step"],
@@ -258,6 +287,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
                 train_loss=rec.get("train_loss"),
                 train_eval=rec.get("train_eval_loss"),
                 val_loss=rec.get("val_loss"),
+                elapsed_s=rec.get("elapsed_s"),
             )
             last = dict(self.latest or {})
             last.update(
@@ -276,8 +306,10 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         self.probes.extend(batch.probes)
         self._dirty = True
 
-    def _add_point(self, step, tokens_seen, train_loss, train_eval, val_loss) -> None:
+    def _add_point(self, step, tokens_seen, train_loss, train_eval, val_loss, elapsed_s=None) -> None:
         self.tokens_data.append(step, tokens_seen)
+        if elapsed_s is not None and math.isfinite(elapsed_s):
+            self.elapsed_data.append(step, elapsed_s)
         if train_loss is not None and math.isfinite(train_loss):
             self.train_curve_data.append(step, train_loss)
         if train_eval is not None:
@@ -290,20 +322,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         if not self._dirty:
             return
         self._dirty = False
-        # Most redraws add one training point; the evaluation curves change only every eval_freq steps.
-        for curve, data in (
-            (self.train_curve, self.train_curve_data),
-            (self.eval_curve, self.eval_curve_data),
-            (self.val_curve, self.val_curve_data),
-        ):
-            if self._drawn_versions.get(id(curve)) != (id(data), data.version):
-                if curve is not self.train_curve:
-                    # Markers help while evaluations are few; past that they cost more paint than they show.
-                    curve.setSymbol("o" if data.n <= MAX_MARKED_POINTS else None)
-                curve.setData(*data.view())
-                self._drawn_versions[id(curve)] = (id(data), data.version)
-        self.top_axis.picture = None  # tick labels depend on the tokens-seen buffer
-        self.top_axis.update()
+        self._draw_curves()
         latest = self.latest
         if latest is None:
             for value in self.stats.values():

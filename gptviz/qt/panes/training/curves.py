@@ -1,7 +1,14 @@
 """The Training pane's loss curves: bounded buffers, the tokens-seen axis, the plot and its numbers.
 
-A mixin of TrainingPane: `_build_plot` makes `self.plot_box` (stats, progress bar, plot) and the curves draw
-from CurveBuffers that `refresh()` hands to pyqtgraph only when they changed.
+A mixin of TrainingPane: `_build_plot` makes `self.plot_box` (stats, progress bar, curve controls, plot) and
+the curves draw from CurveBuffers that `refresh()` hands to pyqtgraph only when they changed.
+
+Curves that do not lie (what TensorBoard taught its users to expect): the per-batch training loss is noisy,
+so it can be smoothed with a *debiased* exponential moving average (`debiased_ema`; a plain EMA starts at
+0 and drags the first hundred points down), while the raw curve stays visible, faint, behind it; the loss
+axis can be logarithmic (late training happens in the last decimal places); the x axis can be optimizer
+steps, tokens seen (to compare runs with different batch sizes) or wall time (to compare speed); and a
+hover readout gives the numbers under the mouse instead of reading them off the grid.
 """
 
 from __future__ import annotations
@@ -10,10 +17,15 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
     QProgressBar,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -22,6 +34,34 @@ MAX_CURVE_POINTS = 10_000  # a curve keeps at most this many points, however lon
 
 
 MAX_MARKED_POINTS = 200  # evaluation curves show a marker per point up to this many points
+
+X_MODES = {"step": "step", "tokens": "tokens seen", "time": "wall time (s)"}
+DEFAULT_SMOOTHING = 0.6  # TensorBoard's default weight
+
+
+def debiased_ema(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: s_t = w·s_{t-1} + (1 − w)·y_t from s_0 = 0, divided by 1 − w^t (t counted
+    from 1) so the first points are not pulled towards zero. weight 0 returns the values unchanged."""
+    values = np.asarray(values, dtype=np.float64)  # (N,)
+    if weight <= 0 or values.size == 0:
+        return values.copy()
+    out = np.empty_like(values)  # (N,)
+    last = 0.0
+    scale = 1.0
+    for i, y in enumerate(values.tolist()):
+        last = last * weight + (1.0 - weight) * y
+        scale *= weight
+        out[i] = last / (1.0 - scale)
+    return out
+
+
+def to_axis(steps: np.ndarray, table: CurveBuffer) -> np.ndarray:
+    """Map steps onto another axis recorded per step (table: x = step, y = tokens seen or seconds):
+    exact at recorded steps, linear between them (a long run's table is downsampled)."""
+    xs, ys = table.view()
+    if xs.size == 0:
+        return np.full(np.shape(steps), np.nan)
+    return np.interp(steps, xs, ys)
 
 
 class CurveBuffer:
@@ -140,11 +180,15 @@ def _num(value, fmt: str) -> str:
 
 
 class CurvesMixin:
-    """Builds the loss plot and exports its data (part of TrainingPane)."""
+    """Builds the loss plot, its controls and its hover readout, draws the curves, exports their data
+    (part of TrainingPane)."""
 
     def _build_plot(self) -> None:
         self.plot_box = QWidget()
         self.stats = {}
+        self.x_mode = "step"
+        self.reference = None  # gptviz.engine.book_curve.PrintedCurve drawn behind the live curves
+        self._curve_view = 0  # bumped when smoothing, the x axis or the reference change: redraw all
         grid = QGridLayout()  # two rows of four: fits a laptop's narrow pane without wrapping
         names = ("step", "tokens seen", "train loss", "val loss", "perplexity", "lr", "tokens/s", "ETA")
         for name in names:
@@ -185,9 +229,18 @@ class CurvesMixin:
             # of this plot cost (measured with grab(), 10,000 points).
             self.plot.getAxis(name).setStyle(maxTickLevel=0)
         self.plot.setMinimumHeight(140)
-        legend = self.plot.addLegend(offset=(-10, 10))
-        legend.setLabelTextColor("#222")
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.legend.setLabelTextColor("#222")
+        # The book's printed curve first, so the live curves draw over it; faint and dashed, in the
+        # colours of the curves it compares with, and in the legend only while it is shown.
+        self.book_train_curve = self.plot.plot(
+            pen=pg.mkPen((31, 119, 180, 110), width=2, style=Qt.PenStyle.DashLine)
+        )
+        self.book_val_curve = self.plot.plot(
+            pen=pg.mkPen((255, 127, 14, 110), width=2, style=Qt.PenStyle.DashLine)
+        )
         self.train_curve = self.plot.plot(name="train (batch)", pen=pg.mkPen("#9ecae1", width=1))
+        self.train_smooth_curve = self.plot.plot(pen=pg.mkPen("#3c8dbc", width=2))
         self.eval_curve = self.plot.plot(
             name="train (eval)",
             pen=pg.mkPen("#1f77b4", width=2),
@@ -202,15 +255,172 @@ class CurvesMixin:
             symbolSize=5,
             symbolBrush="#ff7f0e",
         )
-        for curve in (self.train_curve, self.eval_curve, self.val_curve):
+        for curve in (self.train_curve, self.train_smooth_curve, self.eval_curve, self.val_curve):
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
+        self._build_curve_controls()
+        self.hover_label = QLabel(" ")
+        self.hover_label.setObjectName("hover_readout")
+        self.hover_label.setStyleSheet("color: #333")
+        self._hover_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_hover)
         layout = QVBoxLayout(self.plot_box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.history_label)
         layout.addLayout(grid)
         layout.addWidget(self.progress)
+        layout.addLayout(self.curve_controls)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.hover_label)
+
+    def _build_curve_controls(self) -> None:
+        self.smoothing = QSlider(Qt.Orientation.Horizontal)
+        self.smoothing.setRange(0, 99)
+        self.smoothing.setValue(round(DEFAULT_SMOOTHING * 100))
+        self.smoothing.setToolTip(
+            "Smoothing of the per-batch training loss: a debiased exponential moving average with this "
+            "weight (TensorBoard's). The raw curve stays visible, faint, behind it. 0 = off"
+        )
+        self.smoothing_value = QLabel()
+        self.smoothing_value.setMinimumWidth(self.smoothing_value.fontMetrics().horizontalAdvance("0.00"))
+        self.log_y = QCheckBox("log y")
+        self.log_y.setToolTip("Logarithmic loss axis: late training moves in the last decimal places")
+        self.x_axis = QComboBox()
+        for key, label in X_MODES.items():
+            self.x_axis.addItem(label, key)
+        self.x_axis.setToolTip(
+            "x axis: optimizer steps, tokens seen (runs with other batch sizes line up) or wall time"
+        )
+        self.smoothing.valueChanged.connect(self._on_curve_options)
+        self.log_y.toggled.connect(self._on_curve_options)
+        self.x_axis.currentIndexChanged.connect(self._on_curve_options)
+        row = self.curve_controls = QHBoxLayout()
+        row.addWidget(QLabel("smoothing"))
+        row.addWidget(self.smoothing, 1)
+        row.addWidget(self.smoothing_value)
+        row.addWidget(self.log_y)
+        row.addWidget(QLabel("x"))
+        row.addWidget(self.x_axis)
+        self.smoothing_value.setText(f"{self.smoothing_weight:.2f}")
+
+    @property
+    def smoothing_weight(self) -> float:
+        return self.smoothing.value() / 100
+
+    def _on_curve_options(self, *_args) -> None:
+        self.smoothing_value.setText(f"{self.smoothing_weight:.2f}")
+        mode = self.x_axis.currentData() or "step"
+        if mode != self.x_mode:
+            self.x_mode = mode
+            self.plot.setLabel("bottom", X_MODES[mode])
+            self.plot.getPlotItem().showAxis("top", mode == "step")  # tokens over steps only on the step axis
+            self.plot.enableAutoRange(axis="x")
+        self.plot.setLogMode(y=self.log_y.isChecked())
+        self.plot.enableAutoRange(axis="y")
+        self._curve_view += 1
+        self._dirty = True
+        self.refresh()
+
+    def set_reference(self, curve) -> None:
+        """Draw a printed curve (gptviz.engine.book_curve.PrintedCurve) behind the live one, or None to
+        take it down."""
+        if curve is self.reference:
+            return
+        for item, name in ((self.book_train_curve, "train"), (self.book_val_curve, "val")):
+            self.legend.removeItem(item)
+            if curve is not None:
+                self.legend.addItem(item, f"{curve.label}: {name}")
+        self.reference = curve
+        self._curve_view += 1
+        self._dirty = True
+
+    def _x_of(self, steps: np.ndarray) -> np.ndarray:
+        """Steps on the chosen x axis."""
+        if self.x_mode == "tokens":
+            return to_axis(steps, self.tokens_data)
+        if self.x_mode == "time":
+            return to_axis(steps, self.elapsed_data)
+        return steps
+
+    def _draw_curves(self) -> None:
+        """Hand changed curves to pyqtgraph; most redraws add one training point, the evaluation curves
+        change only every eval_freq steps."""
+        for curve, data in (
+            (self.train_curve, self.train_curve_data),
+            (self.eval_curve, self.eval_curve_data),
+            (self.val_curve, self.val_curve_data),
+        ):
+            key = (id(data), data.version, self._curve_view)
+            if self._drawn_versions.get(id(curve)) == key:
+                continue
+            if curve is not self.train_curve:
+                # Markers help while evaluations are few; past that they cost more paint than they show.
+                curve.setSymbol("o" if data.n <= MAX_MARKED_POINTS else None)
+            steps, values = data.view()
+            x = self._x_of(steps)
+            curve.setData(x, values)
+            if curve is self.train_curve:
+                weight = self.smoothing_weight
+                smoothing = weight > 0 and data.n > 1
+                # The raw batch losses stay visible, fainter, behind their smoothed curve.
+                curve.setPen(pg.mkPen((158, 202, 225, 110) if smoothing else "#9ecae1", width=1))
+                if smoothing:
+                    self.train_smooth_curve.setData(x, debiased_ema(values, weight))
+                else:
+                    self.train_smooth_curve.setData([], [])
+            self._drawn_versions[id(curve)] = key
+        ref_key = (id(self.reference), self._curve_view)
+        if self._drawn_versions.get(id(self.book_train_curve)) != ref_key:
+            ref = self.reference
+            if ref is None or self.x_mode == "time":  # the book printed no times
+                self.book_train_curve.setData([], [])
+                self.book_val_curve.setData([], [])
+            else:
+                x = np.asarray(ref.tokens_seen if self.x_mode == "tokens" else ref.steps, dtype=np.float64)
+                self.book_train_curve.setData(x, np.asarray(ref.train))
+                self.book_val_curve.setData(x, np.asarray(ref.val))
+            self._drawn_versions[id(self.book_train_curve)] = ref_key
+        if self.x_mode == "step":
+            self.top_axis.picture = None  # tick labels depend on the tokens-seen buffer
+            self.top_axis.update()
+
+    def _on_hover(self, event) -> None:
+        pos = event[0]
+        box = self.plot.getPlotItem().vb
+        if not self.plot.sceneBoundingRect().contains(pos):
+            return
+        self.hover_label.setText(self.readout_at(box.mapSceneToView(pos).x()))
+
+    def readout_at(self, x: float) -> str:
+        """The numbers at the recorded step nearest to `x` (on the current x axis): step, tokens seen,
+        time, the batch loss (and its smoothed value) and the last evaluation's losses up to there."""
+        steps, tokens = self.tokens_data.view()
+        if steps.size == 0:
+            return " "
+        index = int(np.argmin(np.abs(self._x_of(steps) - x)))
+        step = steps[index]
+        parts = [f"step {int(step):,}", f"{_short(tokens[index])} tokens"]
+        seconds = to_axis(np.array([step]), self.elapsed_data)[0]
+        if math.isfinite(seconds):
+            parts.append(format_duration(seconds))
+        train_x, train_y = self.train_curve_data.view()
+        hit = np.flatnonzero(train_x == step)
+        if hit.size:
+            text = f"train {train_y[hit[0]]:.3f}"
+            if self.smoothing_weight > 0:
+                text += f" (smoothed {debiased_ema(train_y[: hit[0] + 1], self.smoothing_weight)[-1]:.3f})"
+            parts.append(text)
+        for name, buffer in (("train eval", self.eval_curve_data), ("val", self.val_curve_data)):
+            bx, by = buffer.view()
+            upto = np.flatnonzero(bx <= step)
+            if upto.size:
+                at = int(bx[upto[-1]])
+                parts.append(f"{name} {by[upto[-1]]:.3f}" + (f" (step {at:,})" if at != step else ""))
+        if self.reference is not None:
+            ref_steps = np.asarray(self.reference.steps)
+            nearest = int(np.argmin(np.abs(ref_steps - step)))
+            if ref_steps[nearest] == step:
+                parts.append(f"book {self.reference.train[nearest]:.3f} / {self.reference.val[nearest]:.3f}")
+        return " · ".join(parts)
 
     def point_counts(self) -> dict[str, int]:
         return {

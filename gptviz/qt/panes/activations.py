@@ -1,7 +1,10 @@
 """The Activations pane: what flows between the attention maps.
 
 * the residual stream's size per layer and token (L2 norms as a heatmap; click a token to select it),
-* one layer's MLP activations after GELU (tokens x neurons, and their histogram),
+  each row coloured on its own scale by default: the embeddings' norm (about 1) is so much smaller than
+  the blocks' (20 to 50) that one scale drew the embed row black,
+* one layer's MLP activations after GELU (tokens x neurons, and their histogram); the neurons can be
+  sorted by their activation at the selected token, which zooms onto the most active ones,
 * LayerNorm's input and output statistics at the selected token (the book's "mean 0, variance 1" check),
 * the logit lens: the top tokens the residual stream after each layer would predict at the selected token.
 
@@ -19,6 +22,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,12 +35,13 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.inspection import InspectionSnapshot
+from gptviz.qt.token_labels import axis_labels, quoted_token, token_label
 from gptviz.qt.widgets.heatmap import HeatmapView
-from gptviz.qt.widgets.labels import display_token as token_label
-from gptviz.qt.widgets.labels import quoted_display_token as quoted_token
 
 HISTOGRAM_BINS = 80
-LENS_LABEL_CHARS = 14  # a logit lens cell: long tokens shortened (the tooltip has them whole)
+LENS_LABEL_CHARS = 10  # a logit lens cell: long tokens shortened (the tooltip has them whole)
+LENS_MIN_COLUMN = 48  # pixels: a lens column is never narrower than a probability ("0.005") needs
+SORTED_NEURONS_SHOWN = 48  # sorting the neurons zooms onto this many of the most active ones
 LN_COLUMNS = (
     ("norm1", "in", "mean"),
     ("norm1", "in", "var"),
@@ -114,14 +119,22 @@ def layer_names(n_layers: int) -> list[str]:
     return ["embed"] + [f"block {i}" for i in range(n_layers)]
 
 
-def _titled(title: QLabel, body: QWidget) -> QWidget:
+def _titled(title: QLabel, body: QWidget, option: QWidget | None = None) -> QWidget:
+    """A view under its bold title, with the view's own option (a check box) at the title's right."""
     box = QWidget()
     layout = QVBoxLayout(box)
     layout.setContentsMargins(2, 2, 2, 2)
     layout.setSpacing(2)
     title.setStyleSheet("font-weight: bold")
     title.setWordWrap(True)
-    layout.addWidget(title)
+    if option is None:
+        layout.addWidget(title)
+    else:
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(title, 1)
+        row.addWidget(option, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(row)
     layout.addWidget(body, 1)
     return box
 
@@ -137,6 +150,7 @@ class ActivationsPane(QWidget):
         self._snapshot: InspectionSnapshot | None = None
         self._hist_counts = np.zeros(0, dtype=np.int64)
         self._hist_edges = np.zeros(0, dtype=np.float64)
+        self._neuron_order = np.zeros(0, dtype=np.int64)
 
         self.layer_spin = QSpinBox()
         self.layer_spin.setPrefix("MLP layer ")
@@ -158,9 +172,27 @@ class ActivationsPane(QWidget):
             row_name="after", col_name="token", value_name="norm", levels=None, colormap="inferno"
         )
         self.residual.setToolTip("Click a token to look at it in the logit lens and LayerNorm table")
+        self.residual_title.setToolTip(
+            "The residual stream is what flows from block to block: each block adds its attention's and its "
+            "MLP's output to it through a shortcut connection (book ch. 4), so its norm grows layer by layer."
+        )
+        self.row_scale_box = QCheckBox("each row its own scale")
+        self.row_scale_box.setChecked(True)
+        self.row_scale_box.setToolTip(
+            "Colour each layer from its own smallest norm (dark) to its largest (bright). The embeddings' "
+            "norm is far smaller than the blocks', so on one scale the embed row is all black. Hover a cell "
+            "for its value."
+        )
+        self.residual.set_row_scaled(True)
         self.mlp_title = QLabel("MLP activations after GELU")
         self.mlp = HeatmapView(row_name="token", col_name="neuron", levels=None, value_format="{:.3f}")
         self.mlp.readout.setWordWrap(True)  # its one-line hint would hold the heatmap wider than it needs
+        self.sort_box = QCheckBox("sort neurons")
+        self.sort_box.setToolTip(
+            "Order the neurons by their activation at the selected token, most active first, and zoom onto "
+            f"the first {SORTED_NEURONS_SHOWN}; the column labels are the neurons' numbers. Wheel to zoom, "
+            "drag to pan."
+        )
         self.histogram = pg.PlotWidget()
         self.histogram.setBackground("w")
         self.histogram.setMenuEnabled(False)
@@ -178,7 +210,10 @@ class ActivationsPane(QWidget):
         self.lens_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.lens_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.lens_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.lens_table.horizontalHeader().setMinimumSectionSize(LENS_MIN_COLUMN)
         self.lens_table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.lens_table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.lens_table.setWordWrap(False)
         self.ln_title = QLabel("LayerNorm statistics")
         self.ln_table = QTableWidget()
         self.ln_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -193,11 +228,11 @@ class ActivationsPane(QWidget):
 
         # Top: the two per-layer views side by side (same rows: embed, block 0, ...); bottom: one layer.
         top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(_titled(self.residual_title, self.residual))
+        top.addWidget(_titled(self.residual_title, self.residual, self.row_scale_box))
         top.addWidget(_titled(self.lens_title, self.lens_table))
-        top.setSizes([500, 500])
+        top.setSizes([450, 550])  # the lens's columns are text: give them the room
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(_titled(self.mlp_title, self.mlp))
+        bottom.addWidget(_titled(self.mlp_title, self.mlp, self.sort_box))
         histogram_title = QLabel("Histogram")
         histogram_title.setToolTip("How the MLP activations at the left are spread")
         bottom.addWidget(_titled(histogram_title, self.histogram))
@@ -216,6 +251,8 @@ class ActivationsPane(QWidget):
         self.layer_spin.valueChanged.connect(self._on_layer_changed)
         self.position_spin.valueChanged.connect(self._on_position_changed)
         self.residual.cellClicked.connect(lambda _row, col: self.position_spin.setValue(col))
+        self.row_scale_box.toggled.connect(self.residual.set_row_scaled)
+        self.sort_box.toggled.connect(self._on_sort_toggled)
 
     # ------------------------------------------------------------------ state readers
 
@@ -226,6 +263,11 @@ class ActivationsPane(QWidget):
     @property
     def selected_position(self) -> int:
         return self.position_spin.value()
+
+    @property
+    def neuron_order(self) -> np.ndarray:
+        """(4D,) the neuron shown in each column of the MLP heatmap (0, 1, 2, ... unless sorted)."""
+        return self._neuron_order
 
     @property
     def histogram_counts(self) -> np.ndarray:
@@ -248,9 +290,9 @@ class ActivationsPane(QWidget):
             spin.setRange(0, top)
             spin.setValue(value)
             spin.blockSignals(False)
-        pieces = [token_label(p) for p in snapshot.pieces]
-        self.residual.set_matrix(snapshot.residual_norms, layer_names(L), pieces)
-        self.mlp.set_matrix(snapshot.mlp_post, pieces, [str(i) for i in range(snapshot.mlp_post.shape[1])])
+        self._token_labels = axis_labels(snapshot.pieces)  # repeated tokens carry their position: 7:↵
+        self.residual.set_matrix(snapshot.residual_norms, layer_names(L), self._token_labels)
+        self._draw_mlp()
         width = snapshot.mlp_post.shape[1]
         self.mlp_title.setText(
             f"MLP activations after GELU, block {snapshot.mlp_layer}: {T} tokens x {width} neurons"
@@ -259,7 +301,30 @@ class ActivationsPane(QWidget):
         self._hist_counts, self._hist_edges = counts, edges
         self.histogram_curve.setData(edges, counts)
         self._fill_lens_table()
-        self._show_position(snapshot.lens_position)
+        self._show_position(snapshot.lens_position, redraw_mlp=False)  # drawn above, in this order
+
+    def _draw_mlp(self) -> None:
+        """The MLP heatmap, its neurons in their own order or sorted by activation at the selected token."""
+        snap = self._snapshot
+        assert snap is not None
+        values = snap.mlp_post  # (T, 4D)
+        if self.sort_box.isChecked():
+            position = min(self.position_spin.value(), values.shape[0] - 1)
+            order = np.argsort(-values[position], kind="stable")  # (4D,) most active first
+            values = values[:, order]  # (T, 4D)
+        else:
+            order = np.arange(values.shape[1])
+        self._neuron_order = order
+        self.mlp.set_matrix(values, self._token_labels, [str(i) for i in order.tolist()])
+
+    def _on_sort_toggled(self, on: bool) -> None:
+        if self._snapshot is None:
+            return
+        self._draw_mlp()
+        if on:
+            self.mlp.show_columns(0, SORTED_NEURONS_SHOWN)
+        else:
+            self.mlp.reset_view()
 
     def _on_layer_changed(self, layer: int) -> None:
         if self._snapshot is not None and layer != self._snapshot.mlp_layer:
@@ -272,13 +337,15 @@ class ActivationsPane(QWidget):
 
     # ------------------------------------------------------------------ drawing
 
-    def _show_position(self, position: int) -> None:
+    def _show_position(self, position: int, redraw_mlp: bool = True) -> None:
         """Follow the selected token where the snapshot already has the data (norm column, LayerNorm)."""
         snap = self._snapshot
         if snap is None:
             return
         self.residual.mark_column(position)
         self.position_label.setText(quoted_token(snap.pieces[position]))
+        if redraw_mlp and self.sort_box.isChecked():
+            self._draw_mlp()  # the order follows the selected token
         self._fill_ln_table(position)
 
     def _fill_lens_table(self) -> None:
@@ -309,8 +376,9 @@ class ActivationsPane(QWidget):
         position = snap.lens_position
         self.lens_title.setText(f"Logit lens at token {position} {quoted_token(snap.pieces[position])}")
         self.lens_title.setToolTip(
-            "The final norm and output head applied to the residual stream after each layer: what the model "
-            "would predict next if it stopped there. The last row is the model's real prediction."
+            "The final norm and output head applied to the residual stream after each layer: the logits "
+            "(one score per token of the vocabulary) it would give, turned into probabilities by softmax. "
+            "What the model would predict next if it stopped there; the last row is its real prediction."
         )
 
     def _fill_ln_table(self, position: int) -> None:

@@ -29,9 +29,9 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.ablation import Ablation
 from gptviz.engine.inspection import InspectionSnapshot
+from gptviz.qt.token_labels import axis_labels
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
-from gptviz.qt.widgets.labels import display_token as token_label
 
 
 def renormalise_without_first(weights: np.ndarray) -> np.ndarray:
@@ -223,7 +223,11 @@ class AttentionPane(QWidget):
             "Every layer (rows) and head (columns); click one to open it, right-click to switch it off"
         )
         self.heatmap = HeatmapView(row_name="query", col_name="key", value_format="{:.3g}")
-        self.heatmap.setToolTip("Click a query row to see its weights computed step by step")
+        self.heatmap.setToolTip(
+            "Each row is one query token's attention weights over the keys (the causal mask hides the keys "
+            "after it); the row's weights times the values make that token's context vector (book ch. 3). "
+            "Click a query row to see its weights computed step by step."
+        )
         self.title = QLabel("No text inspected yet")
         self.title.setStyleSheet("font-weight: bold")
         detail = QWidget()
@@ -439,7 +443,7 @@ class AttentionPane(QWidget):
             mask = np.triu(np.ones((T, T), dtype=bool), k=1)  # (T, T) keys after the query
             if skip:
                 mask[:, 0] = True
-        labels = [token_label(p) for p in snap.pieces]
+        labels = axis_labels(snap.pieces)  # repeated tokens carry their position: 7:↵
         self.heatmap.set_matrix(matrix, labels, labels, mask=mask)
         self.heatmap.set_log_scale(self.log_box.isChecked())
         what = f"average of {snap.n_heads} heads" if self.average_box.isChecked() else f"head {self._head}"

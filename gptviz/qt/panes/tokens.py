@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.qt.token_labels import token_label
+from gptviz.qt.token_labels import sequence_labels
 from gptviz.tokenizer import END_OF_TEXT
 
 # Pastel chip colours, cycled per token so neighbours always differ (as in the usual tokenizer demos).
@@ -103,10 +103,11 @@ class ChipView(QWidget):
         x, y, pad, gap = 4, 4, 5, 4
         line_h = pm.height() + im.height() + 2 * pad
         count = min(view.n_tokens, MAX_CHIPS)
+        labels = sequence_labels(view.data[:count])  # a character split over tokens reads whole: ’ ‹99›
         for i in range(count):
             token_id = int(view.ids[i])
             special = bool(view.special[i])
-            label = END_OF_TEXT if special else token_label(view.pieces[i])
+            label = END_OF_TEXT if special else labels[i]
             w = max(pm.horizontalAdvance(label), im.horizontalAdvance(str(token_id))) + 2 * pad
             if x + w > width - 4 and x > 4:
                 x, y = 4, y + line_h + gap
@@ -313,13 +314,11 @@ class TokensPane(QWidget):
         labels = []
         for r in range(n):
             labels += [f"input {view.first + r}", f"target {view.first + r}"]
+            shown = (sequence_labels(view.input_pieces[r]), sequence_labels(view.target_pieces[r]))
             for c in range(length):
-                for kind, ids, pieces in (
-                    (0, view.inputs, view.input_pieces),
-                    (1, view.targets, view.target_pieces),
-                ):
+                for kind, ids in ((0, view.inputs), (1, view.targets)):
                     token_id = int(ids[r, c])
-                    item = QTableWidgetItem(f"{token_label(pieces[r][c])}\n{token_id}")
+                    item = QTableWidgetItem(f"{shown[kind][c]}\n{token_id}")
                     item.setData(Qt.ItemDataRole.UserRole, token_id)
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                     item.setBackground(QColor("#e8f0fe") if kind == 0 else QColor("#fff4e0"))

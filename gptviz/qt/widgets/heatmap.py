@@ -152,6 +152,7 @@ class HeatmapView(QWidget):
         self._default_levels = levels
         self._levels_override: tuple[float, float] | None = None
         self._log = False
+        self._row_scaled = False
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._display = np.zeros((0, 0), dtype=np.float32)
         self._mask: np.ndarray | None = None
@@ -249,6 +250,10 @@ class HeatmapView(QWidget):
     @property
     def log_scale(self) -> bool:
         return self._log
+
+    @property
+    def row_scaled(self) -> bool:
+        return self._row_scaled
 
     @property
     def row_labels(self) -> list[str]:
@@ -354,6 +359,15 @@ class HeatmapView(QWidget):
             self._log = bool(enabled)
             self._redraw()
 
+    def set_row_scaled(self, enabled: bool) -> None:
+        """Colour each row from its own minimum (dark) to its own maximum (bright), for rows whose ranges
+        differ so much that one scale leaves a row a single colour (the residual stream: the embeddings'
+        norm is about 1, the blocks' 20 to 50). The readout still reads the values themselves."""
+        if bool(enabled) != self._row_scaled:
+            self._row_scaled = bool(enabled)
+            if self._matrix.size:  # nothing drawn yet: the next set_matrix uses it
+                self._redraw()
+
     def set_default_levels(self, levels: tuple[float, float] | None) -> None:
         """Fixed range for every matrix, or None to autoscale to each matrix's own range."""
         self._default_levels = levels
@@ -389,6 +403,9 @@ class HeatmapView(QWidget):
             display = self._matrix
             levels = (lo, hi)
             self.color_bar.axis.setLabel("")
+        if self._row_scaled and display.size:
+            display, levels = _scale_rows(display), (0.0, 1.0)
+            self.color_bar.axis.setLabel("each row: min \u2192 max")
         self._display = np.ascontiguousarray(display, dtype=np.float32)
         self._levels = levels
         rows, cols = self._matrix.shape
@@ -451,9 +468,28 @@ class HeatmapView(QWidget):
             self.readout.setText(self.readout_text(*cell))
             self.cellClicked.emit(*cell)
 
+    def show_columns(self, first: int, count: int) -> None:
+        """Zoom to `count` columns from `first`, every row in view (e.g. the most active neurons)."""
+        rows, cols = self._matrix.shape
+        first = max(0, min(int(first), cols - 1))
+        last = min(cols, first + max(1, int(count)))
+        self.view_box.setRange(QRectF(first, 0, last - first, max(rows, 1)), padding=0)
+
     def reset_view(self) -> None:
         rows, cols = self._matrix.shape
         self.view_box.setRange(QRectF(0, 0, max(cols, 1), max(rows, 1)), padding=0)
+
+
+def _scale_rows(matrix: np.ndarray) -> np.ndarray:
+    """(R, C) -> (R, C) in [0, 1]: each row from its finite minimum to its maximum; a flat row is 0.5."""
+    finite = np.isfinite(matrix)
+    lo = np.min(np.where(finite, matrix, np.inf), axis=1, keepdims=True)  # (R, 1)
+    hi = np.max(np.where(finite, matrix, -np.inf), axis=1, keepdims=True)  # (R, 1)
+    with np.errstate(invalid="ignore"):  # a row with no finite value: inf - inf, drawn as 0.5 below
+        span = hi - lo
+        flat = ~(span > 0)
+        scaled = (matrix - lo) / np.where(flat, 1.0, span)  # (R, C)
+    return np.where(flat, 0.5, scaled).astype(np.float32)
 
 
 def _numbers(n: int) -> list[str]:

@@ -1,0 +1,170 @@
+"""Issue 10, what a newcomer sees: one way to read a token everywhere (half a character, repeated ↵), an
+embed row that is not black, a logit lens whose cells fit, an MLP heatmap that sorts and zooms."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QFontMetrics, QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from gptviz.config import GPTConfig
+from gptviz.engine.inspection import inspect_tokens
+from gptviz.model import GPTModel
+from gptviz.qt.panes.activations import SORTED_NEURONS_SHOWN, ActivationsPane
+from gptviz.qt.panes.attention import AttentionPane
+from gptviz.qt.panes.tokens import TokensPane
+from gptviz.qt.token_labels import axis_labels, sequence_labels, token_label
+from gptviz.tokenizer import default_tokenizer
+
+CFG = GPTConfig(context_length=32, emb_dim=32, n_heads=4, n_layers=3, drop_rate=0.0)
+# "’" is split over two tokens (e2 80, then 99); three newlines and two " the" repeat.
+TEXT = "you\u2019s new\nline\n the the\nend"
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    torch.manual_seed(0)
+    model = GPTModel(CFG).eval()
+    ids = default_tokenizer().encode(TEXT)
+    return inspect_tokens(model, default_tokenizer(), ids, mlp_layer=1, lens_position=2, lens_top_k=6)
+
+
+def test_a_split_character_reads_whole_where_it_starts_and_as_bytes_alone():
+    pieces = [default_tokenizer().piece(i) for i in default_tokenizer().encode("you\u2019s")]
+    assert pieces == ["you", "\\xe2\\x80", "\\x99", "s"]  # how the tokenizer names half a character
+    assert [token_label(p) for p in pieces] == ["you", "\u2039e2 80\u203a", "\u203999\u203a", "s"]
+    assert sequence_labels(pieces) == ["you", "\u2019", "\u203999\u203a", "s"]
+    assert sequence_labels(["\\xe2\\x80"]) == ["\u2039e2 80\u203a"]  # never completed: its bytes
+    assert token_label(b" \xe2") == "\u00b7\u2039e2\u203a"  # a space, then half a character
+
+
+def test_repeated_labels_carry_their_position():
+    pieces = [default_tokenizer().piece(i) for i in default_tokenizer().encode(TEXT)]
+    labels = axis_labels(pieces)
+    assert len(set(labels)) == len(labels)
+    newlines = [label for label in labels if label.endswith("\u21b5")]
+    assert newlines == [f"{i}:\u21b5" for i, p in enumerate(pieces) if p == "\n"] and len(newlines) == 3
+    assert "you" in labels and "\u00b7new" in labels  # a label seen once is left alone
+
+
+def test_tokens_pane_chips_and_windows_use_the_convention(qtbot, session):
+    pane = TokensPane()
+    qtbot.addWidget(pane)
+    pane.resize(600, 400)
+    pane.set_tokens(session.tokenize("you\u2019s"))
+    assert [pane.chips.chip(i).label for i in range(pane.chips.chip_count())] == [
+        "you",
+        "\u2019",
+        "\u203999\u203a",
+        "s",
+    ]
+
+
+def test_attention_axes_tell_repeated_newlines_apart(qtbot, snapshot):
+    pane = AttentionPane()
+    qtbot.addWidget(pane)
+    pane.set_snapshot(snapshot)
+    labels = pane.heatmap.col_labels
+    assert len(set(labels)) == len(labels)
+    assert labels[1] == "\u2019" and labels[2] == "\u203999\u203a"
+    assert pane.heatmap.row_labels == labels
+    assert "\\x" not in "".join(labels)
+
+
+@pytest.fixture
+def pane(qtbot, snapshot):
+    widget = ActivationsPane()
+    widget.resize(900, 600)
+    qtbot.addWidget(widget)
+    widget.set_snapshot(snapshot)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def test_logit_lens_cells_show_partial_bytes_in_the_convention(pane, snapshot):
+    rows = [list(r) for r in snapshot.lens_pieces]
+    rows[0][1] = "\\xe2\\x80"
+    pane.set_snapshot(dataclasses.replace(snapshot, lens_pieces=tuple(tuple(r) for r in rows)))
+    cell = pane.lens_table.item(0, 1).text()
+    assert cell.split("\n")[0] == "\u2039e2 80\u203a"
+    assert "\\x" not in "".join(
+        pane.lens_table.item(r, c).text()
+        for r in range(pane.lens_table.rowCount())
+        for c in range(pane.lens_table.columnCount())
+    )
+
+
+def test_logit_lens_columns_fit_their_text_and_scroll_sideways(pane):
+    table = pane.lens_table
+    metrics = QFontMetrics(table.font())
+    for c in range(table.columnCount()):
+        widest = max(
+            metrics.horizontalAdvance(line)
+            for r in range(table.rowCount())
+            for line in table.item(r, c).text().split("\n")
+        )
+        assert table.columnWidth(c) >= widest, c
+        assert table.columnWidth(c) >= 48
+    pane.resize(400, 600)  # narrower than the columns: they keep their width and the table scrolls
+    QApplication.processEvents()
+    assert table.horizontalScrollBar().maximum() > 0
+
+
+def test_embed_row_of_the_residual_heatmap_is_not_one_colour(pane, snapshot):
+    # The bundled demo's norms (measured): the embeddings about 1, the blocks 24 to 50. On one scale the
+    # embed row was the colour map's bottom: black.
+    T = snapshot.n_tokens
+    rng = np.random.default_rng(0)
+    norms = np.vstack([rng.uniform(0.6, 1.2, T), rng.uniform(24, 50, (snapshot.n_layers, T))])
+    pane.set_snapshot(dataclasses.replace(snapshot, residual_norms=norms.astype(np.float32)))
+    assert pane.row_scale_box.isChecked()
+    shown = pane.residual.display_matrix
+    assert shown[0].min() == pytest.approx(0.0) and shown[0].max() == pytest.approx(1.0)
+    pane.row_scale_box.setChecked(False)  # one scale for all rows: the embed row sits at the bottom of it
+    lo, hi = pane.residual.levels
+    assert (pane.residual.display_matrix[0].max() - lo) / (hi - lo) < 0.1
+    np.testing.assert_allclose(
+        pane.residual.matrix, norms, rtol=1e-6
+    )  # the readout reads the norms either way
+
+
+def test_mlp_neurons_sort_by_activation_at_the_selected_token_and_zoom(pane, snapshot):
+    position = pane.selected_position
+    pane.sort_box.setChecked(True)
+    order = np.argsort(-snapshot.mlp_post[position], kind="stable")
+    assert pane.mlp.col_labels == [str(i) for i in order]
+    shown = pane.mlp.matrix
+    assert np.all(np.diff(shown[position]) <= 0)  # most active first
+    (x0, x1), _ = pane.mlp.view_box.viewRange()
+    assert x1 - x0 <= SORTED_NEURONS_SHOWN + 0.5 and x0 <= 0.5
+    pane.position_spin.setValue(0)  # another token: the order follows it
+    assert pane.mlp.col_labels == [str(i) for i in np.argsort(-snapshot.mlp_post[0], kind="stable")]
+    pane.sort_box.setChecked(False)
+    assert pane.mlp.col_labels[:3] == ["0", "1", "2"]
+    np.testing.assert_array_equal(pane.mlp.matrix, snapshot.mlp_post)
+
+
+def test_the_mouse_wheel_zooms_the_mlp_heatmap(pane, qtbot):
+    view = pane.mlp.plot_widget
+    (x0, x1), _ = pane.mlp.view_box.viewRange()
+    centre = pane.mlp.view_box.mapViewToScene(QPointF((x0 + x1) / 2, 1.0))
+    local = view.mapFromScene(centre)
+    event = QWheelEvent(
+        QPointF(local),
+        QPointF(view.viewport().mapToGlobal(local)),
+        QPoint(0, 0),
+        QPoint(0, 120 * 3),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(view.viewport(), event)
+    (after0, after1), _ = pane.mlp.view_box.viewRange()
+    assert after1 - after0 < 0.9 * (x1 - x0)

@@ -13,14 +13,26 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from gptviz.engine.download import data_dir
+from gptviz.engine.rundir import write_json_atomic
 from gptviz.errors import ConfigError
 
 RUNS_FOLDER = "runs"
-WINDOW_FILE = "window.json"  # written by the window beside the run's own files: {"model": name shown}
+# Written by the window beside the run's own files: {"model": the name it showed, "state": how the window
+# left the run, "pid": the process that wrote the state, "updated": when (seconds since the epoch),
+# "offer": "answered" once the reopen offer for it was answered}.
+WINDOW_FILE = "window.json"
+
+# How the window left a run. RUNNING is written when a run starts or resumes and stays when the process
+# dies without closing (a crash, a kill, a power cut): found at the next launch, it means the run was cut
+# off. CLOSED: the window was closed mid-run (or paused) and wrote a checkpoint of the last finished step.
+# STOPPED: the user pressed Stop (or the run ended by itself or by an error they were shown).
+RUNNING, CLOSED, STOPPED = "running", "closed", "stopped"
+OFFERED_STATES = (RUNNING, CLOSED)  # a run left this way is offered back at the next launch
 
 
 def runs_dir() -> Path:
@@ -55,8 +67,12 @@ class RunSummary:
     corpus: str
     steps: int  # steps in the checkpoint (what a resume continues from)
     total_steps: int
-    size_bytes: int
+    size_bytes: int  # -1 when not counted (summarize(..., with_size=False))
     has_checkpoint: bool
+    state: str = ""  # RUNNING, CLOSED, STOPPED; "" for a run written before the window recorded it
+    pid: int = 0  # the process that last wrote the state
+    updated: float = 0.0  # when the state was written (seconds since the epoch); 0 when unknown
+    offer_answered: bool = False  # the reopen offer for this run was answered (or dismissed)
 
     @property
     def finished(self) -> bool:
@@ -80,8 +96,9 @@ def _size(path: Path) -> int:
     return total
 
 
-def summarize(path: Path) -> RunSummary | None:
-    """A run directory's summary; None when the folder holds no run (no settings.json)."""
+def summarize(path: Path, with_size: bool = True) -> RunSummary | None:
+    """A run directory's summary; None when the folder holds no run (no settings.json). `with_size=False`
+    skips walking the folder (probes can be thousands of files), for the start-up check."""
     settings = _read_json(path / "settings.json")
     if not settings:
         return None
@@ -100,9 +117,21 @@ def summarize(path: Path) -> RunSummary | None:
         corpus=str(corpus.get("name") or meta.get("corpus") or "?"),
         steps=int(meta.get("step") or 0),
         total_steps=int(settings.get("total_steps") or 0),
-        size_bytes=_size(path),
+        size_bytes=_size(path) if with_size else -1,
         has_checkpoint=bool(config),
+        state=str(window.get("state") or ""),
+        pid=_int(window.get("pid")),
+        updated=_float(window.get("updated")),
+        offer_answered=bool(window.get("offer")),
     )
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def list_runs(directory: Path | None = None) -> list[RunSummary]:
@@ -122,6 +151,71 @@ def last_run(directory: Path | None = None) -> RunSummary | None:
     return None
 
 
+def mark_run(path: str | os.PathLike, state: str, **fields: object) -> None:
+    """Record in the run's window.json how the window left it (RUNNING, CLOSED, STOPPED), by which process
+    and when, so the next launch can tell a run cut off by a crash or a close from one the user stopped.
+    A new state clears an earlier answer to the reopen offer: a run resumed and closed again is offered
+    again. Written atomically (a reader never sees half a file); raises OSError when it cannot be written."""
+    target = Path(path) / WINDOW_FILE
+    data = _read_json(target)
+    data.update(fields)
+    data.update(state=state, pid=os.getpid(), updated=time.time())
+    data.pop("offer", None)
+    write_json_atomic(target, data)
+
+
+def answer_offer(path: str | os.PathLike) -> None:
+    """The reopen offer for this run was answered (Reopen, Resume, Runs… or dismissed): don't offer it at
+    the next launch. File › Runs… still lists it."""
+    target = Path(path) / WINDOW_FILE
+    data = _read_json(target)
+    data["offer"] = "answered"
+    write_json_atomic(target, data)
+
+
+def _alive(pid: int) -> bool:
+    """True when a process with this id exists (another gptviz may be training the run right now)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else (PermissionError), or a platform without signal 0
+        return True
+    return True
+
+
+def run_to_offer(directory: Path | None = None) -> RunSummary | None:
+    """The run to offer back at start-up, or None.
+
+    The last run is the one whose state the window wrote most recently (a resumed older run counts from
+    its resume). It is offered when it has a checkpoint, is not finished, the offer for it was not answered
+    before, and the window left it RUNNING (the process died: a crash, a kill, a power cut) or CLOSED (the
+    window was closed mid-run). A run the user stopped is not offered: they saw it end, and File › Runs…
+    lists it. A RUNNING run whose process is still alive is being trained by another window: not offered.
+    """
+    folder = directory or runs_dir()
+    if not folder.is_dir():
+        return None
+    found = [
+        summarize(p, with_size=False) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+    ]
+    candidates = [r for r in found if r is not None]
+    if not candidates:
+        return None
+    last = max(candidates, key=lambda r: (r.updated, r.path.name))
+    if (
+        not last.has_checkpoint
+        or last.finished
+        or last.offer_answered
+        or last.state not in OFFERED_STATES
+        or (last.state == RUNNING and last.pid != os.getpid() and _alive(last.pid))
+    ):
+        return None
+    return last
+
+
 def delete_run(path: Path, directory: Path | None = None) -> None:
     """Delete one run directory; refuses anything that is not a run inside runs/."""
     folder = (directory or runs_dir()).resolve()
@@ -131,4 +225,18 @@ def delete_run(path: Path, directory: Path | None = None) -> None:
     shutil.rmtree(target)
 
 
-__all__ = ["RunSummary", "delete_run", "last_run", "list_runs", "new_run_dir", "runs_dir", "summarize"]
+__all__ = [
+    "CLOSED",
+    "RUNNING",
+    "STOPPED",
+    "RunSummary",
+    "answer_offer",
+    "delete_run",
+    "last_run",
+    "list_runs",
+    "mark_run",
+    "new_run_dir",
+    "run_to_offer",
+    "runs_dir",
+    "summarize",
+]

@@ -168,3 +168,78 @@ def test_the_mouse_wheel_zooms_the_mlp_heatmap(pane, qtbot):
     QApplication.sendEvent(view.viewport(), event)
     (after0, after1), _ = pane.mlp.view_box.viewRange()
     assert after1 - after0 < 0.9 * (x1 - x0)
+
+
+def _help_action(window, text: str):
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    return next(a for a in menu.actions() if a.text().replace("&", "") == text)
+
+
+def test_start_here_strip_shows_on_first_run_in_one_line(main_window):
+    strip = main_window.start_here
+    assert strip.isVisible()
+    buttons = [strip.widgetForAction(a) for a in strip.step_actions.values()]
+    assert [b.text() for b in buttons] == [
+        "ch. 2 Tokens",
+        "ch. 3 Attention",
+        "ch. 4 Layers",
+        "ch. 5 Training",
+        "Generate",
+    ]
+    assert len({b.y() for b in buttons if b.isVisible()}) == 1  # one line
+    assert strip.height() <= 2 * strip.title.fontMetrics().height() + 8
+
+
+def test_start_here_walks_the_book_in_order(main_window, qtbot):
+    window = main_window
+    strip = window.start_here
+    qtbot.waitUntil(lambda: window.attention_pane.snapshot is not None, timeout=20_000)
+    strip.step_actions["tokens"].trigger()
+    assert window.current_pane_key() == "tokens"
+    assert not window.docks["tokens"].visibleRegion().isEmpty()
+    assert "each chip is one token" in window.statusBar().currentMessage()
+    window.attention_pane.average_box.setChecked(True)
+    strip.step_actions["attention"].trigger()
+    assert window.current_pane_key() == "attention"
+    assert window.attention_pane.selected_head is not None  # a head is open, not the average
+    assert "context vector" in window.statusBar().currentMessage()
+    strip.step_actions["layers"].trigger()
+    assert window.current_pane_key() == "activations"
+    strip.step_actions["training"].trigger()
+    assert window.current_pane_key() == "training"
+    assert not window.docks["training"].visibleRegion().isEmpty()
+    before = window.generation_pane.view
+    strip.step_actions["generation"].trigger()  # takes a step
+    assert window.current_pane_key() == "generation"
+    qtbot.waitUntil(
+        lambda: (
+            window.generation_pane.view is not before
+            and len(window.generation_pane.view.new_ids) == (len(before.new_ids) if before else 0) + 1
+        ),
+        timeout=20_000,
+    )
+    assert strip.step_actions["generation"].isChecked()
+
+
+def test_dismissing_start_here_is_remembered_and_help_brings_it_back(qtbot, session_factory):
+    from gptviz.qt.main_window import MainWindow
+
+    first = MainWindow(session_factory, start=False)
+    qtbot.addWidget(first)
+    first.show()
+    assert first.start_here.isVisible()
+    first.start_here.close_button.click()
+    assert not first.start_here.isVisible()
+    first.save_settings()
+    second = MainWindow(session_factory, start=False)
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.wait(10)  # the strip applies the setting after the window restores its saved state
+    assert not second.start_here.isVisible()
+    _help_action(second, "Start here").trigger()
+    assert second.start_here.isVisible()
+    third = MainWindow(session_factory, start=False)
+    qtbot.addWidget(third)
+    third.show()
+    qtbot.wait(10)
+    assert third.start_here.isVisible()

@@ -49,6 +49,7 @@ from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
+from gptviz.qt.start_here import install as install_start_here
 from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker import WorkerHost
 
@@ -405,6 +406,7 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "F1")
         action(help_menu, "&About gptviz", self.show_about)
+        self.start_here = install_start_here(self, help_menu)  # the book's order, a button a chapter
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()

@@ -129,6 +129,8 @@ class GenerationView:
     settings: SamplingSettings
     # (N,) float32: the model's own probability of each chosen token (before temperature and filters)
     new_probs_raw: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    # While parts are switched off: the last step with and without them (session_causal.AblationEffect)
+    ablation_effect: Any = None
 
     @property
     def ids(self) -> np.ndarray:
@@ -588,6 +590,7 @@ class Session(CausalTools):
             stopped=gen.stopped,
             settings=gen.settings,
             new_probs_raw=np.array([s.chosen_prob_raw for s in history], dtype=np.float32),  # (N,)
+            ablation_effect=self.ablation_effect(),
         )
 
     # ----------------------------------------------------------------------------------------- training
@@ -713,6 +716,7 @@ class Session(CausalTools):
             self.generator.invalidate_cache()
         if self._live is not None:
             self._live.clear()
+        self._forget_plain_logits()
 
     # ---------------------------------------------------------------------------------- following a run
 

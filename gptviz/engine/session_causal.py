@@ -134,6 +134,20 @@ class CausalTools:
             plain_of.reset()
         self._effect_memo = None
 
+    def embeddings(
+        self, token: int | str, k: int = 10, ids: Sequence[int] | None = None, map_k: int = 5
+    ) -> tuple[Any, Any]:
+        """A token's k nearest neighbours in the token-embedding matrix (cosine), and the 2-D PCA map of a
+        text's tokens with `map_k` neighbours each: `ids`, or the current text when None
+        (gptviz.engine.embeddings). `token` is an id or a text that is exactly one token."""
+        from gptviz.engine.embeddings import embedding_map, nearest_neighbours
+        from gptviz.engine.patching import single_token
+
+        token_id = single_token(self.tokenizer, token, "token") if isinstance(token, str) else int(token)
+        text = [int(i) for i in ids] if ids is not None else self.current_ids()
+        found = nearest_neighbours(self.model, self.tokenizer, int(token_id), int(k))
+        return found, embedding_map(self.model, self.tokenizer, text, int(map_k))
+
     def attention_steps(self, layer: int, head: int, query: int = -1) -> tuple[Any, tuple[str, ...]]:
         """One head's computation for one query token of the current text (gptviz.engine.attention_steps),
         and the tokens' pieces; the model as it is now (switched-off parts included)."""

@@ -397,6 +397,7 @@ class MainWindow(QMainWindow):
             act.setStatusTip(recipe.description)
         model_menu.addSeparator()
         action(model_menu, "Activation &patching…", self.show_patching)
+        self.causal.add_entries(model_menu)  # Ablations…, Embeddings…, and the panes' right-clicks to them
         action(
             model_menu,
             "Switch all parts back on",

@@ -45,6 +45,7 @@ INPUTS_PROGRESS = "inputs_progress"  # (done, total) path points, or a one-line 
 PATCH_PROGRESS = "patch_progress"  # (done, total) batches
 PATCH_ENDED = "patch_ended"  # a one-line reason the run ended without a result ("cancelled", an error)
 EXPORTED = "exported"  # the path File › Export model… wrote
+EMBEDDINGS = "embeddings"  # (Neighbours, EmbeddingMap) for the embeddings view, or a one-line error (str)
 
 WORKER_ORIGIN = 0  # request id of results the worker sends on its own (after a step, a model change)
 
@@ -216,6 +217,18 @@ class Worker(QObject):
     def cmd_why(self, request: int, channel: str, token_id: int, against_id: int = -1) -> None:
         against = None if int(against_id) < 0 else int(against_id)
         self.result.emit(request, WHY, self.session.explain_last_choice(int(token_id), against))
+
+    def cmd_embeddings(
+        self, request: int, channel: str, token: Any, k: int = 10, ids: Any = None
+    ) -> None:
+        """A token's nearest neighbours and the map of a text (`ids`, or the current one); a token that is
+        not one token is answered on the view's channel, where the user typed it."""
+        try:
+            result = self.session.embeddings(token, int(k), ids)
+        except GptvizError as exc:
+            self.result.emit(request, EMBEDDINGS, str(exc))
+            return
+        self.result.emit(request, EMBEDDINGS, result)
 
     def cmd_integrated_gradients(
         self, request: int, channel: str, token_id: int, steps: int = 32, cancel: Any = None

@@ -383,3 +383,19 @@ def test_read_bandwidth_is_a_plausible_rate() -> None:
 
     rate = peers.read_bandwidth(0.05, repeats=2)
     assert 1e8 < rate < 1e12  # bytes/s: between 0.1 GB/s and 1 TB/s on any machine this runs on
+
+
+def test_causal_tiny_times_patching_and_input_x_gradient_against_a_forward_pass() -> None:
+    from gptviz.bench import causal
+
+    result = causal.run(causal.CausalSizes(TINY, tokens=6, repeats=1, judged=False))
+    data = result.to_dict()
+    _check_headline(data, "s")
+    assert data["ratio"] == pytest.approx(data["ours"] / data["baseline"])
+    assert data["pass"] is None and data["target"] == ""  # tiny sizes: not judged
+    ixg = next(f for f in result.figures if f.name == "input x gradient / forward pass")
+    assert ixg.value == pytest.approx(result.details["ixg_over_forward"]) and ixg.value > 0
+    assert result.details["patched_runs"] == TINY.n_layers * (6 + TINY.n_heads)
+    judged = causal.run(causal.CausalSizes(TINY, tokens=6, repeats=1, judged=True))
+    assert judged.target == "<= 20x" and judged.passed == (judged.ratio <= 20)
+    assert "causal" in runner.BENCHMARKS and causal.FULL.cfg.emb_dim == 768 and causal.FULL.tokens == 20

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "peers": "gptviz.bench.peers",
     "gui": "gptviz.bench.gui",
     "startup": "gptviz.bench.startup",
+    "causal": "gptviz.bench.causal",
 }
 # The benchmarks that also run on a GPU (`--device cuda`): their modules have CUDA_FULL and CUDA_QUICK sizes
 # and a run(sizes, device=...). The others (the Qt window, start-up) measure the desktop app on the CPU.

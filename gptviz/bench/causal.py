@@ -1,0 +1,118 @@
+"""Causal: what the questions of why cost, in forward passes of the same model on the same tokens.
+
+Issue 11 states the targets at 124M with 20 tokens: activation patching (both heatmaps together: the
+residual stream at every layer and position, and every head) costs at most 20 forward passes' time, and
+input x gradient at most 3. "One forward pass" is `model(ids)` of the 20 tokens without gradients, the
+thing a user pays for a prediction; ours are `gptviz.engine.patching.patch` (the clean and corrupted runs,
+then L x T + L x H patched runs, each from the patched block on, one batch per layer and map) and `input_attribution(method="ixg")` (a forward pass with
+gradients and one backward pass), each interleaved with the forward pass (A B A B ...) so all three see the
+same machine. Weights are random: the time of a pass does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from gptviz.bench.harness import BenchResult, Figure, Stats, at_most, interleave
+from gptviz.config import GPTConfig, preset
+
+PATCH_TARGET = 20.0  # forward passes' time for both patching maps
+IXG_TARGET = 3.0  # forward passes' time for input x gradient
+
+
+@dataclass(frozen=True)
+class CausalSizes:
+    cfg: GPTConfig
+    tokens: int  # prompt length (clean and corrupted alike)
+    repeats: int  # timed rounds (median)
+    judged: bool  # the targets are stated for 124M at 20 tokens
+
+
+FULL = CausalSizes(preset("124M"), tokens=20, repeats=3, judged=True)
+QUICK = CausalSizes(
+    GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0, name="bench-tiny"),
+    tokens=8,
+    repeats=2,
+    judged=False,
+)
+
+
+def run(sizes: CausalSizes = FULL) -> BenchResult:
+    import torch
+
+    from gptviz.engine.attribution import input_attribution
+    from gptviz.engine.patching import patch
+    from gptviz.model.gpt import GPTModel
+
+    started = time.perf_counter()
+    cfg = sizes.cfg
+    torch.manual_seed(11)
+    model = GPTModel(cfg).eval()
+    gen = torch.Generator().manual_seed(12)
+    clean = torch.randint(0, 50000, (sizes.tokens,), generator=gen).tolist()
+    corrupt = list(clean)
+    corrupt[0] = (clean[0] + 1) % 50000  # one token changed, as in the README's example
+    answer, wrong = 262, 11
+    ids = torch.tensor([clean])  # (1, T)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(ids)  # (1, T, V)
+
+    def patching() -> None:
+        patch(model, clean, corrupt, answer, wrong)
+
+    def ixg() -> None:
+        input_attribution(model, clean, answer, method="ixg")
+
+    times = interleave({"forward": forward, "patch": patching, "ixg": ixg}, repeats=sizes.repeats)
+    fwd, pat, grad = (Stats.of(times[k]) for k in ("forward", "patch", "ixg"))
+    patch_ratio = pat.median / fwd.median
+    ixg_ratio = grad.median / fwd.median
+    judged = sizes.judged
+    patched_runs = cfg.n_layers * sizes.tokens + cfg.n_layers * cfg.n_heads
+    figures = [
+        Figure(
+            "input x gradient / forward pass",
+            ixg_ratio,
+            "x",
+            grad.map(lambda s: s / fwd.median),
+            target=f"<= {IXG_TARGET:g}x" if judged else "",
+            passed=at_most(ixg_ratio, IXG_TARGET) if judged else None,
+        ),
+        Figure("input x gradient", grad.median * 1000, "ms", grad.map(lambda s: s * 1000)),
+        Figure("patching, both maps", pat.median, "s", pat),
+        Figure("forward pass", fwd.median * 1000, "ms", fwd.map(lambda s: s * 1000)),
+    ]
+    return BenchResult(
+        name="causal",
+        ours=pat.median,
+        baseline=fwd.median,
+        unit="s",
+        ratio=patch_ratio,
+        target=f"<= {PATCH_TARGET:g}x" if judged else "",
+        passed=at_most(patch_ratio, PATCH_TARGET) if judged else None,
+        ours_label="activation patching, both maps (layer x position, layer x head)",
+        baseline_label=f"one forward pass of the {sizes.tokens} tokens",
+        ours_stats=pat,
+        baseline_stats=fwd,
+        figures=figures,
+        setup=(
+            f"{cfg.name} ({cfg.n_layers} layers x {cfg.n_heads} heads, width {cfg.emb_dim}, random weights), "
+            f"{sizes.tokens} tokens; patching = clean and corrupted runs plus {patched_runs} patched runs "
+            f"(each from the patched block on, one batch per layer and map); input x gradient = one forward with gradients and one backward; median of "
+            f"{sizes.repeats} interleaved rounds after a warm-up."
+        ),
+        notes=[] if judged else ["not judged at quick sizes: the targets are stated for 124M at 20 tokens"],
+        details={
+            "tokens": sizes.tokens,
+            "patched_runs": patched_runs,
+            "patch_over_forward": patch_ratio,
+            "ixg_over_forward": ixg_ratio,
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+__all__ = ["FULL", "QUICK", "CausalSizes", "run"]

@@ -72,6 +72,8 @@ class EmbeddingsView(QDialog):
         self.plot.setMenuEnabled(False)
         self.plot.setLabel("bottom", "principal axis 1")
         self.plot.setLabel("left", "principal axis 2")
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # "x0.001" on an axis of PCA units misleads
         self.lines = pg.PlotDataItem(pen=pg.mkPen("#d0d0d0", width=1), connect="pairs")
         self.points = pg.ScatterPlotItem(size=8, pen=None)
         self.points.sigClicked.connect(self._on_point)

@@ -37,7 +37,7 @@ from gptviz.qt.widgets.fit import FlowLayout, labelled
 from gptviz.qt.widgets.labels import display_token as token_label
 from gptviz.qt.widgets.labels import quoted_display_token as quoted_token
 
-COLUMNS = ("", "token", "id", "p before", "p after", "p whole model")
+COLUMNS = ("", "token", "id", "p before", "p after", "p whole")
 PLAIN_COLUMN = 5  # shown only while parts are switched off: the probability without the ablations
 CHART_LABEL_CHARS = 12  # the bar chart's axis: a long token would squeeze the bars (the table keeps it all)
 
@@ -458,19 +458,20 @@ class GenerationPane(QWidget):
 
     @staticmethod
     def ablation_text(effect) -> str:
-        """e.g. "Switched off: 1.2 — Δ logit(' the') = −1.23 (3.10 with them off, 4.33 whole model)"."""
+        """e.g. "Switched off: 1.2 · Δ logit('·the') = −1.23 (3.10 off, 4.33 whole model) · whole model's
+        first: '·a' 0.41" (kept short: the pane is a third of a laptop screen)."""
         delta = effect.delta_logit
         sign = "−" if delta < 0 else "+"
         text = (
-            f"Switched off: {', '.join(effect.labels)} — Δ logit({quoted_token(effect.chosen_piece)}) = "
-            f"{sign}{abs(delta):.2f} ({effect.chosen_logit_ablated:.2f} with them off, "
+            f"Switched off: {', '.join(effect.labels)} · Δ logit({quoted_token(effect.chosen_piece)}) = "
+            f"{sign}{abs(delta):.2f} ({effect.chosen_logit_ablated:.2f} off, "
             f"{effect.chosen_logit_plain:.2f} whole model)"
         )
         if effect.plain_top:
-            top_id, top_piece, top_p = effect.plain_top[0]
-            text += f"; the whole model's first choice: {quoted_token(top_piece)} p {top_p:.2f}"
+            _, top_piece, top_p = effect.plain_top[0]
+            text += f" · whole model's first: {quoted_token(top_piece)} {top_p:.2f}"
         if effect.recomputed:
-            text += " (this token was chosen before the parts went off; both sides computed now)"
+            text += " · chosen before the parts went off"
         return text
 
     def table_probabilities(self) -> list[tuple[int, float, float]]:

@@ -213,7 +213,7 @@ def test_an_exception_in_the_worker_is_shown_and_the_next_command_works(main_win
         window.generation_pane.step_button.click()
     assert error.args == ["gen_step", "RuntimeError: injected fault"]
     assert window.banner.isVisible()
-    assert window.banner.label.text() == "<b>gen step</b>: RuntimeError: injected fault"
+    assert window.banner.label.full_text() == "gen step: RuntimeError: injected fault"
     assert window.host.is_running()
 
     window.generation_pane.step_button.click()
@@ -239,7 +239,7 @@ def test_an_exception_in_a_training_step_ends_the_run_cleanly(
         window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=1_000))
     assert error.args == ["training", "RuntimeError: injected fault in step 2"]
     qtbot.waitUntil(lambda: training.state == "idle", timeout=20_000)
-    assert "injected fault in step 2" in window.banner.label.text()
+    assert "injected fault in step 2" in window.banner.label.full_text()
     assert training.message.text() == "RuntimeError: injected fault in step 2"
     assert session.trainer is None and not session.model.training  # the run was ended, eval mode again
     qtbot.waitUntil(window.progress.isHidden, timeout=5_000)
@@ -282,7 +282,7 @@ def test_save_while_paused_then_disk_full_keeps_the_previous_checkpoint(
     message = error.args[1]
     assert error.args[0] == "save_checkpoint"
     assert message == f"could not save the checkpoint to {ckpt}: No space left on device"
-    assert "No space left on device" in window.banner.label.text() and window.banner.isVisible()
+    assert "No space left on device" in window.banner.label.full_text() and window.banner.isVisible()
     assert _digest(tmp_path) == before  # the previous checkpoint byte for byte, no staging folder
     monkeypatch.undo()
 
@@ -308,7 +308,7 @@ def test_damaged_checkpoint_and_binary_corpus_leave_the_current_model(main_windo
         window.open_path(ckpt)
     assert error.args[0] == "load_checkpoint"
     assert "model.safetensors is damaged or not safetensors" in error.args[1]
-    assert window.banner.isVisible() and "damaged" in window.banner.label.text()
+    assert window.banner.isVisible() and "damaged" in window.banner.label.full_text()
 
     binary = tmp_path / "corpus.txt"
     binary.write_bytes(b"some text\x00\x01\x02" * 100)

@@ -243,3 +243,28 @@ def test_dismissing_start_here_is_remembered_and_help_brings_it_back(qtbot, sess
     third.show()
     qtbot.wait(10)
     assert third.start_here.isVisible()
+
+
+def test_the_error_strip_is_one_line_with_the_details_a_click_away(main_window, qtbot):
+    window = main_window
+    window.resize(1280, 720)
+    top_before = window.docks["attention"].mapTo(window, QPoint(0, 0)).y()
+    long = "could not read /home/someone/models/a-checkpoint-with-a-long-name/model.safetensors: " + (
+        "the file ends before its header says it should; " * 6
+    )
+    window._on_error("load_checkpoint", long)
+    QApplication.processEvents()
+    banner = window.banner
+    assert banner.isVisible()
+    line = banner.label.fontMetrics().height()
+    assert banner.height() <= banner.details_button.sizeHint().height() + 12  # one line, not 55-110 px
+    assert banner.label.height() <= 2 * line
+    assert banner.label.text().endswith("\u2026") and len(banner.label.text()) < len(long)
+    assert banner.label.full_text() == "load checkpoint: " + " ".join(long.split())
+    moved = window.docks["attention"].mapTo(window, QPoint(0, 0)).y() - top_before
+    assert moved <= banner.height() + 2
+    box = banner.show_details()
+    assert box.isVisible() and " ".join(box.text().split()) == banner.label.full_text()
+    box.close()
+    banner.dismiss_button.click()
+    assert not banner.isVisible()

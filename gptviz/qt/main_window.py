@@ -22,16 +22,13 @@ from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QTextEdit,
-    QToolBar,
     QWidget,
 )
 
@@ -50,6 +47,7 @@ from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
 from gptviz.qt.start_here import install as install_start_here
+from gptviz.qt.widgets.error_banner import ErrorBanner
 from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker import WorkerHost
 
@@ -115,34 +113,6 @@ def _try_pane(module: str, cls: str) -> type | None:
         return getattr(importlib.import_module(module), cls)
     except (ImportError, AttributeError):
         return None
-
-
-class ErrorBanner(QToolBar):
-    """A non-modal strip under the menu bar: the worker's last error, dismissable; the app keeps working."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Messages", parent)
-        self.setObjectName("errorBanner")
-        self.setMovable(False)
-        self.setFloatable(False)
-        box = QWidget()
-        layout = QHBoxLayout(box)
-        layout.setContentsMargins(8, 2, 8, 2)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QPushButton("Dismiss")
-        close.clicked.connect(self.hide)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(close)
-        self.addWidget(box)
-        self.setStyleSheet("QToolBar#errorBanner { background: #fde7e9; border-bottom: 1px solid #e0a0a8; }")
-        self.toggleViewAction().setVisible(False)
-        self.hide()
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
 
 
 class MainWindow(QMainWindow):

@@ -268,3 +268,62 @@ def test_the_error_strip_is_one_line_with_the_details_a_click_away(main_window, 
     box.close()
     banner.dismiss_button.click()
     assert not banner.isVisible()
+
+
+def _choose_in_dialog(monkeypatch, target):
+    """Make the Open dialog, when shown, select `target` and press Open (no one is there to click)."""
+    from gptviz.qt import open_model_dialog
+
+    def exec_(dialog):
+        dialog.setDirectory(str(target.parent))
+        dialog.selectFile(str(target))
+        dialog.accept()
+        return dialog.result()
+
+    monkeypatch.setattr(open_model_dialog.OpenModelDialog, "exec", exec_)
+
+
+def test_open_dialog_takes_a_model_folder_a_weights_file_and_steps_into_other_folders(qtbot, tmp_path):
+    from gptviz.qt.open_model_dialog import OpenModelDialog, model_target
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    (ckpt / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "model.pth").write_bytes(b"x")
+    (tmp_path / "other").mkdir()
+    for chosen, expected in ((ckpt, ckpt), (tmp_path / "model.pth", tmp_path / "model.pth")):
+        dialog = OpenModelDialog(None, str(tmp_path))
+        qtbot.addWidget(dialog)
+        dialog.selectFile(str(chosen))
+        dialog.accept()
+        assert dialog.result() == dialog.DialogCode.Accepted and dialog.chosen == expected
+    dialog = OpenModelDialog(None, str(tmp_path))
+    qtbot.addWidget(dialog)
+    dialog.selectFile(str(tmp_path / "other"))
+    dialog.accept()  # not a model: Open steps into it, as a file dialog does
+    assert dialog.chosen is None and dialog.result() != dialog.DialogCode.Accepted
+    assert dialog.directory().absolutePath() == str(tmp_path / "other")
+    # The files a user holds are offered, not greyed out: the filter takes them.
+    from PySide6.QtCore import QDir
+
+    names = QDir(str(ckpt)).entryList(
+        dialog.nameFilters()[0].split("(")[1].rstrip(")").split(), QDir.Filter.Files
+    )
+    assert names == ["config.json", "model.safetensors"]
+    assert model_target(ckpt / "model.safetensors") == ckpt  # a checkpoint's file opens its folder
+
+
+def test_file_open_checkpoint_opens_a_chosen_model_safetensors(
+    main_window, qtbot, session, tmp_path, monkeypatch
+):
+    window = main_window
+    folder = session.save_checkpoint(tmp_path / "saved")
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
+    _choose_in_dialog(monkeypatch, folder / "model.safetensors")
+    window.open_checkpoint_dialog()
+    qtbot.waitUntil(
+        lambda: window.model_info is not None and str(window.model_info.path) == str(folder), timeout=30_000
+    )
+    assert window.errors == []
+    assert ("checkpoint", str(folder.resolve())) in window.settings.recent_files()

@@ -41,6 +41,7 @@ from gptviz.qt.causal_views import CausalViews
 from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.model_menu import ModelMenu
+from gptviz.qt.open_model_dialog import choose_model
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
@@ -711,10 +712,14 @@ class MainWindow(QMainWindow):
             self.open_corpus(path)
 
     def open_checkpoint_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open gptviz checkpoint directory", self._start_dir())
-        if path:
-            self._remember_dir(path)
-            self.open_checkpoint(path)
+        """A checkpoint or run folder, or a weights file (model.safetensors, model.pth, ckpt.pt)."""
+        path = choose_model(self, self._start_dir())
+        if path is not None:
+            self._remember_dir(str(path))
+            if path.is_dir() or path.suffix.lower() in WEIGHT_SUFFIXES:
+                self.open_path(path)
+            else:
+                self._on_error("open", f"{path.name} is not a model: choose a model's folder or weights file")
 
     def import_weights_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

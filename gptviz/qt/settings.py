@@ -77,10 +77,17 @@ class AppSettings:
         return out
 
     def add_recent(self, kind: str, path: str | os.PathLike) -> list[tuple[str, str]]:
-        path = str(Path(path).resolve()) if Path(path).exists() else str(path)
+        path = _recent_key(path)
         items = [(k, p) for k, p in self.recent_files() if not (k == kind and p == path)]
         items.insert(0, (kind, path))
         items = items[:MAX_RECENT]
+        self.qsettings.setValue("recent/files", [f"{k}|{p}" for k, p in items])
+        return items
+
+    def remove_recent(self, kind: str, path: str | os.PathLike) -> list[tuple[str, str]]:
+        """Take one entry off the list (a file that failed to open is not worth offering again)."""
+        path = _recent_key(path)
+        items = [(k, p) for k, p in self.recent_files() if not (k == kind and p == path)]
         self.qsettings.setValue("recent/files", [f"{k}|{p}" for k, p in items])
         return items
 
@@ -89,3 +96,8 @@ class AppSettings:
 
     def sync(self) -> None:
         self.qsettings.sync()
+
+
+def _recent_key(path: str | os.PathLike) -> str:
+    """How a path is written in the recent list: absolute when it exists, as given otherwise."""
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)

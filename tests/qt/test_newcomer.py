@@ -4,6 +4,7 @@ embed row that is not black, a logit lens whose cells fit, an MLP heatmap that s
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -327,3 +328,24 @@ def test_file_open_checkpoint_opens_a_chosen_model_safetensors(
     )
     assert window.errors == []
     assert ("checkpoint", str(folder.resolve())) in window.settings.recent_files()
+
+
+def test_recent_files_keep_only_what_opened(main_window, qtbot, session, tmp_path, small_corpus):
+    window = main_window
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
+    good = session.save_checkpoint(tmp_path / "good")
+    window.open_checkpoint(good)
+    qtbot.waitUntil(lambda: str(window.model_info.path) == str(good), timeout=30_000)
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        if bad.name == "empty":
+            bad.mkdir()
+        window.open_checkpoint(bad)
+        qtbot.waitUntil(lambda b=bad: any(b.name in e for e in window.errors), timeout=30_000)
+    window.open_corpus(tmp_path / "no-such-corpus.txt")
+    qtbot.waitUntil(lambda: any("no-such-corpus" in e for e in window.errors), timeout=30_000)
+    window.open_corpus(small_corpus)
+    qtbot.waitUntil(lambda: "small" in window.training_pane.corpus_label.text(), timeout=30_000)
+    recent = window.settings.recent_files()
+    assert recent == [("corpus", str(Path(small_corpus).resolve())), ("checkpoint", str(good.resolve()))]
+    shown = [a.text() for a in window.recent_menu.actions() if a.text() and not a.isSeparator()]
+    assert shown == [f"corpus: {Path(small_corpus).resolve()}", f"checkpoint: {good.resolve()}", "Clear list"]

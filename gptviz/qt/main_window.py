@@ -45,6 +45,7 @@ from gptviz.qt.open_model_dialog import choose_model
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
+from gptviz.qt.recent_opens import RecentOpens
 from gptviz.qt.runs_dialog import RunsDialog, last_run_message
 from gptviz.qt.settings import AppSettings
 from gptviz.qt.start_here import install as install_start_here
@@ -130,6 +131,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self.settings = settings or AppSettings()
+        self.recent = RecentOpens(self.settings)  # File › Recent files keeps what opened, not what failed
         self.model_info = None
         self.last_error = ""
         self.errors: list[str] = []
@@ -588,6 +590,8 @@ class MainWindow(QMainWindow):
     def _on_error(self, command: str, message: str) -> None:
         self.last_error = message
         self.errors.append(f"{command}: {message}")
+        if self.recent.failed(command):
+            self._rebuild_recent()
         self.banner.show_message(f"<b>{html.escape(command.replace('_', ' '))}</b>: {html.escape(message)}")
         self.statusBar().showMessage(message, 8000)
         if command in ("train_start", "training"):
@@ -649,27 +653,27 @@ class MainWindow(QMainWindow):
 
     def open_corpus(self, path: str | os.PathLike) -> None:
         self.host.submit("load_corpus", path=str(path))
-        self.settings.add_recent("corpus", path)
+        self.recent.opening("corpus", path)
         self._rebuild_recent()
 
     def open_checkpoint(self, path: str | os.PathLike) -> None:
         if self._follow_dir:
             self.stop_following()  # the followed run's model is being replaced
         self.host.submit("load_checkpoint", path=str(path))
-        self.settings.add_recent("checkpoint", path)
+        self.recent.opening("checkpoint", path)
         self._rebuild_recent()
 
     def import_weights(self, path: str | os.PathLike) -> None:
         if self._follow_dir:
             self.stop_following()
         self.host.submit("import_weights", path=str(path))
-        self.settings.add_recent("import", path)
+        self.recent.opening("import", path)
         self._rebuild_recent()
 
     def follow(self, path: str | os.PathLike) -> None:
         self._set_following(str(path))
         self.host.submit("follow", path=str(path))
-        self.settings.add_recent("rundir", path)
+        self.recent.opening("rundir", path)
         self._rebuild_recent()
 
     def stop_following(self) -> None:

@@ -349,3 +349,25 @@ def test_recent_files_keep_only_what_opened(main_window, qtbot, session, tmp_pat
     assert recent == [("corpus", str(Path(small_corpus).resolve())), ("checkpoint", str(good.resolve()))]
     shown = [a.text() for a in window.recent_menu.actions() if a.text() and not a.isSeparator()]
     assert shown == [f"corpus: {Path(small_corpus).resolve()}", f"checkpoint: {good.resolve()}", "Clear list"]
+
+
+def test_closing_during_training_says_stopping_before_it_waits(main_window, qtbot, train_settings):
+    window = main_window
+    pane = window.training_pane
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
+    pane.apply_settings(train_settings(steps=500, eval_freq=400))
+    pane.model_choice.setCurrentIndex(0)
+    pane._on_start()
+    qtbot.waitUntil(lambda: pane.state == "running" and pane.latest is not None, timeout=60_000)
+    seen = {}
+    shutdown = window.host.shutdown
+
+    def watched(timeout_ms=2000):
+        seen["status"] = window.statusBar().currentMessage()
+        seen["activity"] = window.activity_label.text()
+        return shutdown(timeout_ms)
+
+    window.host.shutdown = watched
+    window.close()
+    assert seen == {"status": "stopping after this step…", "activity": "stopping after this step…"}
+    assert not window.host.is_running()

@@ -1018,10 +1018,20 @@ class MainWindow(QMainWindow):
             s.set_value(f"training/{key}", box.value())
         s.sync()
 
+    def _show_stopping(self) -> None:
+        """Closing during training waits for the step inside torch and the run's checkpoint (seconds at
+        124M): say so at once, painted before the wait, not a window that looks frozen."""
+        text = "stopping after this step…" if self.training_pane.state == "running" else "stopping training…"
+        self.activity_label.setText(text)
+        self.statusBar().showMessage(text)
+        self.repaint()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         """Save the layout, stop training and the worker (within 2 s), then close."""
         self.redraw_timer.stop()
         self.follow_timer.stop()
+        if self.training_pane.state in ("running", "paused"):
+            self._show_stopping()
         self.save_settings()
         if not self.host.shutdown(2000):
             # A step already inside torch cannot be interrupted; the event loop has been told to quit,

@@ -29,7 +29,7 @@ import struct
 import sys
 import tempfile
 import zipfile
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -424,16 +424,66 @@ def book_files(draw) -> tuple[str, bytes]:
 @given(book_files())
 def test_book_pth(file: tuple[str, bytes]) -> None:
     """The book's .pth (torch.save of its state dict, or of {"model_state_dict": ...}), damaged or odd.
-
-    Known limit: a legacy (PyTorch < 1.6, not zip) file whose pickle claims a huge storage makes torch.load
-    allocate it before reading the data; the refusal is still one line (`... MemoryError`), but late."""
+    Legacy (PyTorch < 1.6, not zip) files too: their pickles are checked against the file's size before
+    torch.load sees them (weights.check_legacy_storage_sizes), so no claim is allocated there either."""
     TRIED["book .pth"] += 1
-    kind, data = file
+    _kind, data = file
     with folder() as tmp:
         (tmp / "gpt2-small-124M.pth").write_bytes(data)
-        late = kind == "legacy bytes"
-        read_or_refuse(weights.read_weights, tmp / "gpt2-small-124M.pth", late_refusal_ok=late)
-        read_or_refuse(weights.read_weights, tmp, late_refusal_ok=late)
+        read_or_refuse(weights.read_weights, tmp / "gpt2-small-124M.pth")
+        read_or_refuse(weights.read_weights, tmp)
+
+
+def _legacy_with(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) >= 1, old
+    return data.replace(old, new, 1)
+
+
+def test_legacy_pth_declaring_more_than_it_holds_is_refused_before_allocating() -> None:
+    """torch.load allocates a legacy file's storages at the sizes its pickle declares, and its pickle
+    reader allocates a string's claimed length, before finding the bytes missing: a 5 KB file made it ask
+    for 8 GiB (a storage of 2**31 - 1 floats), 2**62 bytes, or 4 GiB (a 'cpu' string 2**32 - 1 long).
+    Under the fuzz tests' address-space cap each of these failed with "can't allocate memory" /
+    MemoryError before the guard. Good legacy files, with storages shared between tensors, load exactly."""
+    state = book_state_dict(make_model())
+    legacy = _torch_bytes(state, zip_format=False)
+    first = next(iter(state.values())).numel()  # the first storage's size, pickled after its location
+    location = b"X\x03\x00\x00\x00cpu"
+    numel = b"cpuq\x06M" + struct.pack("<H", first)  # BINPUT 6, BININT2 first
+    assert numel in legacy, "torch pickles the first storage differently now: update the crafted bytes"
+    crafted = {
+        "a storage of 2**31 - 1 floats": _legacy_with(legacy, numel, b"cpuq\x06J\xff\xff\xff\x7f"),
+        "a storage of 2**62 floats": _legacy_with(
+            legacy, numel, b"cpuq\x06\x8a\x08" + (2**62).to_bytes(8, "little")
+        ),
+        "a string of 2**32 - 1 bytes": _legacy_with(legacy, location, b"X\xff\xff\xff\xffcpu"),
+    }
+    with folder() as tmp:
+        for what, data in crafted.items():
+            path = tmp / "book.pth"
+            path.write_bytes(data)
+            refused = read_or_refuse(weights.read_weights, path)  # one line, no failed allocation inside
+            assert isinstance(refused, GptvizError), what
+            if "storage" in what:
+                assert "declares" in str(refused) and f"holds {len(data):,} bytes" in str(refused), what
+        # The same claim in a zip file: torch compares it with the record's size before allocating.
+        zipped = replace_member(
+            _torch_bytes(state),
+            "data.pkl",
+            lambda b: b.replace(numel, b"cpuq\x06J\xff\xff\xff\x7f", 1),
+        )
+        (tmp / "book.pth").write_bytes(zipped)
+        assert isinstance(read_or_refuse(weights.read_weights, tmp / "book.pth"), GptvizError)
+
+        # Good legacy files: the book's state dict, and an OrderedDict whose tensors share one storage.
+        (tmp / "book.pth").write_bytes(legacy)
+        loaded = weights.torch_load_safely(tmp / "book.pth")
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+        base = torch.arange(12, dtype=torch.float64)
+        shared = OrderedDict(a=base, b=base[2:8].view(2, 3), c=torch.ones(3, dtype=torch.int8))
+        (tmp / "shared.pth").write_bytes(_torch_bytes(shared, zip_format=False))
+        again = weights.torch_load_safely(tmp / "shared.pth")
+        assert list(again) == ["a", "b", "c"] and all(torch.equal(again[k], shared[k]) for k in shared)
 
 
 # --------------------------------------------------------------------------------------------- nanoGPT

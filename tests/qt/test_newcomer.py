@@ -371,3 +371,32 @@ def test_closing_during_training_says_stopping_before_it_waits(main_window, qtbo
     window.close()
     assert seen == {"status": "stopping after this step…", "activity": "stopping after this step…"}
     assert not window.host.is_running()
+
+
+def test_model_menu_demo_model_brings_the_bundled_demo_back(main_window, qtbot):
+    from gptviz.resources import DEMO_MODEL_DIR
+
+    window = main_window
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
+    assert "demo" not in window.model_label.text()  # the tests' own tiny model
+    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Model")
+    menu.aboutToShow.emit()
+    next(a for a in menu.actions() if a.text().startswith("Demo model")).trigger()
+    qtbot.waitUntil(
+        lambda: Path(window.model_info.path or ".").resolve() == DEMO_MODEL_DIR.resolve(), timeout=60_000
+    )
+    assert window.model_label.text().startswith("<b>demo")
+    menu.aboutToShow.emit()
+    assert next(a for a in menu.actions() if a.text().startswith("Demo model")).isChecked()
+
+
+def test_tooltips_speak_the_books_terms(qtbot, snapshot):
+    attention = AttentionPane()
+    activations = ActivationsPane()
+    for widget in (attention, activations):
+        qtbot.addWidget(widget)
+    activations.set_snapshot(snapshot)
+    assert "causal mask" in attention.mask_box.toolTip()
+    assert "context vector" in attention.heatmap.toolTip()
+    assert "shortcut connection" in activations.residual_title.toolTip()
+    assert "logits" in activations.lens_title.toolTip()

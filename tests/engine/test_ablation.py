@@ -221,3 +221,52 @@ def test_session_ablations_reach_the_live_panes_and_generation(ours):
     session.set_ablations(())
     restored = session.inspect()
     np.testing.assert_allclose(restored.residual_norms[:, :-1], before.residual_norms, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_ablation_of_a_neuron_and_whole_layers_equals_hf_with_their_mean_outputs(hf_model, ours, ids):
+    """Means from one pass of the whole model, put in at every position of the three parts at once."""
+    seen = {}
+    handles = [
+        hf_model.transformer.h[0].mlp.c_proj.register_forward_pre_hook(
+            lambda _m, args: seen.__setitem__("neuron", args[0][0, :, 40].mean())  # () after GELU
+        ),
+        hf_model.transformer.h[1].attn.register_forward_hook(
+            lambda _m, _inp, out: seen.__setitem__("attn", out[0][0].mean(dim=0))  # (D,)
+        ),
+        hf_model.transformer.h[2].mlp.register_forward_hook(
+            lambda _m, _inp, out: seen.__setitem__("mlp", out[0].mean(dim=0))  # (D,)
+        ),
+    ]
+    with torch.no_grad():
+        hf_model(ids)
+    for handle in handles:
+        handle.remove()
+
+    def mean_neuron(hf):
+        def pre(_module, args):
+            x = args[0].clone()  # (B, T, 4D)
+            x[..., 40] = seen["neuron"]
+            return (x,)
+
+        return hf.transformer.h[0].mlp.c_proj.register_forward_pre_hook(pre)
+
+    def mean_attn(hf):
+        return hf.transformer.h[1].attn.register_forward_hook(
+            lambda _m, _inp, out: (seen["attn"].expand_as(out[0]).clone(), *out[1:])
+        )
+
+    def mean_mlp(hf):
+        return hf.transformer.h[2].mlp.register_forward_hook(
+            lambda _m, _inp, out: seen["mlp"].expand_as(out).clone()
+        )
+
+    abl = parse_ablations("0.mlp.40,1.attn,2.mlp", mode="mean")
+    means = ablation.reference_means(ours, ids[0].tolist(), abl)
+    assert torch.allclose(means[abl[0]], seen["neuron"], atol=1e-5)
+    assert torch.allclose(means[abl[1]], seen["attn"], atol=1e-5)
+    assert torch.allclose(means[abl[2]], seen["mlp"], atol=1e-5)
+    got = ours_logits(ours, ids, abl, means)
+    want = hf_logits(hf_model, ids, [mean_neuron, mean_attn, mean_mlp])
+    assert torch.allclose(got, want, atol=1e-4)
+    zero = ours_logits(ours, ids, parse_ablations("0.mlp.40,1.attn,2.mlp"))
+    assert (got - zero).abs().max() > 1e-2  # the means are not zero: the two modes differ

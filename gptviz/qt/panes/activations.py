@@ -23,7 +23,6 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QSpinBox,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.inspection import InspectionSnapshot
 from gptviz.qt.token_labels import axis_labels, quoted_token, token_label
+from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import HeatmapView
 
 HISTOGRAM_BINS = 80
@@ -119,22 +119,14 @@ def layer_names(n_layers: int) -> list[str]:
     return ["embed"] + [f"block {i}" for i in range(n_layers)]
 
 
-def _titled(title: QLabel, body: QWidget, option: QWidget | None = None) -> QWidget:
-    """A view under its bold title, with the view's own option (a check box) at the title's right."""
+def _titled(title: QLabel, body: QWidget) -> QWidget:
     box = QWidget()
     layout = QVBoxLayout(box)
     layout.setContentsMargins(2, 2, 2, 2)
     layout.setSpacing(2)
     title.setStyleSheet("font-weight: bold")
     title.setWordWrap(True)
-    if option is None:
-        layout.addWidget(title)
-    else:
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(title, 1)
-        row.addWidget(option, 0, Qt.AlignmentFlag.AlignTop)
-        layout.addLayout(row)
+    layout.addWidget(title)
     layout.addWidget(body, 1)
     return box
 
@@ -160,12 +152,6 @@ class ActivationsPane(QWidget):
         self.position_spin.setKeyboardTracking(False)
         self.position_spin.setToolTip("The token the logit lens and LayerNorm table look at")
         self.position_label = QLabel("")
-        controls = QHBoxLayout()
-        controls.setContentsMargins(4, 2, 4, 2)
-        controls.addWidget(self.layer_spin)
-        controls.addWidget(self.position_spin)
-        controls.addWidget(self.position_label)
-        controls.addStretch(1)
 
         self.residual_title = QLabel("Residual stream: L2 norm per layer and token")
         self.residual = HeatmapView(
@@ -176,7 +162,7 @@ class ActivationsPane(QWidget):
             "The residual stream is what flows from block to block: each block adds its attention's and its "
             "MLP's output to it through a shortcut connection (book ch. 4), so its norm grows layer by layer."
         )
-        self.row_scale_box = QCheckBox("each row its own scale")
+        self.row_scale_box = QCheckBox("residual: each row its own colours")
         self.row_scale_box.setChecked(True)
         self.row_scale_box.setToolTip(
             "Colour each layer from its own smallest norm (dark) to its largest (bright). The embeddings' "
@@ -187,7 +173,7 @@ class ActivationsPane(QWidget):
         self.mlp_title = QLabel("MLP activations after GELU")
         self.mlp = HeatmapView(row_name="token", col_name="neuron", levels=None, value_format="{:.3f}")
         self.mlp.readout.setWordWrap(True)  # its one-line hint would hold the heatmap wider than it needs
-        self.sort_box = QCheckBox("sort neurons")
+        self.sort_box = QCheckBox("MLP: sort neurons")
         self.sort_box.setToolTip(
             "Order the neurons by their activation at the selected token, most active first, and zoom onto "
             f"the first {SORTED_NEURONS_SHOWN}; the column labels are the neurons' numbers. Wheel to zoom, "
@@ -228,11 +214,11 @@ class ActivationsPane(QWidget):
 
         # Top: the two per-layer views side by side (same rows: embed, block 0, ...); bottom: one layer.
         top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(_titled(self.residual_title, self.residual, self.row_scale_box))
+        top.addWidget(_titled(self.residual_title, self.residual))
         top.addWidget(_titled(self.lens_title, self.lens_table))
         top.setSizes([450, 550])  # the lens's columns are text: give them the room
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(_titled(self.mlp_title, self.mlp, self.sort_box))
+        bottom.addWidget(_titled(self.mlp_title, self.mlp))
         histogram_title = QLabel("Histogram")
         histogram_title.setToolTip("How the MLP activations at the left are spread")
         bottom.addWidget(_titled(histogram_title, self.histogram))
@@ -245,6 +231,17 @@ class ActivationsPane(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        # One row of controls that wraps when the pane is narrow, so the views' titles keep their width.
+        controls = FlowLayout()
+        controls.setContentsMargins(4, 2, 4, 2)
+        for widget in (
+            self.layer_spin,
+            self.position_spin,
+            self.position_label,
+            self.row_scale_box,
+            self.sort_box,
+        ):
+            controls.addWidget(widget)
         layout.addLayout(controls)
         layout.addWidget(self.splitter, 1)
 

@@ -405,7 +405,7 @@ class HeatmapView(QWidget):
             self.color_bar.axis.setLabel("")
         if self._row_scaled and display.size:
             display, levels = _scale_rows(display), (0.0, 1.0)
-            self.color_bar.axis.setLabel("each row: min \u2192 max")
+            self.color_bar.axis.setLabel("per row")
         self._display = np.ascontiguousarray(display, dtype=np.float32)
         self._levels = levels
         rows, cols = self._matrix.shape

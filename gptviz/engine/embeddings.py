@@ -63,20 +63,31 @@ def _check_k(k: int) -> int:
 
 
 def cosine_neighbours(weight: torch.Tensor, token_id: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k rows of `weight` (V, D) most cosine-similar to row `token_id`, itself excluded: (ids, cosine).
+    """The k rows of `weight` (V, D) most cosine-similar to row `token_id`, itself excluded: (ids, cosine)."""
+    ids, sims = cosine_neighbours_of([token_id], weight, k)  # (1, k), (1, k)
+    return ids[0], sims[0]
 
-    The rows' lengths are divided out of the dot products instead of normalising the matrix, which for
-    GPT-2 124M would copy 150 MB for every question."""
+
+def cosine_neighbours_of(
+    token_ids: Sequence[int], weight: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of n tokens, the k rows most cosine-similar to its row, itself excluded: (n, k) ids and
+    cosines, most similar first.
+
+    One pass over the matrix for all n tokens (a map asks for dozens), and the rows' lengths divided out of
+    the dot products instead of normalising the matrix, which for GPT-2 124M would copy 150 MB."""
     vocab = weight.shape[0]
-    if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < vocab:
-        raise ConfigError(f"token id {token_id!r} is not in the embedding matrix (0..{vocab - 1})")
+    for token_id in token_ids:
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or not 0 <= token_id < vocab:
+            raise ConfigError(f"token id {token_id!r} is not in the embedding matrix (0..{vocab - 1})")
     k = min(_check_k(k), vocab - 1)
+    index = torch.tensor(list(token_ids), dtype=torch.long, device=weight.device)  # (n,)
     with torch.no_grad():
         w = weight.detach().float()  # (V, D): a no-op for a float32 model
         norms = w.norm(dim=1).clamp_min(1e-12)  # (V,)
-        sims = (w @ w[token_id]) / (norms * norms[token_id])  # (V,)
-        sims[token_id] = -float("inf")
-        top, ids = torch.topk(sims, k)  # (k,), (k,)
+        sims = (w[index] @ w.T) / (norms[index, None] * norms[None, :])  # (n, V)
+        sims[torch.arange(len(index)), index] = -float("inf")  # not its own neighbour
+        top, ids = torch.topk(sims, k, dim=1)  # (n, k), (n, k)
     return ids.cpu(), top.cpu()
 
 
@@ -131,12 +142,14 @@ def embedding_map(
     if not text:
         raise ConfigError("the text has no tokens to map")
     weight = model.tok_emb.weight
+    near, _ = cosine_neighbours_of(text, weight, k)  # (n_text, k)
     points = list(text)
+    seen = set(points)
     of = [-1] * len(text)
-    for index, token_id in enumerate(text):
-        near, _ = cosine_neighbours(weight, token_id, k)
-        for other in near.tolist():
-            if other not in points:
+    for index, row in enumerate(near.tolist()):
+        for other in row:
+            if other not in seen:
+                seen.add(other)
                 points.append(other)
                 of.append(index)
     with torch.no_grad():
@@ -157,6 +170,7 @@ __all__ = [
     "EmbeddingMap",
     "Neighbours",
     "cosine_neighbours",
+    "cosine_neighbours_of",
     "embedding_map",
     "nearest_neighbours",
     "pca_2d",

@@ -66,6 +66,8 @@ class CausalTools:
             )
             ablation.install(self.model, parts, means)
             self.ablations = parts
+        else:
+            self._plain_logits = None  # nothing to compare with: drop the second KV cache (75 MB at 124M)
         self._weights_changed()
         return self.ablations
 

@@ -228,6 +228,8 @@ class CausalViews(QObject):
                     self.ablations_view.set_ablations(self.ablations)
             else:
                 self._model_shape(payload)
+                if self.ablations_view is not None:
+                    self.ablations_view.undo_stack.clear()  # parts of the old model: not this one's to undo
             return False
         if channel not in CHANNELS:
             return False

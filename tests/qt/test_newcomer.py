@@ -400,3 +400,24 @@ def test_tooltips_speak_the_books_terms(qtbot, snapshot):
     assert "context vector" in attention.heatmap.toolTip()
     assert "shortcut connection" in activations.residual_title.toolTip()
     assert "logits" in activations.lens_title.toolTip()
+
+
+def test_panes_fill_their_docks_instead_of_scrolling_at_1280x720(main_window, qtbot):
+    """A pane with a wrapping row of controls was made as tall as its preferred size (Activations: 1,090 px
+    in a 314 px dock), so every pane scrolled even where it fitted."""
+    window = main_window
+    window.resize(1280, 720)
+    window.apply_layout("default")
+    qtbot.waitUntil(lambda: window.activations_pane.snapshot is not None, timeout=20_000)
+    for key in ("attention", "activations"):
+        window.docks[key].raise_()
+        QApplication.processEvents()
+        qtbot.wait(20)
+        scroll = window.docks[key].widget()
+        assert scroll.pane.height() <= scroll.viewport().height() + 1, key
+        assert scroll.verticalScrollBar().maximum() == 0, key
+    window.resize(400, 300)  # too small for any pane: then it scrolls, keeping its controls usable
+    QApplication.processEvents()
+    qtbot.wait(20)
+    scroll = window.docks["activations"].widget()
+    assert scroll.pane.height() >= scroll.pane.minimumSizeHint().height()

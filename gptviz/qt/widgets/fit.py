@@ -3,7 +3,7 @@ holds a whole pane, so a dock smaller than its pane scrolls instead of clipping 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtWidgets import QFrame, QLayout, QLayoutItem, QScrollArea, QSizePolicy, QWidget
 
 
@@ -83,22 +83,62 @@ class FlowLayout(QLayout):
 class PaneScroll(QScrollArea):
     """Holds one pane in a dock. The pane fills the dock when the dock is large enough, and keeps its own
     minimum size when the dock is smaller, with scroll bars, so no control is squeezed out of sight. The dock
-    itself can then be made as small as a laptop screen needs."""
+    itself can then be made as small as a laptop screen needs.
+
+    The pane is sized here, not by QScrollArea's resizable mode: for a pane whose layout has a height for
+    its width (a wrapping row of controls, a word-wrapped label) that mode makes the pane as tall as its
+    preferred size (the Activations pane 1,090 px high in a 314 px dock at 1280x720), so every pane scrolled
+    even where it fitted. Here the pane gets the dock's size, or the least height its layout needs at that
+    width where that is more."""
 
     def __init__(self, pane: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.pane = pane
         self.setObjectName(f"scroll_{pane.objectName() or type(pane).__name__}")
-        self.setWidgetResizable(True)
+        self.setWidgetResizable(False)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setWidget(pane)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        pane.installEventFilter(self)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(120, 80)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return self.pane.sizeHint()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.fit_pane()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        if watched is self.pane and event.type() == QEvent.Type.LayoutRequest:
+            QTimer.singleShot(0, self, self.fit_pane)  # once the pane's layout has its new minimum
+        return False
+
+    def _least_height(self, width: int) -> int:
+        """The least height the pane needs at `width` (its wrapped rows and labels included)."""
+        layout = self.pane.layout()
+        least = self.pane.minimumSizeHint().expandedTo(self.pane.minimumSize()).height()
+        if layout is not None and layout.hasHeightForWidth():
+            least = max(least, layout.totalMinimumHeightForWidth(width))
+        return least
+
+    def fit_pane(self) -> None:
+        """Give the pane the viewport's size, or more where it needs more (then the area scrolls)."""
+        room = self.maximumViewportSize()  # the viewport without scroll bars
+        bar = self.verticalScrollBar().sizeHint().width()
+        least_width = self.pane.minimumSizeHint().expandedTo(self.pane.minimumSize()).width()
+        width = max(room.width(), least_width)
+        height = self._least_height(width)
+        if height > room.height() and width == room.width():  # a vertical scroll bar takes some width
+            width = max(room.width() - bar, least_width)
+            height = self._least_height(width)
+        if width > room.width():  # a horizontal scroll bar takes some height
+            room.setHeight(room.height() - self.horizontalScrollBar().sizeHint().height())
+        size = QSize(width, max(height, room.height()))
+        if self.pane.size() != size:
+            self.pane.resize(size)
 
 
 def labelled(text: str, widget: QWidget, tooltip: str | None = None) -> QWidget:

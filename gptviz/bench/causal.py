@@ -82,7 +82,6 @@ def run(sizes: CausalSizes = FULL) -> BenchResult:
             passed=at_most(ixg_ratio, IXG_TARGET) if judged else None,
         ),
         Figure("input x gradient", grad.median * 1000, "ms", grad.map(lambda s: s * 1000)),
-        Figure("patching, both maps", pat.median, "s", pat),
         Figure("forward pass", fwd.median * 1000, "ms", fwd.map(lambda s: s * 1000)),
     ]
     return BenchResult(

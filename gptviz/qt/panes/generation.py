@@ -175,7 +175,7 @@ class GenerationPane(QWidget):
             "the probability the whole model gives, with nothing switched off (same tokens, temperature 1)"
         )
         header = self.table.horizontalHeader()
-        header.moveSection(PLAIN_COLUMN, 4)  # shown beside "p before": the same step with and without ablations
+        header.moveSection(PLAIN_COLUMN, 4)  # beside "p before": one step with and without the ablations
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(40)

@@ -63,6 +63,9 @@ class ReopenOffer(QToolBar):
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.TextFormat.RichText)
+        # A wrapped label in a toolbar is sized for a narrow width (three lines tall at 1280 pixels): from
+        # 480 pixels up it takes one line, or two on a small window.
+        self.label.setMinimumWidth(480)
         self.reopen_button = QPushButton("Reopen")
         self.reopen_button.setToolTip("load the run's model and show how it was trained")
         self.resume_button = QPushButton("Resume training")

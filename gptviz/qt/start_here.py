@@ -70,41 +70,40 @@ STEPS = (
         "tokens",
         "ch. 2 Tokens",
         "Chapter 2: text becomes token ids, and a corpus becomes sliding windows of inputs and targets",
-        "Tokens: type in the box; each chip is one token with its id. Below, the corpus cut into windows: "
-        "each target row is its input row shifted by one token.",
+        "Tokens: type in the box; each chip is one token and its id. Below, the corpus as windows: each "
+        "target row is its input shifted by one.",
         _tokens,
     ),
     Step(
         "attention",
         "ch. 3 Attention",
         "Chapter 3: self-attention, the causal mask and multi-head attention",
-        "Attention: every layer x head at the left; the open head at the right. Each row is one query's "
-        "weights over earlier tokens (the causal mask hatches later ones); they mix the values into its "
-        "context vector. Click a thumbnail to open another head.",
+        "Attention: each row is one query's weights over the earlier tokens (the causal mask hatches later "
+        "ones); they make its context vector.",
         _attention,
     ),
     Step(
         "layers",
         "ch. 4 Layers",
         "Chapter 4: the transformer block, LayerNorm, GELU and shortcut connections",
-        "Activations: the residual stream's size after each block (the shortcut connections add every "
-        "block's output to it), the MLP after GELU, LayerNorm's mean 0 / variance 1, and the logit lens.",
+        "Activations: the residual stream grows block by block through the shortcut connections; the MLP "
+        "after GELU, LayerNorm, the logit lens.",
         _layers,
     ),
     Step(
         "training",
         "ch. 5 Training",
         "Chapter 5: the training loop, train and validation loss, perplexity",
-        "Training: press Start to train the loaded model on the corpus; the loss falls, perplexity with it, "
-        "and the time-lapse replays what the model said at each evaluation.",
+        "Training: press Start; the train and validation loss fall, perplexity with them, and the "
+        "time-lapse replays each evaluation.",
         _training,
     ),
     Step(
         "generation",
         "Generate",
         "Generate text one token at a time, with temperature and top-k",
-        "Generation: one token was just taken (Step, Ctrl+Right). The table lists the candidates with their "
-        "probabilities from the logits; temperature and top-k change which one is picked.",
+        "Generation: a token was taken (Step, Ctrl+Right). The candidates' probabilities come from the "
+        "logits; temperature and top-k change the pick.",
         _generation,
     ),
 )

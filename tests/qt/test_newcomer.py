@@ -222,6 +222,24 @@ def test_start_here_walks_the_book_in_order(main_window, qtbot):
     assert strip.step_actions["generation"].isChecked()
 
 
+def test_start_here_hints_fit_the_status_bar_at_1280(main_window):
+    from gptviz.qt.start_here import STEPS
+
+    window = main_window
+    window.resize(1280, 720)
+    QApplication.processEvents()
+    bar = window.statusBar()
+    window.memory_label.setText("RAM 1,475 MB")  # as wide as they get beside a hint
+    window.device_label.setText("cpu")
+    window.activity_label.setText("idle")
+    permanent = sum(
+        w.sizeHint().width() for w in (window.memory_label, window.device_label, window.activity_label)
+    )
+    room = bar.width() - permanent - 40
+    for step in STEPS:
+        assert bar.fontMetrics().horizontalAdvance(step.hint) <= room, step.key
+
+
 def test_dismissing_start_here_is_remembered_and_help_brings_it_back(qtbot, session_factory):
     from gptviz.qt.main_window import MainWindow
 

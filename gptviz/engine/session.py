@@ -701,6 +701,23 @@ class Session(CausalTools):
             corpus_name=self.corpus.name if self.corpus else "",
         )
 
+    def begin_training(self) -> TrainingUpdate | None:
+        """A fresh run's step 0: the untrained model's losses and probe (Trainer.start), so a validation loss
+        shows before the first step has run; None once the run has started (or when it was resumed)."""
+        if self.trainer is None:
+            raise ConfigError("no training run: press Start first")
+        result = self.trainer.start()
+        if result is None:
+            return None
+        probes = tuple(self.trainer.probes[self._probes_sent :])
+        self._probes_sent = len(self.trainer.probes)
+        return TrainingUpdate(
+            result=result,
+            new_probes=probes,
+            batch_tokens=self.trainer.settings.batch_size * self.trainer.context,
+            corpus_name=self.corpus.name if self.corpus else "",
+        )
+
     def stop_training(self) -> None:
         """End the run (the weights stay as trained; Save writes them)."""
         if self.trainer is not None:

@@ -30,7 +30,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -479,6 +479,7 @@ class Trainer:
         self._order_epoch: int | None = None
         self._order = torch.arange(0)
         self._started = False
+        self.on_phase: Callable[[str], None] | None = None  # told what start() is doing (a GUI's notice)
         self._cpu_rng, self._cuda_rng = self._seeded_rng(settings.seed + dist_info.rank)
         if book_rng is not None and dist_info.rank == 0:
             self._cpu_rng = book_rng  # where the book's global generator stands after building its model
@@ -708,7 +709,7 @@ class Trainer:
             raise ConfigError(f"training is finished (step {self.step_count} of {self.total_steps})")
         started = time.perf_counter()
         if not self._started:
-            self._start()
+            self.start()
         step_index = self.step_count
         lr = self.settings.lr_at(step_index, self.total_steps)
         for group in self.optimizer.param_groups:
@@ -799,14 +800,84 @@ class Trainer:
             self.close()
         return result
 
-    def _start(self) -> None:
-        """Before the first step of a fresh run: a step-0 probe (the untrained model) and a first checkpoint."""
+    def start(self) -> StepResult | None:
+        """Before the first step of a fresh run: evaluate the untrained model (the book prints these losses
+        before it trains, and a validation loss shows at once instead of after eval_freq steps), a step-0
+        probe and metrics line, and a first checkpoint. None when the run has already started (or resumed).
+
+        The evaluation draws no random numbers (eval mode, windows taken in order), so the losses of every
+        later step are what they were without it, under the book's protocol too. Under the book's protocol
+        it is the book's `calc_loss_loader` over the whole of each loader (its 10.988 / 10.981 before
+        training); its shuffled training loader is read in order instead, which gives the same mean when
+        drop_last drops no window (The Verdict's 18 windows make 9 full batches), without the draw that
+        would move every later dropout mask.
+        """
+        if self._started:
+            return None
         self._started = True
+        started = time.perf_counter()
+        self._phase("evaluating the untrained model")
+        train_eval, val_loss = self._initial_losses()
+        shown = val_loss if val_loss is not None else train_eval
+        perplexity = math.exp(min(shown, 700.0)) if shown is not None and math.isfinite(shown) else None
+        self.last_val_loss = val_loss
+        probe = None
         if self.is_writer:
             probe = self.probe()
-            if self.run_dir is not None:
-                write_probe(self.run_dir, probe)
+        self._phase("saving the first checkpoint")
         self.save()
+        self.elapsed_s += time.perf_counter() - started
+        result = StepResult(
+            step=0,
+            epoch=0,
+            tokens_seen=0,
+            train_loss=math.nan,  # no batch trained yet
+            val_loss=val_loss,
+            train_eval_loss=train_eval,
+            perplexity=perplexity,
+            lr=self.settings.lr_at(0, self.total_steps),
+            grad_norm=math.nan,
+            tokens_per_s=0.0,
+            elapsed_s=self.elapsed_s,
+            total_steps=self.total_steps,
+            eta_s=math.nan,
+            done=False,
+            probe=probe,
+            checkpoint_saved=self.run_dir is not None and self.is_writer,
+        )
+        if self.is_writer:
+            self._write_metrics(result)
+            if probe is not None and self.run_dir is not None:
+                write_probe(self.run_dir, probe)
+        self._phase("first step")
+        return result
+
+    def _phase(self, text: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(text)
+
+    def _initial_losses(self) -> tuple[float | None, float | None]:
+        """(train, validation) loss of the untrained model: the usual evaluation (fixed windows, no random
+        numbers), or under the book's protocol the mean over every batch of each loader, in order."""
+        if not self.book_protocol:
+            return self.evaluate()
+        size = self.settings.batch_size
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._attention_path():
+                batches = list(torch.arange(len(self.train_windows)).split(size))  # (B,) each
+                if batches and batches[-1].numel() < size:
+                    batches.pop()  # the training loader's drop_last
+                train = self._batches_loss(self.train_windows, batches)
+                val = None
+                if self.val_windows is not None:
+                    val = self._batches_loss(
+                        self.val_windows, list(torch.arange(len(self.val_windows)).split(size))
+                    )
+            return train, val
+        finally:
+            self.model.train(was_training)
 
     @torch.no_grad()
     def _mean_loss(self, windows: SlidingWindows | None) -> float | None:
@@ -831,6 +902,11 @@ class Trainer:
     def _book_loss(self, windows: SlidingWindows, shuffle: bool, drop_last: bool) -> float:
         """The book's calc_loss_loader(loader, num_batches=eval_iter): the mean of the first batches' means."""
         batches = self._book_batches(len(windows), shuffle, drop_last, limit=self.settings.eval_iter)
+        return self._batches_loss(windows, batches)
+
+    @torch.no_grad()
+    def _batches_loss(self, windows: SlidingWindows, batches: list[torch.Tensor]) -> float:
+        """The mean of the batches' mean cross-entropies (the book's calc_loss_loader)."""
         total = 0.0
         for indices in batches:
             inputs, targets = self._gather(windows, indices)  # (b, T), (b, T)
@@ -1029,6 +1105,9 @@ class Trainer:
             "elapsed_s": result.elapsed_s,
             "world_size": self.dist.world_size,
         }
+        if result.step == 0:  # the untrained model's evaluation: no batch, no gradient yet
+            for key in ("train_loss", "grad_norm", "tokens_per_s"):
+                del record[key]
         if result.train_eval_loss is not None:
             record["train_eval_loss"] = result.train_eval_loss
             record["val_loss"] = result.val_loss

@@ -500,6 +500,10 @@ class MainWindow(QMainWindow):
             self.training_pane.add_follow(payload)
         elif channel == w.HISTORY:
             self.training_pane.set_history(payload)
+        elif channel == w.TRAIN_PHASE:
+            self.training_pane.set_phase(str(payload))
+        elif channel == w.RUN_DIR:
+            self.training_pane.set_run_dir(str(payload))  # the book's printed curve behind a book-ch5 run
         elif channel == w.TRAIN_STATE:
             was = self.training_pane.state
             self.training_pane.set_state(str(payload))

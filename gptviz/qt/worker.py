@@ -35,6 +35,7 @@ SAVED = "saved"
 FOLLOW = "follow"
 HISTORY = "history"  # the loaded model's own training history (FollowBatch with a label), or None
 RUN_DIR = "run_dir"  # where a run started in the window writes its files (str)
+TRAIN_PHASE = "train_phase"  # what starting a run is doing before its first step (str)
 RUN_SAVED = "run_saved"  # the run's checkpoint was written (Pause, Stop): its path (str)
 ABLATIONS = "ablations"  # what is switched off in the model (tuple of gptviz.engine.ablation.Ablation)
 ATTENTION_STEPS = "attention_steps"  # (AttentionSteps, pieces) for the step-by-step view
@@ -338,9 +339,13 @@ class Worker(QObject):
             self.training = "running"
         else:
             if preset:
+                self._train_phase(request, f"building a new {preset} model")
                 self.session.new_model(preset)
                 self._emit_model()
+            if self.session.corpus is not None:
+                self._train_phase(request, f"tokenizing {self.session.corpus.n_tokens:,} tokens into windows")
             run_dir = self.session.start_window_run(settings)  # on disk: nothing trained is only in memory
+            self.session.trainer.on_phase = lambda text: self._train_phase(request, text)
             self.result.emit(request, RUN_DIR, str(run_dir))
             self.training = "running"
             self._emit_generation()
@@ -349,7 +354,9 @@ class Worker(QObject):
 
     def cmd_train_recipe(self, request: int, channel: str, recipe_name: str) -> None:
         """Model › Recipe: the recipe's corpus and a fresh model of its shape, then train it on disk."""
+        self._train_phase(request, "reading the corpus, building the model")
         run_dir = self.session.start_recipe(recipe_name)
+        self.session.trainer.on_phase = lambda text: self._train_phase(request, text)
         self._model_changed(request)
         if self.session.corpus is not None:
             self.result.emit(request, CORPUS, self.session.corpus)
@@ -357,6 +364,11 @@ class Worker(QObject):
         self.training = "running"
         self.result.emit(request, TRAIN_STATE, "running")
         QTimer.singleShot(0, self._train_tick)
+
+    def _train_phase(self, request: int, text: str) -> None:
+        """Say what starting a run is doing (the pane's notice and the status bar), before its first step."""
+        self.result.emit(request, TRAIN_PHASE, text)
+        self.activity.emit(text)
 
     def cmd_resume_run(self, request: int, channel: str, path: str) -> None:
         """File › Runs… › Resume: load a run directory and go on training it."""
@@ -411,7 +423,7 @@ class Worker(QObject):
         if self.training != "running" or self.abort.is_set():
             return
         try:
-            update = self.session.train_step()
+            update = self.session.begin_training() or self.session.train_step()  # step 0 first
         except GptvizError as exc:
             self.training = "idle"
             self.session.stop_training()

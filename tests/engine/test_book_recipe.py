@@ -105,6 +105,31 @@ def test_recipe_equals_the_books_own_loop(tokenizer, short_text, book_losses):
     assert train_ref[-1] < train_ref[0] - 0.3  # it learns: the comparison is not between two flat lines
 
 
+def test_the_untrained_models_losses_are_the_books_before_training(tokenizer, short_text):
+    """Step 0 is the book's `calc_loss_loader` over the whole of each loader before training (the chapter's
+    10.988 / 10.981 at full size), on the book's own model from the same seed; it draws no random numbers,
+    so the steps after it keep the book's losses (test_recipe_equals_the_books_own_loop runs with it)."""
+    trainer = small_trainer(tokenizer, short_text, epochs=1)
+    rng_before = trainer._cpu_rng.clone()
+    first = trainer.start()
+    assert torch.equal(trainer._cpu_rng, rng_before)
+    assert first.step == 0 and math.isnan(first.train_loss) and trainer.start() is None
+    cfg = {"vocab_size": 50257, "drop_rate": 0.1, "qkv_bias": False, **SMALL}
+    train_text, val_text = split_text(short_text, 0.1)
+    torch.manual_seed(123)
+    model = br.GPTModel(cfg).eval()
+    loaders = [
+        br.create_dataloader_v1(part, tokenizer.encoding, batch_size=2, max_length=32, stride=32,
+                                drop_last=drop, shuffle=False)
+        for part, drop in ((train_text, True), (val_text, False))
+    ]  # fmt: skip
+    with torch.no_grad():
+        train_book, val_book = (br.calc_loss_loader(loader, model, torch.device("cpu")) for loader in loaders)
+    assert abs(first.train_eval_loss - train_book) <= 1e-5, (first.train_eval_loss, train_book)
+    assert abs(first.val_loss - val_book) <= 1e-5, (first.val_loss, val_book)
+    assert first.val_loss > 10.0  # untrained: about ln(50257) = 10.8
+
+
 def test_one_random_draw_out_of_place_breaks_the_match(tokenizer, short_text, book_losses, monkeypatch):
     """The comparison above can fail: one extra draw before the first epoch changes the losses by ~1e-2."""
     drawn = Trainer._book_epoch_order
@@ -137,6 +162,8 @@ def test_a_resumed_book_run_continues_with_the_same_losses(tokenizer, short_text
     later = evaluations(resumed)
     assert later == [e for e in straight if e[0] > 10]
     records = [r for r in read_metrics(run) if "val_loss" in r]
+    assert records[0]["step"] == 0 and "train_loss" not in records[0]  # the untrained model, before step 1
+    records = records[1:]
     assert [r["step"] for r in records] == [e[0] for e in straight]
 
 

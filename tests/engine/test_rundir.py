@@ -136,5 +136,5 @@ def test_a_run_killed_mid_way_loads_and_resumes(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     steps = [m["step"] for m in read_metrics(run)]
-    assert steps == list(range(1, target + 1))  # no step repeated, none missing
+    assert steps == list(range(0, target + 1))  # no step repeated, none missing (0: before training)
     assert read_checkpoint_meta(run / "checkpoint")["step"] == target

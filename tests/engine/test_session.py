@@ -159,8 +159,8 @@ def test_a_run_directory_opened_as_a_checkpoint_brings_its_history(session, tmp_
     assert session.model_history() is None  # an injected model has no record
     session.load_checkpoint(run)
     history = session.model_history()
-    assert [r["step"] for r in history.records] == [1, 2, 3]
-    assert [r["val_loss"] is not None for r in history.records] == [True, True, True]
+    assert [r["step"] for r in history.records] == [0, 1, 2, 3]  # 0: the untrained model's evaluation
+    assert [r["val_loss"] is not None for r in history.records] == [True, True, True, True]
     assert [p.step for p in history.probes] == [0, 1, 2, 3]
     assert history.probes[-1].attention.shape == (2, 4, 4, 4)  # (L, H, T, T) of "Every effort moves you"
     assert history.total_steps == 3 and not history.restart
@@ -180,7 +180,7 @@ def test_the_demo_layout_brings_its_history_up_to_the_checkpoints_step(session, 
     s = Session(demo_dir=demo, corpus=None)
     history = s.model_history()
     assert s.info().source == "demo"
-    assert [r["step"] for r in history.records] == [1, 2]
+    assert [r["step"] for r in history.records] == [0, 1, 2]
     assert [p.step for p in history.probes] == [0, 1, 2]
     assert history.label == "history of demo: 2 of 4 steps on c.txt" and history.total_steps == 4
 
@@ -193,5 +193,5 @@ def test_a_checkpoint_without_run_files_or_a_followed_run_has_no_history(session
     run = _train_run(session, tmp_path / "run")
     follower = session.follow_run(run)
     assert session.model_history() is None  # following shows the run live instead
-    assert [r["step"] for r in session.poll_run(follower).records] == [1, 2, 3]
+    assert [r["step"] for r in session.poll_run(follower).records] == [0, 1, 2, 3]
     assert not run_is_finished(tmp_path / "alone") and not run_is_finished(tmp_path / "missing")

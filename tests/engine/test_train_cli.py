@@ -61,7 +61,7 @@ def test_train_writes_a_run_directory_other_commands_can_load(tmp_path, corpus, 
     model, meta = load_checkpoint(run / "checkpoint")
     assert model.cfg == preset("tiny").replace(context_length=16)  # --context builds a shorter model
     assert meta["step"] == 3
-    metrics = read_metrics(run)
+    metrics = read_metrics(run)[1:]  # after step 0, the untrained model's evaluation
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert [m["tokens_seen"] for m in metrics] == [32, 64, 96] and all(m["world_size"] == 1 for m in metrics)
     assert metrics[0]["lr"] == pytest.approx(1e-3)  # warm-up of one step, then cosine down to 1e-4
@@ -77,7 +77,7 @@ def test_train_writes_a_run_directory_other_commands_can_load(tmp_path, corpus, 
     assert main(["train", "--out", str(run), "--resume", "--steps", "4", "--batch-size", "4"]) == 0
     err = capsys.readouterr().err
     assert "--batch-size ignored on --resume" in err and "resuming" in err
-    assert [m["step"] for m in read_metrics(run)] == [1, 2, 3, 4]
+    assert [m["step"] for m in read_metrics(run)] == [0, 1, 2, 3, 4]
     assert read_checkpoint_meta(run / "checkpoint")["step"] == 4
 
 

@@ -204,7 +204,7 @@ def test_twenty_steps_equal_ten_plus_resume_plus_ten(tmp_path, tokenizer, short_
     assert np.allclose(resumed_losses, losses, atol=1e-5, rtol=0)
     assert losses[10] != losses[9]  # the numbers compared are not trivially equal
     steps = [m["step"] for m in read_metrics(tmp_path / "b")]
-    assert steps == list(range(1, 21))
+    assert steps == list(range(0, 21))  # step 0: the untrained model's evaluation
     for a, b in zip(straight.model.parameters(), second.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
@@ -239,7 +239,10 @@ def test_run_directory_contents(tmp_path, tokenizer, short_ids):
     trainer = make_trainer(tokenizer, short_ids, tmp_path, steps=5, eval_freq=2)
     results = [trainer.step() for _ in range(5)]
     metrics = read_metrics(tmp_path)
-    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5]
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3, 4, 5]
+    untrained = metrics.pop(0)  # evaluated before the first step: losses, no batch or gradient yet
+    assert untrained["tokens_seen"] == 0 and "train_loss" not in untrained and "grad_norm" not in untrained
+    assert math.isfinite(untrained["val_loss"]) and untrained["val_loss"] > metrics[-1]["val_loss"]
     for m in metrics:
         assert {"step", "tokens_seen", "train_loss", "lr", "tokens_per_s", "elapsed_s", "world_size"} <= set(
             m

@@ -31,6 +31,34 @@ def test_start_says_what_it_does_before_the_first_step(main_window, qtbot, train
     assert -2 <= x0 <= 0 and 40 <= x1 <= 42  # the run's steps, not -1..1 or -200..200
 
 
+def test_start_names_each_phase_and_shows_the_untrained_validation_loss_first(
+    main_window, qtbot, train_settings
+):
+    """After Start the worker says what it does (tokenizing, evaluating the untrained model, saving, first
+    step), and the first update is step 0: the untrained model's losses, before any step has run."""
+    from gptviz.qt import worker as w
+
+    window = main_window
+    pane = window.training_pane
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
+    phases, updates, shown = [], [], []
+    window.host.resultReady.connect(lambda ch, p: phases.append(p) if ch == w.TRAIN_PHASE else None)
+    window.host.resultReady.connect(lambda ch, p: updates.append(p) if ch == w.TRAINING else None)
+    window.host.resultReady.connect(
+        lambda ch, p: shown.append(pane.message.text()) if ch == w.TRAIN_PHASE else None
+    )
+    _start(window, qtbot, train_settings(steps=3, eval_freq=3))
+    qtbot.waitUntil(lambda: len(updates) >= 2, timeout=60_000)
+    assert phases[0].startswith("tokenizing ") and phases[0].endswith(" tokens into windows")
+    assert phases[1:] == ["evaluating the untrained model", "saving the first checkpoint", "first step"]
+    assert shown[-1] == "starting: first step…"  # the notice follows the phases
+    first = updates[0].result
+    assert first.step == 0 and first.val_loss is not None and first.train_eval_loss is not None
+    assert updates[1].result.step == 1
+    window.host.submit("train_stop")
+    qtbot.waitUntil(lambda: pane.state == "idle", timeout=20_000)
+
+
 def test_paused_is_shown_as_paused_and_stop_clears_the_bar_and_names_the_model(
     main_window, qtbot, train_settings
 ):

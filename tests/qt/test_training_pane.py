@@ -84,9 +84,9 @@ def test_curves_after_training_steps_through_the_worker(pane, qtbot, session_fac
     x, y = pane.train_curve.getData()
     assert x.tolist() == [1, 2, 3, 4, 5]
     assert np.all(np.isfinite(y)) and abs(y[0] - np.log(50257)) < 0.5  # an untrained model starts near ln V
-    # evaluations at steps 1, 2, 4 and the last one
-    assert pane.val_curve.getData()[0].tolist() == [1, 2, 4, 5]
-    assert pane.point_counts() == {"train": 5, "train_eval": 4, "val": 4}
+    # evaluations of the untrained model (step 0), at steps 1, 2, 4 and the last one
+    assert pane.val_curve.getData()[0].tolist() == [0, 1, 2, 4, 5]
+    assert pane.point_counts() == {"train": 5, "train_eval": 5, "val": 5}
     # probes: the untrained one (step 0) plus one per evaluation
     assert [p.step for p in pane.probes] == [0, 1, 2, 4, 5]
     assert pane.slider.maximum() == 4
@@ -130,7 +130,7 @@ def test_following_a_run_directory(pane, session, tmp_path, train_settings):
     pane.add_follow(batch)
     pane.refresh()
     assert pane.train_curve.getData()[0].tolist() == [1, 2, 3]
-    assert pane.val_curve.getData()[0].tolist() == [1, 2, 3]
+    assert pane.val_curve.getData()[0].tolist() == [0, 1, 2, 3]  # 0: the untrained model
     assert [p.step for p in pane.probes] == [0, 1, 2, 3]
     assert not pane.start_button.isEnabled()
     assert session.poll_run(follower) is None  # nothing new
@@ -176,7 +176,7 @@ def test_the_app_opens_with_the_demo_models_history_then_a_new_run_replaces_it(
     try:
         qtbot.waitUntil(lambda: pane.history is not None, timeout=20_000)
         window.redraw()
-        assert pane.point_counts() == {"train": 3, "train_eval": 3, "val": 3}
+        assert pane.point_counts() == {"train": 3, "train_eval": 4, "val": 4}  # + the untrained model
         assert pane.train_curve.getData()[0].tolist() == [1, 2, 3]
         assert pane.slider.maximum() == 3 and len(pane.probes) == 4  # probes at steps 0, 1, 2, 3
         assert pane.probe_label.text().startswith("probe 4 of 4 · step 3")

@@ -230,6 +230,15 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         self.history_label.setToolTip(batch.run_dir)
         self.history_label.show()
 
+    def set_phase(self, text: str) -> None:
+        """What starting a run is doing (the worker's words: building the model, tokenizing N tokens,
+        evaluating the untrained model, first step), shown until the first step is done."""
+        if self.latest is not None and self.latest.get("step", 0) >= 1:
+            return
+        self.message.setStyleSheet("color: #2a6")
+        self.message.setText(f"starting: {text}…")
+        self.progress.setFormat(f"{text}…")
+
     def set_run_dir(self, run_dir: str | None) -> None:
         """The run shown writes (or wrote) to `run_dir`: when its settings.json describes the book's
         chapter 5 run, draw the book's printed curve behind it."""
@@ -249,7 +258,8 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
     def add_update(self, update) -> None:
         """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""
         r = update.result
-        if self.latest is None and self.message.text().startswith("starting"):
+        if r.step >= 1 and self.message.text().startswith("starting"):
+            # Step 0 (the untrained model's evaluation) comes first; the notice stays until a step is done.
             self.message.setText("")
             self.progress.setFormat("%v / %m steps (%p%)")
         self._add_point(

@@ -439,3 +439,21 @@ def test_panes_fill_their_docks_instead_of_scrolling_at_1280x720(main_window, qt
     qtbot.wait(20)
     scroll = window.docks["activations"].widget()
     assert scroll.pane.height() >= scroll.pane.minimumSizeHint().height()
+
+
+@pytest.mark.parametrize("size", [(560, 200), (900, 600)])
+def test_attention_overview_labels_are_not_cut_off(qtbot, snapshot, size):
+    """At 1280x720 the thumbnails are small, and a margin of a third of a tile cut "H0".."H3" in half."""
+    pane = AttentionPane()
+    qtbot.addWidget(pane)
+    pane.set_snapshot(snapshot)
+    pane.resize(*size)
+    pane.show()
+    qtbot.waitExposed(pane)
+    qtbot.wait(50)  # pyqtgraph maps the view after the layout settles
+    overview = pane.overview
+    shown = overview.view_box.sceneBoundingRect()
+    labels = overview._labels
+    assert {item.textItem.toPlainText() for item in labels} >= {"H0", "H3", "L0", "L2"}
+    for item in labels:
+        assert shown.adjusted(-1, -1, 1, 1).contains(item.sceneBoundingRect()), item.textItem.toPlainText()

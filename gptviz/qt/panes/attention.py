@@ -75,6 +75,7 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
         self.view_box.invertY(True)
         self.view_box.setAspectLocked(True)
         self.view_box.setDefaultPadding(0.0)
+        self.view_box.disableAutoRange()  # _fit_range places the tiles and their labels
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))  # (256, 3) uint8
         self.plot.addItem(self.image)
@@ -96,6 +97,7 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
         self.tiles = np.zeros((0, 0), dtype=np.float32)
         self.n_layers = self.n_heads = 0
         self.scene().sigMouseClicked.connect(self._on_click)
+        self.view_box.sigResized.connect(self._fit_range)
 
     def set_tiles(self, tiles: np.ndarray, n_layers: int, n_heads: int, levels: tuple[float, float]) -> None:
         """Draw a (L*S, H*S) tiled image; grid lines and axis labels follow the layer/head counts."""
@@ -112,6 +114,8 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
             line_y = [v for _ in xs for v in (0, n_layers)] + [v for y in ys for v in y]
             self.grid.setData(np.array(line_x, dtype=float), np.array(line_y, dtype=float))
             self._place_labels(n_layers, n_heads)
+        else:
+            self._fit_range()  # the first tiles may come before the view has its size
 
     def _place_labels(self, n_layers: int, n_heads: int) -> None:
         for item in self._labels:
@@ -127,8 +131,27 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
             self._labels[-1].setPos(0.0, layer + 0.5)
         for item in self._labels:
             self.plot.addItem(item, ignoreBounds=True)
-        # room for the labels: a little margin on the top and left of the tiles
-        self.view_box.setRange(QRectF(-0.45, -0.35, n_heads + 0.45, n_layers + 0.35), padding=0.0)
+        self._fit_range()
+
+    def _fit_range(self, *_args: object) -> None:
+        """Show the tiles with room above them for "H0" and left of them for "L11". The room is set in
+        pixels: a fixed share of a tile (a third) was less than a line of text once the tiles were small
+        (a 1280x720 window), and the head labels were cut off at the top."""
+        if not (self.n_layers and self.n_heads):
+            return
+        heads = [i for i in self._labels if i.textItem.toPlainText().startswith("H")]
+        layers = [i for i in self._labels if i.textItem.toPlainText().startswith("L")]
+        # A TextItem ignores the view's scale: its bounding rect is in pixels, padding included.
+        label_h = max((i.boundingRect().height() for i in heads), default=0.0) + 1.0
+        label_w = max((i.boundingRect().width() for i in layers), default=0.0) + 1.0
+        rect = self.view_box.boundingRect()
+        tile = min(
+            (rect.width() - label_w) / self.n_heads, (rect.height() - label_h) / self.n_layers
+        )  # pixels a tile gets with the aspect locked
+        if tile <= 1.0:
+            return  # not laid out yet
+        top, left = label_h / tile, label_w / tile  # in tiles
+        self.view_box.setRange(QRectF(-left, -top, self.n_heads + left, self.n_layers + top), padding=0.0)
 
     def set_highlight(self, layer: int, head: int | None) -> None:
         """Outline one tile, or (head None) the whole layer row."""

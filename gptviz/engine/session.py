@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -651,8 +650,8 @@ class Session(CausalTools):
         corpus = self.corpus.name if self.corpus is not None else "corpus"
         run_dir = runs.new_run_dir(self.model_name.replace(" (untrained)", ""), corpus)
         self.start_training(settings, run_dir=run_dir)
-        with contextlib.suppress(OSError):  # a name for the Runs list only; the run itself is written
-            (run_dir / runs.WINDOW_FILE).write_text(json.dumps({"model": self.model_name}), encoding="utf-8")
+        with contextlib.suppress(OSError):  # the Runs list's name and the reopen offer's state only
+            runs.mark_run(run_dir, runs.RUNNING, model=self.model_name)
         return run_dir
 
     def resume_run(self, run_dir: str | os.PathLike) -> ModelInfo:
@@ -671,6 +670,8 @@ class Session(CausalTools):
         self.trainer = trainer
         self.train_settings = trainer.settings
         self._probes_sent = len(trainer.probes)
+        with contextlib.suppress(OSError):  # running again: a crash from here on is offered back at launch
+            runs.mark_run(path, runs.RUNNING)
         return info
 
     @property
@@ -678,12 +679,19 @@ class Session(CausalTools):
         """Where the current run writes its files (None: no run, or one kept in memory)."""
         return self.trainer.run_dir if self.trainer is not None else None
 
-    def checkpoint_run(self) -> Path | None:
+    def checkpoint_run(self, state: str | None = None) -> Path | None:
         """Write the current run's checkpoint now (Pause, Stop, closing the window); None when there is
-        no run on disk. The weights in memory are unchanged."""
+        no run on disk. The weights in memory are unchanged. `state` (gptviz.engine.runs.CLOSED when the
+        window closes) is recorded after the checkpoint, so the next launch offers the run back."""
         if self.trainer is None or self.trainer.run_dir is None:
             return None
-        return self.trainer.save()
+        saved = self.trainer.save()
+        if state is not None:
+            from gptviz.engine import runs
+
+            with contextlib.suppress(OSError):
+                runs.mark_run(self.trainer.run_dir, state)
+        return saved
 
     def train_step(self) -> TrainingUpdate:
         """One optimizer step of the current run, plus the probes recorded since the last call."""
@@ -721,6 +729,11 @@ class Session(CausalTools):
     def stop_training(self) -> None:
         """End the run (the weights stay as trained; Save writes them)."""
         if self.trainer is not None:
+            if self.trainer.run_dir is not None:  # ended in front of the user: not offered at next launch
+                from gptviz.engine import runs
+
+                with contextlib.suppress(OSError):
+                    runs.mark_run(self.trainer.run_dir, runs.STOPPED)
             self.trainer.close()
         self.trainer = None
         self.model.eval()

@@ -102,11 +102,15 @@ class Worker(QObject):
             return  # a newer request on this channel is queued behind us
         if name in SEQUENCE_STEPS and request < self.latest.get(SEQUENCE, 0):
             return  # a new prompt, reset or model was asked for after this step: the step is moot
+        if name == "set_prompt" and request < self.latest.get(PROMPT, 0):
+            return  # a newer prompt is queued: this one would be replaced before anyone saw it
         handler = getattr(self, f"cmd_{name}", None)
         if handler is None:
             self.error.emit(name, f"unknown command {name!r}")
             return
         self.activity.emit(_ACTIVITY.get(name, name.replace("_", " ")))
+        if name in SEQUENCE_RESETS:  # before its results: the host drops views computed before this one
+            self.result.emit(request, SEQUENCE_REACHED, request)
         try:
             handler(request, channel, **(kwargs or {}))
         except GptvizError as exc:
@@ -219,9 +223,7 @@ class Worker(QObject):
         against = None if int(against_id) < 0 else int(against_id)
         self.result.emit(request, WHY, self.session.explain_last_choice(int(token_id), against))
 
-    def cmd_embeddings(
-        self, request: int, channel: str, token: Any, k: int = 10, ids: Any = None
-    ) -> None:
+    def cmd_embeddings(self, request: int, channel: str, token: Any, k: int = 10, ids: Any = None) -> None:
         """A token's nearest neighbours and the map of a text (`ids`, or the current one); a token that is
         not one token is answered on the view's channel, where the user typed it."""
         try:
@@ -240,6 +242,8 @@ class Worker(QObject):
             self.result.emit(request, INPUTS_PROGRESS, (done, total))
 
         try:
+            if cancel is not None and cancel.is_set():  # cancelled (or its model replaced) while queued
+                raise Cancelled
             result = self.session.input_attribution_of_last_choice(
                 int(token_id), steps=int(steps), progress=progress, cancel=cancel
             )
@@ -266,6 +270,8 @@ class Worker(QObject):
             self.result.emit(request, PATCH_PROGRESS, (done, total))
 
         try:
+            if cancel is not None and cancel.is_set():  # cancelled (or its model replaced) while queued
+                raise Cancelled
             result = self.session.patch(clean, corrupt, answer, wrong, progress=progress, cancel=cancel)
         except Cancelled:
             self.result.emit(request, PATCH_ENDED, "cancelled: nothing was changed")
@@ -410,7 +416,7 @@ class Worker(QObject):
         checkpoint, then end this thread's event loop."""
         try:
             if self.session is not None and self.session.trainer is not None:
-                self.session.checkpoint_run()
+                self.session.checkpoint_run(state="closed")  # runs.CLOSED: offered back at the next launch
         except Exception:  # noqa: BLE001 - closing must go on; the last evaluation's checkpoint remains
             traceback.print_exc()
         finally:
@@ -512,6 +518,16 @@ SEQUENCE_RESETS = frozenset(
     }
 )
 SEQUENCE_STEPS = frozenset({"gen_step", "force", "undo"})
+# The views of the sequence: the host drops one computed before the newest prompt, reset or model asked for
+# (the worker says where it is with SEQUENCE_REACHED, in order with its results), so none is drawn stale.
+SEQUENCE_VIEWS = frozenset({GENERATION, INSPECTION})
+SEQUENCE_REACHED = "sequence_reached"  # the request id of the prompt, reset or model the worker now holds
+PROMPT = "prompt"  # the newest set_prompt: an older one still queued is skipped
+# Commands that replace the model: a long analysis of the old one (patching, integrated gradients) running
+# or queued is cancelled at its next batch, so the new model never waits for it.
+MODEL_CHANGES = frozenset(
+    {"load_checkpoint", "import_weights", "new_model", "follow", "resume_run", "train_recipe"}
+)
 
 
 def _message(exc: BaseException) -> str:
@@ -548,6 +564,8 @@ class WorkerHost(QObject):
         self.worker.progress.connect(self.progressChanged, Qt.ConnectionType.QueuedConnection)
         self.worker.ready.connect(self.ready, Qt.ConnectionType.QueuedConnection)
         self._stopped = False
+        self._sequence_reached = 0  # the newest SEQUENCE_REACHED the worker sent
+        self._cancels: list[Any] = []  # the cancel events of the latest analyses submitted
 
     def start(self) -> None:
         self.thread.start()
@@ -568,6 +586,14 @@ class WorkerHost(QObject):
             self.latest[channel] = self._counter
         if name in SEQUENCE_RESETS:
             self.latest[SEQUENCE] = self._counter
+        if name == "set_prompt":
+            self.latest[PROMPT] = self._counter
+        if kwargs.get("cancel") is not None:
+            self._cancels = [*self._cancels[-7:], kwargs["cancel"]]
+        if name in MODEL_CHANGES or (name == "train_start" and kwargs.get("preset")):
+            for event in self._cancels:
+                event.set()  # the worker stops the analysis of the old model between two batches
+            self._cancels = []
         self._submit.emit(self._counter, channel, name, kwargs)
         return self._counter
 
@@ -575,6 +601,11 @@ class WorkerHost(QObject):
     def _on_result(self, request: int, channel: str, payload: object) -> None:
         if self._stopped:
             return
+        if channel == SEQUENCE_REACHED:
+            self._sequence_reached = int(payload)  # type: ignore[call-overload]
+            return
+        if channel in SEQUENCE_VIEWS and self._sequence_reached < self.latest.get(SEQUENCE, 0):
+            return  # of a prompt, reset or model older than the newest asked for: stale, never drawn
         if request != WORKER_ORIGIN and request < self.latest.get(channel, 0):
             return
         self.resultReady.emit(channel, payload)

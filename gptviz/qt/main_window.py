@@ -36,6 +36,7 @@ from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
 from gptviz.engine.session import process_rss_bytes, run_is_finished
 from gptviz.engine.trainer import RECIPES
+from gptviz.qt import reopen_offer
 from gptviz.qt import worker as w
 from gptviz.qt.causal_views import CausalViews
 from gptviz.qt.export_model_dialog import add_export_action
@@ -46,7 +47,7 @@ from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.recent_opens import RecentOpens
-from gptviz.qt.runs_dialog import RunsDialog, last_run_message
+from gptviz.qt.runs_dialog import RunsDialog
 from gptviz.qt.settings import AppSettings
 from gptviz.qt.start_here import install as install_start_here
 from gptviz.qt.widgets.error_banner import ErrorBanner
@@ -159,6 +160,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._restore_settings()
         self._connect_panes()
+        self.reopen_offer = reopen_offer.install(self)  # the last session's unfinished run, once ready
 
         self.redraw_timer = QTimer(self)
         self.redraw_timer.setInterval(REDRAW_INTERVAL_MS)
@@ -485,9 +487,6 @@ class MainWindow(QMainWindow):
         self._startup_tokens = 0
         self.request_tokens()
         self.tokens_pane.request_windows()
-        note = last_run_message()  # an unfinished run from an earlier session: say where to get it back
-        if note:
-            self.statusBar().showMessage(note, 20_000)
 
     @Slot(str, object)
     def _on_result(self, channel: str, payload: object) -> None:

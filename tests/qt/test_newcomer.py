@@ -457,3 +457,17 @@ def test_attention_overview_labels_are_not_cut_off(qtbot, snapshot, size):
     assert {item.textItem.toPlainText() for item in labels} >= {"H0", "H3", "L0", "L2"}
     for item in labels:
         assert shown.adjusted(-1, -1, 1, 1).contains(item.sceneBoundingRect()), item.textItem.toPlainText()
+
+
+def test_activation_titles_take_one_line_in_a_laptop_sized_dock(qtbot, snapshot):
+    """The Activations dock at 1280x720 is about 630 x 310: titles of two or three lines took the
+    heatmaps' room (the residual stream was about 60 px high)."""
+    pane = ActivationsPane()
+    qtbot.addWidget(pane)
+    pane.set_snapshot(snapshot)
+    pane.resize(630, 310)
+    pane.show()
+    qtbot.waitExposed(pane)
+    QApplication.processEvents()
+    for title in (pane.residual_title, pane.mlp_title, pane.lens_title):
+        assert title.height() < 2 * title.fontMetrics().height(), title.text()

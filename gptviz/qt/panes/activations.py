@@ -153,12 +153,13 @@ class ActivationsPane(QWidget):
         self.position_spin.setToolTip("The token the logit lens and LayerNorm table look at")
         self.position_label = QLabel("")
 
-        self.residual_title = QLabel("Residual stream: L2 norm per layer and token")
+        self.residual_title = QLabel("Residual stream (L2 norm)")
         self.residual = HeatmapView(
             row_name="after", col_name="token", value_name="norm", levels=None, colormap="inferno"
         )
         self.residual.setToolTip("Click a token to look at it in the logit lens and LayerNorm table")
         self.residual_title.setToolTip(
+            "The L2 norm of the residual stream after the embeddings and after each block, for every token. "
             "The residual stream is what flows from block to block: each block adds its attention's and its "
             "MLP's output to it through a shortcut connection (book ch. 4), so its norm grows layer by layer."
         )
@@ -291,8 +292,10 @@ class ActivationsPane(QWidget):
         self.residual.set_matrix(snapshot.residual_norms, layer_names(L), self._token_labels)
         self._draw_mlp()
         width = snapshot.mlp_post.shape[1]
-        self.mlp_title.setText(
-            f"MLP activations after GELU, block {snapshot.mlp_layer}: {T} tokens x {width} neurons"
+        self.mlp_title.setText(f"MLP (GELU), block {snapshot.mlp_layer}")
+        self.mlp_title.setToolTip(
+            f"The MLP's activations after GELU in block {snapshot.mlp_layer}: {T} tokens (rows) by {width} "
+            "neurons (columns)"
         )
         counts, edges = histogram(snapshot.mlp_post, HISTOGRAM_BINS)
         self._hist_counts, self._hist_edges = counts, edges

@@ -471,3 +471,16 @@ def test_activation_titles_take_one_line_in_a_laptop_sized_dock(qtbot, snapshot)
     QApplication.processEvents()
     for title in (pane.residual_title, pane.mlp_title, pane.lens_title):
         assert title.height() < 2 * title.fontMetrics().height(), title.text()
+
+
+def test_heatmap_hint_is_one_line_in_a_narrow_view(qtbot):
+    """The hint under each heatmap wrapped to two lines in a 280 px view, taking the map's room."""
+    from gptviz.qt.widgets.heatmap import HeatmapView
+
+    view = HeatmapView()
+    qtbot.addWidget(view)
+    view.set_matrix(np.zeros((4, 4), dtype=np.float32))
+    view.resize(280, 200)
+    view.show()
+    qtbot.waitExposed(view)
+    assert view.readout.height() < 2 * view.readout.fontMetrics().height()

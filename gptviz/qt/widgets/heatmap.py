@@ -23,7 +23,7 @@ MAX_LABEL_CHARS = 14
 LOG_FLOOR = 1e-4  # log scale shows weights from 1e-4 (and clamps smaller ones to it)
 
 
-HINT = "Hover a cell to read its value; drag to pan, wheel to zoom."
+HINT = "hover: value \u00b7 drag: pan \u00b7 wheel: zoom"  # one line even in a narrow view
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a 1,000-token axis is relabelled after every generation step

@@ -7,11 +7,14 @@ dialog lists files and folders: choosing a file opens it, and choosing a folder 
 folder instead of stepping into it (any other folder is stepped into, as usual).
 
 `model_target` says what to open for a chosen path: a file that belongs to a model folder (its config.json,
-model.safetensors or pytorch_model.bin) stands for the folder; anything else is itself.
+model.safetensors or pytorch_model.bin) stands for the folder; anything else is itself. `how_to_open` says
+how: gptviz's own checkpoints and run directories load as checkpoints (a run directory with its history,
+finished or not: following a live run is File › Follow run directory), everything else is imported.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtWidgets import QDialog, QFileDialog, QWidget
@@ -21,6 +24,7 @@ NAME_FILTERS = (
     "All files (*)",
 )
 FOLDER_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")  # they stand for their folder
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 def is_model_folder(path: Path) -> bool:
@@ -40,6 +44,29 @@ def model_target(path: str | Path) -> Path:
     if path.is_file() and path.name in FOLDER_FILES and (path.parent / "config.json").is_file():
         return path.parent
     return path
+
+
+def _is_gptviz_checkpoint(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("format") == (
+            "gptviz-checkpoint"
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def how_to_open(path: str | Path) -> str | None:
+    """ "checkpoint" (gptviz's own, or a run directory around one), "import" (a Hugging Face folder or
+    file, the book's .pth, nanoGPT's ckpt.pt or its out_dir), or None when `path` is no model."""
+    path = Path(path)
+    if path.is_dir():
+        run_dir = (path / "settings.json").is_file() and (path / "metrics.jsonl").exists()
+        if _is_gptviz_checkpoint(path) or (path / "checkpoint" / "config.json").is_file() or run_dir:
+            return "checkpoint"
+        return "import" if is_model_folder(path) else None
+    if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
+        return "import"
+    return None
 
 
 class OpenModelDialog(QFileDialog):
@@ -74,4 +101,4 @@ def choose_model(parent: QWidget | None, directory: str) -> Path | None:
     return model_target(dialog.chosen)
 
 
-__all__ = ["OpenModelDialog", "choose_model", "is_model_folder", "model_target"]
+__all__ = ["OpenModelDialog", "choose_model", "how_to_open", "is_model_folder", "model_target"]

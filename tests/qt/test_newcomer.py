@@ -484,3 +484,33 @@ def test_heatmap_hint_is_one_line_in_a_narrow_view(qtbot):
     view.show()
     qtbot.waitExposed(view)
     assert view.readout.height() < 2 * view.readout.fontMetrics().height()
+
+
+def test_how_a_chosen_model_opens(tmp_path):
+    from gptviz.qt.open_model_dialog import how_to_open
+    from gptviz.resources import DEMO_MODEL_DIR
+
+    assert how_to_open(DEMO_MODEL_DIR) == "checkpoint"  # gptviz's own (also a run directory)
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "gpt2"}')
+    (tmp_path / "model.pth").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / "empty").mkdir()
+    assert how_to_open(hf) == "import"
+    assert how_to_open(tmp_path / "model.pth") == "import"
+    assert how_to_open(tmp_path / "notes.txt") is None
+    assert how_to_open(tmp_path / "empty") is None
+
+
+def test_open_checkpoint_on_the_demo_folder_loads_it_instead_of_following_it(main_window, qtbot, monkeypatch):
+    from gptviz.resources import DEMO_MODEL_DIR
+
+    window = main_window
+    qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
+    _choose_in_dialog(monkeypatch, DEMO_MODEL_DIR)
+    window.open_checkpoint_dialog()
+    qtbot.waitUntil(
+        lambda: Path(window.model_info.path or ".").resolve() == DEMO_MODEL_DIR.resolve(), timeout=60_000
+    )
+    assert window._follow_dir is None and window.errors == []

@@ -42,7 +42,7 @@ from gptviz.qt.causal_views import CausalViews
 from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.model_menu import ModelMenu
-from gptviz.qt.open_model_dialog import choose_model
+from gptviz.qt.open_model_dialog import choose_model, how_to_open
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
@@ -723,8 +723,11 @@ class MainWindow(QMainWindow):
         path = choose_model(self, self._start_dir())
         if path is not None:
             self._remember_dir(str(path))
-            if path.is_dir() or path.suffix.lower() in WEIGHT_SUFFIXES:
-                self.open_path(path)
+            how = how_to_open(path)  # a run directory loads with its history; File › Follow follows one
+            if how == "checkpoint":
+                self.open_checkpoint(path)
+            elif how == "import":
+                self.import_weights(path)
             else:
                 self._on_error("open", f"{path.name} is not a model: choose a model's folder or weights file")
 

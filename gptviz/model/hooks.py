@@ -40,12 +40,20 @@ class HookPoint(nn.Module):
 
 
 def name_hook_points(model: nn.Module) -> None:
+    """Name every hook point after its path, and keep the name -> point map on the model: a generation step
+    opens a capture, and walking 12 blocks' modules for it took 0.9 ms of a 34 ms step at 124M."""
+    points = {}
     for name, module in model.named_modules():
         if isinstance(module, HookPoint):
             module.name = name
+            points[name] = module
+    model.__dict__["_hook_points"] = points  # a plain attribute: not a submodule, not in the state dict
 
 
 def hook_points(model: nn.Module) -> dict[str, HookPoint]:
+    named = model.__dict__.get("_hook_points")
+    if named is not None:
+        return dict(named)
     return {m.name: m for m in model.modules() if isinstance(m, HookPoint)}
 
 

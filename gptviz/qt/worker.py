@@ -604,11 +604,16 @@ class WorkerHost(QObject):
         if channel == SEQUENCE_REACHED:
             self._sequence_reached = int(payload)  # type: ignore[call-overload]
             return
-        if channel in SEQUENCE_VIEWS and self._sequence_reached < self.latest.get(SEQUENCE, 0):
+        if channel in SEQUENCE_VIEWS and self.sequence_behind():
             return  # of a prompt, reset or model older than the newest asked for: stale, never drawn
         if request != WORKER_ORIGIN and request < self.latest.get(channel, 0):
             return
         self.resultReady.emit(channel, payload)
+
+    def sequence_behind(self) -> bool:
+        """True while the worker has not reached the newest prompt, reset or model asked for: a generation
+        or inspection view received before that request (and not drawn yet) is stale."""
+        return self._sequence_reached < self.latest.get(SEQUENCE, 0)
 
     def is_running(self) -> bool:
         return self.thread.isRunning()

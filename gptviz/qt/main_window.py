@@ -556,6 +556,9 @@ class MainWindow(QMainWindow):
 
     def _redraw_now(self) -> None:
         pending, self._pending = self._pending, {}
+        if self.host.sequence_behind():  # views kept for this redraw, but a newer prompt was asked for since
+            pending.pop(w.GENERATION, None)
+            pending.pop(w.INSPECTION, None)
         if w.TOKENS in pending:
             self.tokens_pane.set_tokens(pending[w.TOKENS])
         if w.WINDOWS in pending:

@@ -2,6 +2,11 @@
 
 Runs the real app on the demo model (or a checkpoint): a few training steps through the worker, then a few
 generation steps, so every pane shows live data. Settings go to a temporary folder, not the user's.
+
+`--train-steps N` trains exactly as Start in the window does (the worker's `train_start`, which calls
+`Session.start_window_run`), so the run is written to the data folder's runs/ like any window run (settings,
+metrics, probes, checkpoints; File › Runs… lists it) and its folder is printed. A screenshot that trained
+behind the user's back and kept nothing would be the one place where window training is only in memory.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     window.generation_pane.prompt.setText(args.prompt)
     ready: list[bool] = []
     window.host.ready.connect(lambda: ready.append(True))  # after the window's own start-up requests
+    runs_written: list[str] = []
+    window.host.resultReady.connect(lambda ch, p: runs_written.append(str(p)) if ch == w.RUN_DIR else None)
     window.show()
     # After show: the first show fits the window to the (offscreen, 800-pixel) screen.
     size = getattr(args, "size", None)
@@ -109,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if window.errors:
         raise ConfigError(f"the app reported: {window.errors[-1]}")
+    window.reopen_offer.hide()  # a run of the user's offered back is not part of the pictures (unanswered)
 
-    # A few real training steps (in memory; the model on disk is untouched).
+    # A few real training steps, as Start in the window takes them: written to the data folder's runs/
+    # (the checkpoint given with --checkpoint is untouched).
     if args.train_steps:
         context = min(64, window.model_info.context_length)
         settings = TrainSettings(
@@ -126,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         window.host.submit("train_start", settings=settings)
         wait_until(lambda: window.training_pane.state == "running", "training to start")
         wait_until(lambda: window.training_pane.state == "idle", "training to finish")
+        for run_dir in runs_written:
+            print(f"gptviz screenshot: the training run is kept in {run_dir}", file=sys.stderr)
 
     # Then generation, one step at a time, as a user pressing Step would.
     window.host.submit("set_prompt", prompt=args.prompt)

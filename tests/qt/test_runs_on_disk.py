@@ -4,11 +4,14 @@ close, and the Runs list reads it back."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from gptviz.engine import runs  # noqa: E402
 from gptviz.engine.rundir import read_metrics  # noqa: E402
@@ -142,3 +145,190 @@ def test_runs_dialog_lists_opens_resumes_and_deletes(qtbot, main_window, train_s
     dialog.delete_button.click()
     assert not run_dir.exists() and dialog.table.rowCount() == 0
     dialog.close()
+
+
+# ------------------------------------------------------------------------------ the reopen offer at launch
+
+
+def _new_window(qtbot, session_factory):
+    """A second launch: a new window over the same data folder, once its worker is ready (the offer is
+    decided then)."""
+    from gptviz.qt.main_window import MainWindow
+
+    window = MainWindow(session_factory, startup_tokens=0)
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.host.ready, timeout=30_000):
+        window.show()
+    return window
+
+
+def _close(window):
+    window.close()
+    assert not window.host.is_running()
+
+
+def _train_and_close(qtbot, session_factory, train_settings, steps=3):
+    """A first launch that trains a few steps and is closed mid-run; the run directory."""
+    window = _new_window(qtbot, session_factory)
+    assert not window.reopen_offer.isVisible()  # an empty data folder: nothing to offer
+    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=10_000))
+    session = window.host.worker.session
+    qtbot.waitUntil(
+        lambda: session.trainer is not None and session.trainer.step_count >= steps, timeout=30_000
+    )
+    run_dir = session.run_dir
+    _close(window)
+    return run_dir
+
+
+def test_a_run_closed_mid_training_is_offered_at_the_next_launch_and_reopen_loads_its_weights(
+    qtbot, session_factory, train_settings
+):
+    from gptviz.engine.weights import load_checkpoint
+
+    run_dir = _train_and_close(qtbot, session_factory, train_settings)
+    saved = runs.summarize(run_dir)
+    assert saved.state == runs.CLOSED and saved.steps >= 3
+
+    window = _new_window(qtbot, session_factory)
+    offer = window.reopen_offer
+    assert offer.isVisible() and offer.run.path == run_dir
+    text = offer.label.text()
+    assert "qt-tiny" in text and "was still training when gptviz was closed" in text
+    assert f"step {saved.steps:,} of 10,000" in text
+    for button in (offer.reopen_button, offer.resume_button, offer.runs_button, offer.dismiss_button):
+        assert button.isVisible() and button.isEnabled()
+    assert window.toolBarArea(offer) == Qt.ToolBarArea.TopToolBarArea  # a strip above the panes
+
+    offer.reopen_button.click()
+    assert not offer.isVisible()
+    checkpoint = run_dir / "checkpoint"
+    qtbot.waitUntil(
+        lambda: window.model_info is not None and window.model_info.path == str(checkpoint), timeout=30_000
+    )
+    expected, meta = load_checkpoint(checkpoint)
+    assert meta["step"] == saved.steps
+    loaded = window.host.worker.session.model.state_dict()
+    for name, tensor in expected.state_dict().items():
+        assert torch.equal(loaded[name].cpu(), tensor), name  # the weights the close wrote, bit for bit
+    _close(window)
+
+    third = _new_window(qtbot, session_factory)  # answered: not offered twice
+    assert not third.reopen_offer.isVisible() and runs.summarize(run_dir).offer_answered
+    _close(third)
+
+
+def test_a_run_cut_off_by_a_crash_is_offered_and_resume_trains_on_in_the_same_folder(
+    qtbot, session_factory, train_settings
+):
+    # A crash: the run started and wrote a checkpoint (an evaluation, a pause), then the process died
+    # without closing: window.json still says "running".
+    session = session_factory()
+    run_dir = session.start_window_run(train_settings(steps=50, eval_freq=1000))
+    while session.trainer.step_count < 4:
+        session.train_step()
+    session.checkpoint_run()
+    session.train_step()  # a step after the checkpoint: lost in the crash
+    assert runs.summarize(run_dir).state == runs.RUNNING
+
+    window = _new_window(qtbot, session_factory)
+    offer = window.reopen_offer
+    assert offer.isVisible() and "did not end cleanly" in offer.label.text()
+    assert "newest checkpoint holds step 4 of 50" in offer.label.text()
+    states = []
+    window.host.resultReady.connect(lambda ch, p: states.append(p) if ch == "train_state" else None)
+    offer.resume_button.click()
+    assert not offer.isVisible()
+    qtbot.waitUntil(lambda: "running" in states, timeout=30_000)
+    worker_session = window.host.worker.session
+    qtbot.waitUntil(
+        lambda: worker_session.trainer is not None and worker_session.trainer.step_count >= 6, timeout=30_000
+    )
+    assert worker_session.run_dir == run_dir
+    assert runs.summarize(run_dir).state == runs.RUNNING  # running again: a second crash is offered again
+    states.clear()
+    window.host.submit("train_stop")
+    qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
+    assert runs.summarize(run_dir).state == runs.STOPPED
+    _close(window)
+
+
+def test_dismissing_the_offer_hides_it_for_good_and_a_stopped_run_is_only_noted(
+    qtbot, session_factory, train_settings
+):
+    run_dir = _train_and_close(qtbot, session_factory, train_settings, steps=2)
+    window = _new_window(qtbot, session_factory)
+    offer = window.reopen_offer
+    assert offer.isVisible()
+    model_before = window.model_info.path
+    offer.dismiss_button.click()
+    assert not offer.isVisible() and runs.summarize(run_dir).offer_answered
+    assert window.model_info.path == model_before  # dismissing loads nothing
+
+    # A run the user stopped is not offered: the status bar names it instead.
+    states = _start(qtbot, window, train_settings(steps=40, eval_freq=50))
+    session = window.host.worker.session
+    qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 2, timeout=30_000)
+    window.host.submit("train_stop")
+    qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
+    _close(window)
+    second = _new_window(qtbot, session_factory)
+    assert not second.reopen_offer.isVisible()
+    assert "File › Runs…" in second.statusBar().currentMessage()
+    _close(second)
+
+
+def test_a_run_another_live_process_is_training_is_not_offered(session_factory, train_settings):
+    import subprocess
+    import sys
+
+    session = session_factory()
+    run_dir = session.start_window_run(train_settings(steps=50, eval_freq=1000))
+    session.train_step()
+    session.checkpoint_run()
+    assert runs.run_to_offer() is not None and runs.run_to_offer().path == run_dir  # our own pid: a crash
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        runs.mark_run(run_dir, runs.RUNNING)
+        data = json.loads((run_dir / runs.WINDOW_FILE).read_text())
+        (run_dir / runs.WINDOW_FILE).write_text(json.dumps({**data, "pid": other.pid}))
+        assert runs.run_to_offer() is None  # another gptviz is training it now
+    finally:
+        other.kill()
+        other.wait()
+    assert runs.run_to_offer() is not None  # that process is gone: the run was cut off
+    runs.mark_run(run_dir, runs.STOPPED)
+    assert runs.run_to_offer() is None
+
+
+def test_screenshot_train_steps_writes_its_run_to_the_data_folder(
+    qtbot, session, tmp_path, train_settings, monkeypatch, _isolated_settings, capsys
+):
+    """`gptviz screenshot --train-steps N` trains through the window's own path: its run is in runs/ with
+    the metrics of every step and a checkpoint of the last one, and the checkpoint it was given is
+    untouched."""
+    import argparse
+
+    from gptviz.commands import screenshot
+    from gptviz.engine.weights import save_checkpoint
+    from gptviz.qt.settings import ENV_SETTINGS_DIR
+
+    source = tmp_path / "tiny"
+    save_checkpoint(session.model, source, meta={"name": "tiny-shot"})
+    before = {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()}
+    assert runs.list_runs() == []
+    monkeypatch.setenv(ENV_SETTINGS_DIR, str(_isolated_settings))  # restored after the command sets it
+    parser = argparse.ArgumentParser()
+    screenshot.add_arguments(parser)
+    args = parser.parse_args(
+        ["--out", str(tmp_path / "shots"), "--checkpoint", str(source), "--train-steps", "3"]
+        + ["--tokens", "1", "--timeout", "180"]
+    )
+    assert screenshot.run(args) == 0
+    (run,) = runs.list_runs()
+    assert run.path.parent == runs.runs_dir() and str(run.path) in capsys.readouterr().err
+    assert run.has_checkpoint and run.steps == 3 and run.total_steps == 3 and run.finished
+    assert run.state == runs.STOPPED  # ended by itself: nothing to offer at the next launch
+    trained = [r["step"] for r in read_metrics(run.path) if "train_loss" in r]
+    assert trained == [1, 2, 3]  # every step's record, once
+    assert {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()} == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from gptviz import cli  # noqa: E402
-from gptviz.bench import capture, generation, gui, harness, runner, startup, training  # noqa: E402
+from gptviz.bench import capture, causal, generation, gui, harness, runner, startup, training  # noqa: E402
 from gptviz.bench.models import make_pair  # noqa: E402
 from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.engine.inspection import mib, snapshot_nbytes  # noqa: E402
@@ -177,6 +178,47 @@ def test_cli_json_and_markdown(tmp_path, monkeypatch, capsys) -> None:
     assert "## generation" in text and "gptviz bench --quick --only generation" in text
     stored = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert stored["generation"]["ours"] == gen["ours"]
+
+
+def test_judged_quick_runs_the_judged_sizes_with_fewer_repeats_and_keeps_the_verdicts(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    for module in (generation, capture, causal, startup):  # the judged sizes, only fewer repeats
+        assert dataclasses.replace(module.FULL, repeats=module.JUDGED_QUICK.repeats) == module.JUDGED_QUICK
+        assert module.JUDGED_QUICK.repeats < module.FULL.repeats
+    chosen = []
+
+    def fake_run(sizes):
+        chosen.append(sizes)
+        return harness.BenchResult("generation", 7.0, 1.0, "tokens/s", 7.0, ">= 6x (at 200 tokens)", True)
+
+    monkeypatch.setattr(generation, "run", fake_run)
+    out = tmp_path / "bench.md"
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--judged-quick",
+                "--only",
+                "generation",
+                "--json",
+                "--quiet-wait",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert chosen == [generation.JUDGED_QUICK]
+    data = json.loads(capsys.readouterr().out)
+    assert data["quick"] is False and data["generation"]["pass"] is True  # still judged
+    assert "gptviz bench --judged-quick --only generation" in out.read_text(encoding="utf-8")
+
+
+def test_quick_and_judged_quick_together_are_a_one_line_error(capsys) -> None:
+    assert cli.main(["bench", "--quick", "--judged-quick", "--no-write"]) != 0
+    assert "choose one of --quick" in capsys.readouterr().err
 
 
 def test_only_keeps_the_other_sections_of_a_stored_report(tmp_path) -> None:

@@ -13,6 +13,7 @@ get to the CPU, as the app does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ class CaptureSizes:
 
 
 FULL = CaptureSizes(preset("124M"), tokens=1024, repeats=3, measure_memory_at_full_size=True)
+JUDGED_QUICK = dataclasses.replace(FULL, repeats=1)  # --judged-quick: the judged size, one round
 QUICK = CaptureSizes(preset("124M"), tokens=256, repeats=2, measure_memory_at_full_size=False)
 CUDA_FULL = CaptureSizes(preset("124M"), tokens=1024, repeats=7, measure_memory_at_full_size=True)
 CUDA_QUICK = CaptureSizes(preset("124M"), tokens=1024, repeats=2, measure_memory_at_full_size=True)

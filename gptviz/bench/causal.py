@@ -11,6 +11,7 @@ same machine. Weights are random: the time of a pass does not depend on their va
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class CausalSizes:
 
 
 FULL = CausalSizes(preset("124M"), tokens=20, repeats=3, judged=True)
+JUDGED_QUICK = dataclasses.replace(FULL, repeats=1)  # --judged-quick: the judged size, one round
 QUICK = CausalSizes(
     GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2, drop_rate=0.0, name="bench-tiny"),
     tokens=8,

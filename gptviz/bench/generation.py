@@ -10,6 +10,7 @@ torch.cuda.synchronize, and our step still samples on the CPU copy of the logits
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ class GenerationSizes:
 
 
 FULL = GenerationSizes(preset("124M"), new_tokens=200, repeats=3)
+# --judged-quick: the judged length, one round
+JUDGED_QUICK = dataclasses.replace(FULL, repeats=1)
 QUICK = GenerationSizes(preset("124M"), new_tokens=16, repeats=1)
 CUDA_FULL = GenerationSizes(preset("124M"), new_tokens=200, repeats=5)
 CUDA_QUICK = GenerationSizes(preset("124M"), new_tokens=16, repeats=2)

@@ -42,6 +42,7 @@ class GuiSizes:
 
 
 FULL = GuiSizes(lag_seconds=15.0, redraw_repeats=30)
+JUDGED_QUICK = GuiSizes(lag_seconds=5.0, redraw_repeats=10)  # --judged-quick: shorter, same sizes
 QUICK = GuiSizes(lag_seconds=3.0, redraw_repeats=8)
 
 

@@ -22,6 +22,7 @@ meaning gptviz is ahead.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class PeerSizes:
 
 
 FULL = PeerSizes(preset("124M"), 200, 256, 2, 3, 1024, 3, judged=True)
+JUDGED_QUICK = dataclasses.replace(FULL, train_steps=2, repeats=1)  # --judged-quick
 QUICK = PeerSizes(
     GPTConfig(context_length=128, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, name="bench-small"),
     16,

@@ -55,6 +55,7 @@ def run_benchmarks(
     names: Sequence[str],
     *,
     quick: bool = False,
+    judged_quick: bool = False,
     sizes: dict[str, Any] | None = None,
     log: TextIO | None = None,
     on_result: Callable[[BenchResult], None] | None = None,
@@ -64,6 +65,8 @@ def run_benchmarks(
     """Run each named benchmark (quick or full sizes, or the explicit `sizes` given for a name).
 
     `device` "cuda" runs the CUDA_BENCHMARKS at their CUDA_QUICK / CUDA_FULL sizes on the GPU.
+    `judged_quick` runs each benchmark at its JUDGED_QUICK sizes: the sizes its targets are stated for,
+    with fewer repeats (the full sizes where a module keeps none), so every figure is still judged.
     """
     on_gpu = device != "cpu"
     results = []
@@ -71,12 +74,15 @@ def run_benchmarks(
         module = importlib.import_module(BENCHMARKS[name])
         if on_gpu:
             default = module.CUDA_QUICK if quick else module.CUDA_FULL
+        elif judged_quick:
+            default = getattr(module, "JUDGED_QUICK", module.FULL)
         else:
             default = module.QUICK if quick else module.FULL
         chosen = (sizes or {}).get(name) or default
         if log is not None:
             where = f", {device}" if on_gpu else ""
-            print(f"[bench] {name} ({'quick' if quick else 'full'}{where}) ...", file=log, flush=True)
+            kind = "quick" if quick else "judged quick" if judged_quick else "full"
+            print(f"[bench] {name} ({kind}{where}) ...", file=log, flush=True)
         if quiet_wait > 0 and not quick:
             settled = wait_for_quiet(quiet_wait)
             if settled is not None and settled > 1.0 and log is not None:

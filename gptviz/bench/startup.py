@@ -29,6 +29,7 @@ class StartupSizes:
 
 
 FULL = StartupSizes(repeats=5)
+JUDGED_QUICK = StartupSizes(repeats=2)  # --judged-quick
 QUICK = StartupSizes(repeats=1)
 
 

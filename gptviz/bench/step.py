@@ -17,6 +17,7 @@ Memory: what the panes keep at the end: every buffer under the snapshot both pan
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -43,6 +44,7 @@ class StepSizes:
 
 
 FULL = StepSizes(preset("124M"), context_tokens=1000, steps=12, play_tokens=1000, judged=True)
+JUDGED_QUICK = dataclasses.replace(FULL, steps=6)  # --judged-quick: the judged context, fewer steps
 QUICK = StepSizes(
     GPTConfig(context_length=256, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, name="bench-small"),
     context_tokens=200,

@@ -1,4 +1,4 @@
-"""`gptviz bench [--quick] [--device cpu|cuda|auto] [--json] [--only NAME ...] [--out FILE | --no-write]`.
+"""`gptviz bench [--quick | --judged-quick] [--device cpu|cuda|auto] [--json] [--only NAME ...] [--out FILE | --no-write]`.
 
 Runs the side-by-side benchmarks (gptviz.bench), prints a table (or, with --json, only the JSON object),
 and writes the results as markdown to docs/benchmarks.md (relative to the current folder) unless told not to.
@@ -25,7 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller sizes and fewer repeats (under 2 minutes on 2 idle cores)",
+        help="smaller sizes and fewer repeats (under 2 minutes on 2 idle cores); judges nothing",
+    )
+    parser.add_argument(
+        "--judged-quick",
+        action="store_true",
+        help="every target at the size it is stated for, with fewer repeats (about 15 minutes on 2 idle "
+        "cores): judged, but noisier than a full run",
     )
     parser.add_argument(
         "--device",
@@ -80,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         write_markdown,
     )
 
+    if args.quick and args.judged_quick:
+        from gptviz.errors import ConfigError
+
+        raise ConfigError("choose one of --quick (small sizes, nothing judged) and --judged-quick")
     if args.render:  # measures nothing, so needs no GPU
         args.out = args.out or (DEFAULT_CUDA_OUT if args.device == "cuda" else DEFAULT_OUT)
         return _render(args)
@@ -94,7 +104,20 @@ def run(args: argparse.Namespace) -> int:
         print(
             "[bench] quick run: smaller sizes and fewer repeats (see each setup line)", file=log, flush=True
         )
-    results = run_benchmarks(names, quick=args.quick, log=log, device=device, quiet_wait=args.quiet_wait)
+    if args.judged_quick:
+        print(
+            "[bench] judged quick run: the targets' own sizes, fewer repeats (see each setup line)",
+            file=log,
+            flush=True,
+        )
+    results = run_benchmarks(
+        names,
+        quick=args.quick,
+        judged_quick=args.judged_quick,
+        log=log,
+        device=device,
+        quiet_wait=args.quiet_wait,
+    )
     args.device = device
     machine["load_average_end"] = load_average()
     command = "gptviz bench " + " ".join(shlex.quote(a) for a in _argv_of(args))
@@ -142,6 +165,8 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
     argv: list[str] = []
     if args.quick:
         argv.append("--quick")
+    if getattr(args, "judged_quick", False):
+        argv.append("--judged-quick")
     if getattr(args, "device", "cpu") != "cpu":
         argv += ["--device", args.device]
     if args.only:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtWidgets import QDialog, QFileDialog, QWidget
+from PySide6.QtCore import QFileInfo
+from PySide6.QtWidgets import QDialog, QFileDialog, QFileIconProvider, QWidget
 
 NAME_FILTERS = (
     "Models (*.safetensors *.pth *.pt *.bin config.json)",
@@ -69,6 +70,17 @@ def how_to_open(path: str | Path) -> str | None:
     return None
 
 
+class NameOnlyIcons(QFileIconProvider):
+    """File types from names only. Qt's default provider reads each listed file's first bytes to guess its
+    type, in the GUI thread: in /proc, reading /proc/kmsg waits for the next kernel message, so the dialog
+    (and the window) froze for good the moment it showed that folder (found by the GUI monkey)."""
+
+    def type(self, info: QFileInfo) -> str:  # noqa: A003 - Qt's name
+        if info.isDir():
+            return "Folder"
+        return f"{info.suffix().upper()} file" if info.suffix() else "File"
+
+
 class OpenModelDialog(QFileDialog):
     """A file dialog (Qt's own, so it behaves the same everywhere) whose Open also accepts a model folder."""
 
@@ -78,6 +90,8 @@ class OpenModelDialog(QFileDialog):
         self.setFileMode(QFileDialog.FileMode.ExistingFile)
         self.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
         self.setNameFilters(list(NAME_FILTERS))
+        self.icons = NameOnlyIcons()  # kept: the dialog does not own its icon provider
+        self.setIconProvider(self.icons)
         self.chosen: Path | None = None
 
     def accept(self) -> None:
@@ -101,4 +115,11 @@ def choose_model(parent: QWidget | None, directory: str) -> Path | None:
     return model_target(dialog.chosen)
 
 
-__all__ = ["OpenModelDialog", "choose_model", "how_to_open", "is_model_folder", "model_target"]
+__all__ = [
+    "NameOnlyIcons",
+    "OpenModelDialog",
+    "choose_model",
+    "how_to_open",
+    "is_model_folder",
+    "model_target",
+]

@@ -441,10 +441,11 @@ def _legacy_with(data: bytes, old: bytes, new: bytes) -> bytes:
 
 def test_legacy_pth_declaring_more_than_it_holds_is_refused_before_allocating() -> None:
     """torch.load allocates a legacy file's storages at the sizes its pickle declares, and its pickle
-    reader allocates a string's claimed length, before finding the bytes missing: a 5 KB file made it ask
-    for 8 GiB (a storage of 2**31 - 1 floats), 2**62 bytes, or 4 GiB (a 'cpu' string 2**32 - 1 long).
-    Under the fuzz tests' address-space cap each of these failed with "can't allocate memory" /
-    MemoryError before the guard. Good legacy files, with storages shared between tensors, load exactly."""
+    reader allocates a string's claimed length, before finding the bytes missing: this 56 KB file made it
+    ask for 8 GiB (a storage of 2**31 - 1 floats) or 4 GiB (a 'cpu' string 2**32 - 1 long): under the fuzz
+    tests' address-space cap these failed with "can't allocate memory" and MemoryError before the guard
+    (2**62 floats torch refuses itself, with an overflow). Good legacy files, with storages shared between
+    tensors, load exactly."""
     state = book_state_dict(make_model())
     legacy = _torch_bytes(state, zip_format=False)
     first = next(iter(state.values())).numel()  # the first storage's size, pickled after its location

@@ -204,7 +204,7 @@ def test_export_data(pane, snapshot):
 
 
 def test_histogram_bins_every_finite_value_like_numpy():
-    from gptviz.qt.panes.activations import histogram
+    from gptviz.qt.panes.mlp_histogram import histogram
 
     rng = np.random.default_rng(0)
     values = rng.standard_normal((300, 512)).astype(np.float32)  # (T, 4D)

@@ -14,8 +14,6 @@ changing them asks for a new snapshot through `mlpLayerRequested` / `lensPositio
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -34,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.inspection import InspectionSnapshot
+from gptviz.qt.panes.mlp_histogram import GrowingHistogram
 from gptviz.qt.token_labels import axis_labels, quoted_token, token_label
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import HeatmapView
@@ -54,25 +53,6 @@ LN_COLUMNS = (
 )
 STAT_SYMBOLS = {"mean": "\u03bc", "var": "\u03c3\u00b2"}  # μ, σ²: short headers keep the table narrow
 IO_WORDS = {"in": "input", "out": "output"}
-
-
-def histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts (bins,) and edges (bins + 1,) of the finite values, `bins` equal bins from min to max.
-
-    One pass of bincount over bin indices, without the copy np.histogram needs: a 1,000-token x 3,072
-    neuron layer is binned in about 7 ms instead of 21, and the panes redraw it after every step."""
-    flat = values.reshape(-1)
-    lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        flat = flat[np.isfinite(flat)]
-        lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (0.0, 0.0)
-    if not flat.size:
-        return np.zeros(bins, dtype=np.int64), np.linspace(0.0, 1.0, bins + 1)
-    if hi <= lo:
-        hi = lo + 1.0
-    index = ((flat - np.float32(lo)) * np.float32(bins / (hi - lo))).astype(np.intp)  # (n,)
-    np.clip(index, 0, bins - 1, out=index)  # the maximum itself belongs to the last bin
-    return np.bincount(index, minlength=bins).astype(np.int64), np.linspace(lo, hi, bins + 1)
 
 
 def format_stat(value: float) -> str:
@@ -140,6 +120,7 @@ class ActivationsPane(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._snapshot: InspectionSnapshot | None = None
+        self._histogram = GrowingHistogram(HISTOGRAM_BINS)
         self._hist_counts = np.zeros(0, dtype=np.int64)
         self._hist_edges = np.zeros(0, dtype=np.float64)
         self._neuron_order = np.zeros(0, dtype=np.int64)
@@ -297,7 +278,7 @@ class ActivationsPane(QWidget):
             f"The MLP's activations after GELU in block {snapshot.mlp_layer}: {T} tokens (rows) by {width} "
             "neurons (columns)"
         )
-        counts, edges = histogram(snapshot.mlp_post, HISTOGRAM_BINS)
+        counts, edges = self._histogram.update(snapshot.mlp_post, (snapshot.lineage, snapshot.mlp_layer))
         self._hist_counts, self._hist_edges = counts, edges
         self.histogram_curve.setData(edges, counts)
         self._fill_lens_table()

@@ -215,6 +215,23 @@ class AttentionMaps:
         out[_tril_mask(T)] = values
         return out
 
+    def rows(self, layer: int, head: int | None, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 of one head's map (or, head None, of the layer's average over heads):
+        (stop - start, stop) float32, zeros above the diagonal. Only those rows are decoded, so a view that
+        grows with generation pays for the new token's row, not for the whole map again."""
+        layer = range(self.n_layers)[layer]
+        if not 0 <= start <= stop <= self.n_tokens:
+            raise ValueError(f"rows {start}..{stop} of a {self.n_tokens}-token map")
+        packed = self.packed[layer] if head is None else self.packed[layer, range(self.n_heads)[head]]
+        values = unpack_range(packed, start * (start + 1) // 2, stop * (stop + 1) // 2)  # ([H,] n)
+        if head is None:
+            values = values.mean(axis=0)  # (n,)
+        queries = np.arange(start, stop)[:, None]  # (m, 1)
+        keys = np.arange(stop)[None, :]  # (1, stop)
+        out = np.zeros((stop - start, stop), dtype=np.float32)
+        out[keys <= queries] = values  # row-major order is the triangle's order
+        return out
+
     def __getitem__(self, key: object) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
             return self.layer(int(key))

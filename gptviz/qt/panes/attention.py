@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.ablation import Ablation
 from gptviz.engine.inspection import InspectionSnapshot
+from gptviz.qt.panes.attention_rows import GrowingMap
 from gptviz.qt.token_labels import axis_labels
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
@@ -204,6 +205,7 @@ class AttentionPane(QWidget):
         self._layer = 0
         self._head = 0
         self._base = np.zeros((0, 0), dtype=np.float32)  # the selected map before options
+        self._map = GrowingMap()  # decodes only the rows a generated token adds
         self.ablations: tuple[Ablation, ...] = ()  # what the worker says is switched off
 
         self.layer_spin = QSpinBox()
@@ -441,10 +443,7 @@ class AttentionPane(QWidget):
         if snap is None:
             return
         average = self.average_box.isChecked()
-        if average:
-            self._base = snap.attention.mean_heads(self._layer)  # (T, T)
-        else:
-            self._base = snap.attention.head(self._layer, self._head)  # (T, T)
+        self._base = self._map.get(snap, self._layer, None if average else self._head)  # (T, T)
         for spin, value in ((self.layer_spin, self._layer), (self.head_spin, self._head)):
             spin.blockSignals(True)
             spin.setValue(value)

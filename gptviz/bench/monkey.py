@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -60,6 +61,8 @@ class MonkeyReport:
     wall_s: float = 0.0
     last_events: list[str] = field(default_factory=list)  # the events before the first exception
     events_before_stall: list[str] = field(default_factory=list)  # the events before the first stall
+    # Where the GUI thread was while the event loop stood still: a watchdog thread's samples (at most 20)
+    stall_stacks: list[str] = field(default_factory=list)
 
     @property
     def stalled(self) -> bool:
@@ -84,6 +87,7 @@ class MonkeyReport:
             "exception_texts": self.exceptions[:5],
             "events_before_first_exception": self.last_events,
             "events_before_first_stall": self.events_before_stall,
+            "stall_stacks": self.stall_stacks,
             "error_samples": self.error_samples[:10],
         }
 
@@ -203,6 +207,32 @@ class Monkey:
             self.note(f"event loop stalled {lag:.0f} ms")
             if not self.report.events_before_stall:
                 self.report.events_before_stall = list(self.history[-12:])
+
+    def watch_for_stalls(self, stop: threading.Event) -> threading.Thread:
+        """A thread that samples the GUI thread's stack while the event loop is late by more than half the
+        stall limit: a stall's report then says where the time went, not only which events came before."""
+        gui = threading.get_ident()
+
+        def watch() -> None:
+            sampled_at = 0.0
+            while not stop.wait(0.25):
+                late = time.perf_counter() - self.last_tick
+                if late * 1000.0 < STALL_MS / 2 or late - sampled_at < 0.5:
+                    if late * 1000.0 < STALL_MS / 2:
+                        sampled_at = 0.0
+                    continue
+                sampled_at = late
+                frame = sys._current_frames().get(gui)
+                if frame is None:
+                    continue
+                stack = "".join(traceback.format_stack(frame)[-8:])
+                text = f"late {late:.1f} s, after: {(self.history or ['-'])[-1]}\n{stack}"
+                if len(self.report.stall_stacks) < 20:
+                    self.report.stall_stacks.append(text)
+
+        thread = threading.Thread(target=watch, name="monkey-stall-watchdog", daemon=True)
+        thread.start()
+        return thread
 
     def close_dialogs(self) -> None:
         """Close modal dialogs and popup menus that have been open for DIALOG_OPEN_S."""
@@ -540,6 +570,10 @@ def run_monkey(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        # Every Start the monkey presses writes a run to this data folder, and Model › Recipe trains 124M
+        # with its AdamW state: a 30-minute run left 38 GB here and filled the disk. The window is closed
+        # and its worker has ended, so nothing writes here any more.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(minutes: float, seed: int, interval_ms: int, model: str, progress: bool, work: Path) -> MonkeyReport:
@@ -643,7 +677,13 @@ def _run(minutes: float, seed: int, interval_ms: int, model: str, progress: bool
         monkey.last_tick = time.perf_counter()
         for timer in [*monkey.timers, driver, ender]:
             timer.start()
-        loop.exec()
+        stop_watching = threading.Event()
+        watchdog = monkey.watch_for_stalls(stop_watching)
+        try:
+            loop.exec()
+        finally:
+            stop_watching.set()
+            watchdog.join(2)
         for timer in [*monkey.timers, driver, ender]:
             timer.stop()
         report.wall_s = time.perf_counter() - start
@@ -674,6 +714,8 @@ def format_report(report: MonkeyReport) -> str:
         lines.append("exception:\n" + text)
     if report.events_before_stall:
         lines.append("events before the first stall:\n  " + "\n  ".join(report.events_before_stall))
+    for stack in report.stall_stacks[:3]:
+        lines.append("GUI thread while the event loop stood still: " + stack)
     if report.last_events:
         lines.append("events before the first exception:\n  " + "\n  ".join(report.last_events))
     lines.append("PASS" if report.ok else "FAIL")

@@ -109,6 +109,8 @@ def test_training_tiny() -> None:
     mfu = next(f for f in result.figures if f.name.endswith("MFU ours"))
     assert mfu.unit == "%" and mfu.value > 0
     assert (result.passed, mfu.passed) == (None, None)  # targets are judged at the full sizes only
+    overhead = next(f for f in result.figures if "diagnostics overhead" in f.name)
+    assert overhead.unit == "%" and overhead.passed is None and math.isfinite(overhead.value)
     # Same weights and batch (dropout is off in TINY): the first losses agree, near ln(V) for a fresh model.
     losses = result.details["first_losses"]["t ctx 32 batch 2"]
     assert losses["ours"] == pytest.approx(losses["book"], abs=1e-4)

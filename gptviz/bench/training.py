@@ -37,6 +37,7 @@ from gptviz.engine.trainer import Trainer, TrainSettings
 from gptviz.tokenizer import default_tokenizer
 
 SPEEDUP_TARGET = 1.3
+DIAGNOSTICS_OVERHEAD_TARGET = 5.0  # %, per-part gradient norms and update ratios at 124M (issue 12)
 MFU_TARGET = 0.60
 CUDA_MFU_TARGET = 0.40  # bf16 on a GPU, against the measured bf16 matmul rate (issue 14)
 MATMUL_SIZE = 1024
@@ -125,6 +126,7 @@ class CaseResult:
     mfu_book: Stats  # %
     mfu_ours_6n: Stats  # %, counting 6N FLOPs a token only (no attention products)
     first_round_s: float  # ours' untimed first round (kernel choice; torch.compile's compile time)
+    diagnostics_overhead: Stats | None = None  # %, per round: (step with diagnostics / without) − 1
 
 
 def _corpus_ids() -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,6 +170,15 @@ def run_case(
             result = trainer.step()
             first.setdefault("ours", result.train_loss)
 
+    def plain() -> None:
+        """Ours without the update ratios (TrainSettings.diagnostics False): what measuring them costs."""
+        trainer.settings = trainer.settings.replace(diagnostics=False)
+        try:
+            for _ in range(k):
+                trainer.step()
+        finally:
+            trainer.settings = trainer.settings.replace(diagnostics=True)
+
     def book() -> None:
         start = position["book"]
         losses = book_train_steps(book_model, book_opt, batches[start : start + k], torch.device(device))
@@ -181,7 +192,15 @@ def run_case(
     first_round = interleave({"ours": ours}, 1, warmup=0, sync=sync)["ours"][0]
     book()
     matmul()
-    times = interleave({"ours": ours, "book": book, "matmul": matmul}, case.repeats, warmup=0, sync=sync)
+    plain()
+    timed = {"ours": ours, "book": book, "matmul": matmul}
+    if not case.compile:
+        timed["plain"] = plain
+    times = interleave(timed, case.repeats, warmup=0, sync=sync)
+    overhead = None
+    if "plain" in times:
+        pairs = zip(times["ours"], times["plain"], strict=True)
+        overhead = Stats.of([100.0 * (on / off - 1.0) for on, off in pairs])  # % per round
     matmul_rate = Stats.of(times["matmul"]).map(lambda s: matmul_flops / s)
     flops_token = flops_per_token(cfg, cfg.context_length, ours_model.num_parameters())
     flops_6n = flops_token - 12.0 * cfg.n_layers * cfg.context_length * cfg.emb_dim
@@ -201,6 +220,7 @@ def run_case(
         Stats.of([100 * p[1] for p in mfu_triples]),
         Stats.of([100 * p[2] for p in mfu_triples]),
         first_round,
+        overhead,
     )
 
 
@@ -273,6 +293,18 @@ def run(sizes: TrainingSizes = FULL, device: str = "cpu") -> BenchResult:
             figures.append(Figure(f"{label}: MFU ours, 6N only", c.mfu_ours_6n.median, "%", c.mfu_ours_6n))
             figures.append(Figure(f"{label}: ours' first round (untimed)", c.first_round_s, "s"))
         figures.append(Figure(f"{label}: MFU book", book_mfu.median, "%", book_mfu))
+        if c.diagnostics_overhead is not None:
+            cost = c.diagnostics_overhead
+            figures.append(
+                Figure(
+                    f"{label}: diagnostics overhead (update ratios; grad norms per part)",
+                    cost.median,
+                    "%",
+                    cost,
+                    f"<= {DIAGNOSTICS_OVERHEAD_TARGET:g}%" if headline else "",
+                    cost.median <= DIAGNOSTICS_OVERHEAD_TARGET if headline else None,
+                )
+            )
     figures.append(
         Figure(
             f"bf16 matmul {CUDA_MATMUL_SIZE}² (interleaved bursts)"
@@ -330,6 +362,9 @@ def run(sizes: TrainingSizes = FULL, device: str = "cpu") -> BenchResult:
             "device": device,
             "mfu_ours": {_label(c.case): c.mfu_ours.median for c in cases},
             "first_round_s": {_label(c.case): c.first_round_s for c in cases},
+            "diagnostics_overhead_pct": {
+                _label(c.case): c.diagnostics_overhead.median for c in cases if c.diagnostics_overhead
+            },
             "failed": failed,
         },
         seconds=time.perf_counter() - started,

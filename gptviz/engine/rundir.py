@@ -62,6 +62,10 @@ def _clean(value: Any) -> Any:
     """JSON has no NaN or infinity: write them as null so every line stays valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, dict):  # per-part diagnostics: {part: norm}
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):  # attention entropy: [layer][head]
+        return [_clean(v) for v in value]
     return value
 
 

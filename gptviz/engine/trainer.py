@@ -54,6 +54,7 @@ from gptviz.engine.rundir import (
     truncate_jsonl,
     write_settings,
 )
+from gptviz.engine.training_diagnostics import PartNorms, attention_entropy
 from gptviz.engine.weights import (
     load_checkpoint,
     load_state_into,
@@ -92,6 +93,7 @@ RESUME_OVERRIDES = frozenset(
         "amp",
         "probe_prompt",
         "probe_tokens",
+        "diagnostics",
     }
 )
 TRAINER_STATE_VERSION = 1
@@ -143,6 +145,9 @@ class TrainSettings:
     # windows each time, drawn from the same generator as dropout) and the written-out attention, whose
     # dropout draws come in the book's order. One process only.
     eval_protocol: str = "fixed"
+    # Per-part gradient norms are measured whenever the gradients are (free); True adds each part's update
+    # ratio ‖Δw‖/‖w‖, which keeps a copy of the weights from before each step (gptviz.engine.training_diagnostics).
+    diagnostics: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -315,6 +320,16 @@ class StepResult:
     done: bool
     probe: ProbeRecord | None = None
     checkpoint_saved: bool = False
+    grad_norms: dict[str, float] | None = None  # {part: norm before clipping}; root-sum-square = grad_norm
+    update_ratios: dict[str, float] | None = None  # {part: ‖w_after − w_before‖ / ‖w_before‖}
+    attention_entropy: list[list[float]] | None = None  # [layer][head] on the probe prompt, at evaluations
+
+
+def _entropy(probe: ProbeRecord | None) -> list[list[float]] | None:
+    """Each head's attention entropy on the probe prompt (gptviz.engine.training_diagnostics)."""
+    if probe is None or probe.attention is None or probe.attention.ndim != 4 or not probe.attention.size:
+        return None
+    return attention_entropy(probe.attention).tolist()  # (L, H)
 
 
 def resolve_device(device: str, dist_info: DistInfo = SINGLE) -> torch.device:
@@ -463,6 +478,7 @@ class Trainer:
             self.model, settings.lr, settings.weight_decay, self.device, settings.decay
         )
         self.fused_optimizer = bool(self.optimizer.defaults.get("fused"))
+        self.parts = PartNorms(self.model)
 
         self.step_count = 0
         self.tokens_seen = 0
@@ -732,11 +748,14 @@ class Trainer:
         with self._own_rng():
             loss.backward()
         max_norm = self.settings.grad_clip if self.settings.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm, grad_norms = self.parts.clip_and_measure(max_norm)  # clip_grad_norm_, per part too
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             self._diverge("the gradient norm", grad_norm, step_index + 1, lr)
+        if self.settings.diagnostics:
+            self.parts.before_step()
         self.optimizer.step()
+        update_ratios = self.parts.update_ratios() if self.settings.diagnostics else None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         train_time = time.perf_counter() - started
@@ -789,6 +808,9 @@ class Trainer:
             done=self.done,
             probe=probe,
             checkpoint_saved=save_now and self.run_dir is not None and self.is_writer,
+            grad_norms=grad_norms,
+            update_ratios=update_ratios,
+            attention_entropy=_entropy(probe),
         )
         if self.is_writer:
             self._write_metrics(result)
@@ -844,6 +866,7 @@ class Trainer:
             done=False,
             probe=probe,
             checkpoint_saved=self.run_dir is not None and self.is_writer,
+            attention_entropy=_entropy(probe),
         )
         if self.is_writer:
             self._write_metrics(result)
@@ -1108,6 +1131,9 @@ class Trainer:
         if result.step == 0:  # the untrained model's evaluation: no batch, no gradient yet
             for key in ("train_loss", "grad_norm", "tokens_per_s"):
                 del record[key]
+        for key in ("grad_norms", "update_ratios", "attention_entropy"):
+            if getattr(result, key) is not None:
+                record[key] = getattr(result, key)
         if result.train_eval_loss is not None:
             record["train_eval_loss"] = result.train_eval_loss
             record["val_loss"] = result.val_loss

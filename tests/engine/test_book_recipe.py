@@ -249,15 +249,16 @@ def test_cli_recipe_is_the_sum_of_its_switches(tmp_path, capsys):
     assert main(["train", *switches, *small, "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
-    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
-    assert a[0]["val_loss"] == b[0]["val_loss"] and "val_loss" not in a[1]  # evaluated after step 1 only
+    assert [r.get("train_loss") for r in a] == [r.get("train_loss") for r in b]
+    assert [r["step"] for r in a] == [0, 1, 2]  # 0: the untrained model, evaluated before training
+    assert a[1]["val_loss"] == b[1]["val_loss"] and "val_loss" not in a[2]  # evaluated after step 1 only
     settings = read_settings(tmp_path / "a")
     assert settings["model"]["tie_weights"] is False and settings["corpus"]["source"] == "the-verdict"
     assert {k: settings["train"][k] for k in ("split", "init", "decay", "eval_protocol", "grad_clip")} == {
         "split": "chars", "init": "book", "decay": "all", "eval_protocol": "book", "grad_clip": 0.0,
     }  # fmt: skip
     assert json.loads(json.dumps(settings))["train"]["eval_protocol"] == "book"
-    assert math.isfinite(a[0]["val_loss"])
+    assert math.isfinite(a[0]["val_loss"]) and math.isfinite(a[1]["val_loss"])
 
 
 def test_cli_prints_the_books_lines_and_refuses_an_unknown_recipe(tmp_path, capsys):

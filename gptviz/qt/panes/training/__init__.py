@@ -23,6 +23,7 @@ from gptviz.qt.panes.training.curves import (
     _short,
     format_duration,
 )
+from gptviz.qt.panes.training.diagnostics import DiagnosticsMixin
 from gptviz.qt.panes.training.settings_form import CURRENT_MODEL, SettingsFormMixin, history_settings
 from gptviz.qt.panes.training.timelapse import TimeLapseMixin, sample_html
 
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
+class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMixin, QWidget):
     startRequested = Signal(object, str)  # TrainSettings, preset name ("" = the current model)
     pauseRequested = Signal()
     stopRequested = Signal()
@@ -66,6 +67,14 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         self._reference_checked: str | None = None  # the run directory whose settings were last looked at
         self._build_controls()
         self._build_plot()
+        self._build_diagnostics()
+        for view, title in (
+            (self.grad_norm_view, "Gradient norms"),
+            (self.update_ratio_view, "Update ratios"),
+            (self.entropy_view, "Attention entropy"),
+        ):
+            self.views.addTab(view, title)
+        self.views.currentChanged.connect(self._on_view_changed)
         self._build_probe()
         splitter = QSplitter(Qt.Orientation.Horizontal)
         # The settings scroll up and down only, never sideways (that clipped their labels); the buttons
@@ -197,6 +206,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
             buffer.clear()
         self.set_reference(None)
         self._reference_checked = None
+        self._clear_diagnostics()
         self.probes = []
         self.latest = None
         self._probe_shown = -1
@@ -229,6 +239,10 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
         )
         self.history_label.setToolTip(batch.run_dir)
         self.history_label.show()
+
+    def _on_view_changed(self, _index: int) -> None:
+        self._dirty = True
+        self.refresh()
 
     def set_phase(self, text: str) -> None:
         """What starting a run is doing (the worker's words: building the model, tokenizing N tokens,
@@ -270,6 +284,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
             val_loss=r.val_loss,
             elapsed_s=r.elapsed_s,
         )
+        self._add_diagnostics(r.step, r)
         self.latest = {
             "step": r.step,
             "total_steps": r.total_steps,
@@ -299,6 +314,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
                 val_loss=rec.get("val_loss"),
                 elapsed_s=rec.get("elapsed_s"),
             )
+            self._add_diagnostics(rec["step"], rec)
             last = dict(self.latest or {})
             last.update(
                 step=rec["step"],
@@ -333,6 +349,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, TimeLapseMixin, QWidget):
             return
         self._dirty = False
         self._draw_curves()
+        self._draw_diagnostics()
         latest = self.latest
         if latest is None:
             for value in self.stats.values():

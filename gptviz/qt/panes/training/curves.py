@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QSlider,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -263,14 +264,22 @@ class CurvesMixin:
         self.hover_label.setObjectName("hover_readout")
         self.hover_label.setStyleSheet("color: #333")
         self._hover_proxy = pg.SignalProxy(self.plot.scene().sigMouseMoved, rateLimit=30, slot=self._on_hover)
+        # The loss curves are the first of the views under the numbers; the diagnostics add theirs as tabs.
+        self.curve_page = QWidget()
+        page = QVBoxLayout(self.curve_page)
+        page.setContentsMargins(0, 0, 0, 0)
+        page.addLayout(self.curve_controls)
+        page.addWidget(self.plot, 1)
+        page.addWidget(self.hover_label)
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.addTab(self.curve_page, "Loss")
         layout = QVBoxLayout(self.plot_box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.history_label)
         layout.addLayout(grid)
         layout.addWidget(self.progress)
-        layout.addLayout(self.curve_controls)
-        layout.addWidget(self.plot, 1)
-        layout.addWidget(self.hover_label)
+        layout.addWidget(self.views, 1)
 
     def _build_curve_controls(self) -> None:
         self.smoothing = QSlider(Qt.Orientation.Horizontal)

@@ -1,0 +1,82 @@
+"""The Training pane's diagnostics views: parts × steps heatmaps of gradient norms and update ratios in log
+colour, attention entropy per head over evaluations; the images hold exactly the trainer's numbers."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from gptviz.config import GPTConfig
+from gptviz.engine.trainer import Trainer, TrainSettings
+from gptviz.model.gpt import GPTModel
+from gptviz.qt.panes.training import TrainingPane
+from gptviz.qt.panes.training.diagnostics import SeriesTable
+
+CFG = GPTConfig(vocab_size=512, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
+
+
+@pytest.fixture
+def pane(qtbot):
+    pane = TrainingPane()
+    qtbot.addWidget(pane)
+    pane.resize(1000, 700)
+    pane.show()
+    return pane
+
+
+def _results(steps=5):
+    torch.manual_seed(0)
+    ids = torch.randint(0, 512, (800,), generator=torch.Generator().manual_seed(0))  # (800,)
+    settings = TrainSettings(
+        steps=steps, batch_size=4, context=16, eval_freq=2, eval_iter=1, probe_tokens=1, probe_prompt="a b c",
+        device="cpu", lr=3e-3,
+    )  # fmt: skip
+    trainer = Trainer(GPTModel(CFG), None, ids[:600], ids[600:], settings)
+    return [trainer.start()] + [trainer.step() for _ in range(steps)]
+
+
+def test_heatmaps_hold_the_log_of_each_parts_numbers(pane):
+    results = _results()
+    for r in results:
+        pane.add_update(SimpleNamespace(result=r, new_probes=()))
+    pane.views.setCurrentWidget(pane.grad_norm_view)
+    parts = ["embeddings", "block.0", "block.1", "final_norm"]
+    assert pane.grad_norm_table.names == parts
+    assert pane.grad_norm_table.steps == [1, 2, 3, 4, 5]  # step 0 trains nothing: no gradient
+    expected = np.log10([[r.grad_norms[p] for r in results[1:]] for p in parts])  # (parts, steps)
+    np.testing.assert_allclose(pane.grad_norm_view.shown, expected, rtol=1e-6)
+    pane.views.setCurrentWidget(pane.update_ratio_view)
+    expected = np.log10([[r.update_ratios[p] for r in results[1:]] for p in parts])
+    np.testing.assert_allclose(pane.update_ratio_view.shown, expected, rtol=1e-6)
+    assert "update ratio" in pane.update_ratio_view.value_at(3.0, 1.5) and "block.0" in (
+        pane.update_ratio_view.value_at(3.0, 1.5)
+    )
+    pane.views.setCurrentWidget(pane.entropy_view)
+    evaluated = [r for r in results if r.attention_entropy is not None]
+    assert [r.step for r in evaluated] == [0, 1, 2, 4, 5]
+    assert pane.entropy_table.names[:5] == ["L0 H0", "L0 H1", "L0 H2", "L0 H3", "L1 H0"]
+    expected = np.array([np.ravel(r.attention_entropy) for r in evaluated]).T  # (heads, evaluations)
+    np.testing.assert_allclose(pane.entropy_view.shown, expected, rtol=1e-6)  # plain colour, nats
+
+
+def test_old_metrics_lines_without_diagnostics_show_an_empty_view(pane):
+    records = ({"step": 1, "train_loss": 5.0, "grad_norm": 1.0}, {"step": 2, "train_loss": 4.0})
+    pane.add_follow(SimpleNamespace(records=records, probes=(), restart=False, total_steps=2, run_dir=""))
+    pane.views.setCurrentWidget(pane.grad_norm_view)
+    pane.refresh()
+    assert (
+        pane.grad_norm_view.shown.size == 0 and "no gradient norm yet" in pane.grad_norm_view.readout.text()
+    )
+    assert pane.train_curve_data.n == 2
+
+
+def test_a_long_run_keeps_a_bounded_table():
+    table = SeriesTable(max_columns=100)
+    for step in range(1, 1001):
+        table.append(step, {"a": float(step), "b": 2.0 * step})
+    assert len(table.steps) <= 101 and table.steps[0] == 1
+    assert table.matrix().shape == (2, len(table.steps))
+    np.testing.assert_array_equal(table.matrix()[1], 2 * np.array(table.steps))

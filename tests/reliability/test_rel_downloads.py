@@ -9,6 +9,7 @@ the weights are being written, which the free-space check before downloading can
 from __future__ import annotations
 
 import errno
+import time
 
 import pytest
 import torch
@@ -48,6 +49,16 @@ class _FillingDisk:
 
     def __exit__(self, *exc) -> None:
         self._handle.close()
+
+
+def _settled(server: FakeHub) -> int:
+    """The bytes of the weights the server has sent, once the count has stopped changing for half a second."""
+    last, since = server.sent[WEIGHTS], time.monotonic()
+    while time.monotonic() - since < 0.5:
+        time.sleep(0.05)
+        if server.sent[WEIGHTS] != last:
+            last, since = server.sent[WEIGHTS], time.monotonic()
+    return last
 
 
 @pytest.fixture
@@ -94,7 +105,7 @@ def test_disk_full_while_the_weights_are_written_is_one_line_and_the_next_run_re
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path / "data"))
-    sent = server.sent[WEIGHTS]
+    sent = _settled(server)  # the failed request's server thread may still be pushing bytes into the socket
     assert cli.main(["download", "124M", "--quiet"]) == 0
     assert server.gets(WEIGHTS)[-1] == f"bytes={FULL_AFTER}-"
     assert server.sent[WEIGHTS] - sent == size - FULL_AFTER  # only the bytes that did not fit

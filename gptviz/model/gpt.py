@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptviz.config import GPTConfig
+from gptviz.model.few_rows import Linear
 from gptviz.model.hooks import HookPoint, name_hook_points
-
-HEAD_SAMPLE_ROWS, HEAD_SAMPLE_COLUMNS = 509, 97  # GPTModel.project's change check: ~800 values at 124M
 
 
 class LayerNorm(nn.Module):
@@ -47,9 +46,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim)
+        self.fc1 = Linear(cfg.emb_dim, 4 * cfg.emb_dim)
         self.gelu = GELU()
-        self.fc2 = nn.Linear(4 * cfg.emb_dim, cfg.emb_dim)
+        self.fc2 = Linear(4 * cfg.emb_dim, cfg.emb_dim)
         self.hook_pre = HookPoint()  # before GELU
         self.hook_post = HookPoint()  # after GELU
         self.hook_out = HookPoint()  # the MLP's output, added to the residual stream
@@ -91,8 +90,8 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.n_heads = cfg.n_heads
         self.head_dim = cfg.head_dim
-        self.W_qkv = nn.Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)
-        self.out_proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.W_qkv = Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)
+        self.out_proj = Linear(cfg.emb_dim, cfg.emb_dim)
         self.dropout = nn.Dropout(cfg.drop_rate)
         self.use_fused = True  # tests switch this off to compare the two paths
         self.hook_q = HookPoint()
@@ -192,7 +191,7 @@ class GPTModel(nn.Module):
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.out_head.weight = self.tok_emb.weight
         self.hook_tok_emb = HookPoint()
@@ -201,10 +200,6 @@ class GPTModel(nn.Module):
         self.hook_final_norm = HookPoint()
         self.hook_logits = HookPoint()
         self.apply(_init_weights)
-        for linear in self.modules():
-            if isinstance(linear, nn.Linear) and linear.weight is not self.tok_emb.weight:
-                use_columns_layout_(linear)
-        self._head_columns: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # see project()
         name_hook_points(self)
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
@@ -239,30 +234,9 @@ class GPTModel(nn.Module):
         return self.hook_logits(self.project(x))  # (..., V)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Normed stream (..., D) -> logits (..., V): the output head's product, without its taps.
-
-        A tied head shares its (V, D) matrix with the token embedding, whose rows must stay contiguous for
-        the embedding lookup, so it cannot take the columns layout (`use_columns_layout_`). Without
-        gradients, the product reads a (D, V) copy instead: a batch-1 decoding step at 124M spends 11.7 ms
-        in the (V, D) product and 6.0 ms in the (D, V) one (docs/benchmarks.md, "Where decoding's time
-        goes"). The copy costs V x D more memory, is made on first use and again whenever the
-        weight changes, and is never used while autograd records. A change shows in the weight's address
-        or version counter (loads, in-place edits) or, for fused optimizers, which update in place without
-        moving the counter (torch 2.13's fused AdamW), in a sparse sample of its values: an optimizer step
-        moves every value.
-        """
-        weight = self.out_head.weight  # (V, D)
-        if weight is not self.tok_emb.weight or torch.is_grad_enabled():
-            return self.out_head(x)  # (..., V)
-        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        sample = weight.detach()[::HEAD_SAMPLE_ROWS, ::HEAD_SAMPLE_COLUMNS]  # (~V/509, ~D/97), a view
-        cached = self._head_columns
-        if cached is None or cached[0] != key or not torch.equal(cached[1], sample):
-            self._head_columns = None  # free the stale copy before making the new one
-            with torch.inference_mode(False), torch.no_grad():
-                columns = weight.detach().t().contiguous()  # (D, V)
-                self._head_columns = (key, sample.clone(), columns)
-        return x @ self._head_columns[2]  # (..., V)
+        """Normed stream (..., D) -> logits (..., V): the output head's product, without its taps (the logit
+        lens puts its rows through here too)."""
+        return self.out_head(x)  # (..., V)
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.tok_emb.weight
@@ -275,20 +249,6 @@ class GPTModel(nn.Module):
     def num_parameters(self) -> int:
         """Unique parameters: a tied output head is counted once."""
         return sum(p.numel() for p in self.parameters())
-
-
-def use_columns_layout_(linear: nn.Linear) -> None:
-    """Store a Linear's (out, in) weight as the transpose of a contiguous (in, out) matrix, in place.
-
-    The values, shape and state-dict entry stay the same; only the memory order changes, to the one
-    Hugging Face's Conv1D keeps. Why: a batch-1 decoding step multiplies one row by every matrix, so its
-    time is the time to read the weights, and this machine's MKL reads an (out, in) matrix at about
-    14 GB/s in that product and an (in, out) one at about 19 GB/s (all of 124M's block matrices, cold:
-    35 ms against 25 ms a step). Training's matrix-matrix products run at the same speed either way
-    (within 5%), and their gradients come out in the same layout, so the optimizer never copies.
-    """
-    with torch.no_grad():
-        linear.weight.data = linear.weight.data.t().contiguous().t()  # (out, in), strides (1, out)
 
 
 def _init_weights(module: nn.Module) -> None:

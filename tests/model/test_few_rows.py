@@ -1,0 +1,48 @@
+"""Few-row products through `few_rows_linear` equal F.linear, and only run when nothing is recorded."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gptviz.config import GPTConfig
+from gptviz.model.few_rows import MAX_ROWS, Linear, few_rows_linear
+from gptviz.model.gpt import GPTModel
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, MAX_ROWS, MAX_ROWS + 1, 9])
+def test_a_few_rows_equal_f_linear_with_and_without_bias(rows):
+    torch.manual_seed(rows)
+    weight, bias = torch.randn(300, 64), torch.randn(300)  # (out, in), (out,)
+    x = torch.randn(1, rows, 64)  # (B, T, in)
+    with torch.no_grad():
+        for b in (bias, None):
+            got = few_rows_linear(x, weight, b)  # (B, T, out)
+            assert got.shape == (1, rows, 300)
+            torch.testing.assert_close(got, F.linear(x, weight, b), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_and_other_layouts_take_the_plain_product():
+    torch.manual_seed(0)
+    layer = Linear(16, 8)
+    x = torch.randn(1, 16, requires_grad=True)  # (R, in)
+    layer(x).sum().backward()  # recorded: the plain path, so autograd sees F.linear
+    torch.testing.assert_close(x.grad, layer.weight.sum(dim=0, keepdim=True))
+    transposed = torch.randn(16, 8).t()  # (8, 16), not contiguous
+    with torch.no_grad():
+        torch.testing.assert_close(few_rows_linear(x, transposed, None), F.linear(x, transposed))
+
+
+def test_a_models_decoding_step_matches_the_plain_products():
+    cfg = GPTConfig(
+        vocab_size=97, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0, name="t"
+    )
+    torch.manual_seed(1)
+    model = GPTModel(cfg).eval()
+    ids = torch.randint(0, cfg.vocab_size, (1, 9))  # (B, T)
+    with torch.no_grad():
+        whole = model(ids)[0, -1]  # (V,): 9 rows, the plain product
+        cache = model.new_cache(1)
+        model(ids[:, :8], cache)
+        step = model(ids[:, 8:], cache)[0, -1]  # (V,): one row, the few-rows product
+    torch.testing.assert_close(step, whole, rtol=1e-5, atol=1e-5)
+    assert isinstance(model.out_head, Linear) and isinstance(model.blocks[0].ff.fc1, Linear)

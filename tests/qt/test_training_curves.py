@@ -91,7 +91,9 @@ def test_the_book_curve_is_drawn_behind_a_book_run_and_labelled(pane, tmp_path):
 
 def test_debiased_ema_equals_the_hand_computation():
     # weight 0.5: s1 = 0.5·1 / (1 − 0.5) = 1; s2 = (0.25 + 1) / 0.75; s3 = (0.625 + 1.5) / 0.875
-    np.testing.assert_allclose(debiased_ema(np.array([1.0, 2.0, 3.0]), 0.5), [1.0, 1.25 / 0.75, 2.125 / 0.875])
+    np.testing.assert_allclose(
+        debiased_ema(np.array([1.0, 2.0, 3.0]), 0.5), [1.0, 1.25 / 0.75, 2.125 / 0.875]
+    )
     np.testing.assert_array_equal(debiased_ema(np.array([4.0, 1.0]), 0.0), [4.0, 1.0])
     # A constant stays constant from the first point: the debiasing undoes the zero start.
     np.testing.assert_allclose(debiased_ema(np.full(50, 3.0), 0.9), np.full(50, 3.0))
@@ -153,3 +155,23 @@ def test_the_hover_readout_names_the_numbers_under_the_mouse(pane):
     text = pane.readout_at(14)
     assert "val 5.500 (step 10)" in text  # the last evaluation before the mouse
     assert math.isfinite(float(text.split("train ")[1].split(" ")[0]))
+
+
+def test_a_new_runs_first_update_replaces_the_curves_shown_before(pane, tmp_path):
+    """A recipe started from the menu does not pass through Start: its step 0 clears the old curves (a
+    history, an earlier run) and keeps the book's curve its run directory asked for."""
+    from types import SimpleNamespace
+
+    _feed(pane)
+    pane.latest = {"step": 30}
+    book = tmp_path / "book"
+    write_settings(book, _book_settings())
+    pane.set_run_dir(str(book))
+    first = SimpleNamespace(
+        step=0, tokens_seen=0, train_loss=math.nan, train_eval_loss=10.9, val_loss=10.95, elapsed_s=1.0,
+        perplexity=5.6e4, lr=4e-4, tokens_per_s=0.0, eta_s=math.nan, total_steps=90,
+    )  # fmt: skip
+    pane.add_update(SimpleNamespace(result=first, new_probes=()))
+    pane.refresh()
+    assert pane.train_curve_data.n == 0 and pane.val_curve.getData()[1].tolist() == [10.95]
+    assert pane.reference is not None and len(pane.book_val_curve.getData()[0]) == 18

@@ -272,6 +272,12 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
     def add_update(self, update) -> None:
         """One TrainingUpdate from the worker: buffers only, drawn at the next refresh()."""
         r = update.result
+        if r.step == 0 and self.latest is not None:
+            # A fresh run's first update (a recipe from the menu does not pass through Start): the curves
+            # of the history or run shown before give way; the new run's reference curve stays.
+            run_dir = self._reference_checked
+            self.clear()
+            self.set_run_dir(run_dir)
         if r.step >= 1 and self.message.text().startswith("starting"):
             # Step 0 (the untrained model's evaluation) comes first; the notice stays until a step is done.
             self.message.setText("")

@@ -241,7 +241,7 @@ class CurvesMixin:
             pen=pg.mkPen((255, 127, 14, 110), width=2, style=Qt.PenStyle.DashLine)
         )
         self.train_curve = self.plot.plot(name="train (batch)", pen=pg.mkPen("#9ecae1", width=1))
-        self.train_smooth_curve = self.plot.plot(pen=pg.mkPen("#3c8dbc", width=2))
+        self.train_smooth_curve = self.plot.plot(name="train (smoothed)", pen=pg.mkPen("#3c8dbc", width=2))
         self.eval_curve = self.plot.plot(
             name="train (eval)",
             pen=pg.mkPen("#1f77b4", width=2),

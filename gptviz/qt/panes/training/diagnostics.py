@@ -126,11 +126,15 @@ class DiagnosticsView(QWidget):
         if high - low < 1e-9:
             high = low + 1.0
         steps = self.table.steps
-        first, last = steps[0], steps[-1]
-        width = max(last - first, 1) * len(steps) / max(len(steps) - 1, 1)
         filled = np.where(np.isfinite(self.shown), self.shown, low)  # (M, N) missing values as the lowest
         self.image.setImage(filled, levels=(low, high), autoLevels=False)
-        self.image.setRect(QRectF(first - width / len(steps) / 2, 0, width, len(self.table.names)))
+        # One column per record, labelled with its step: evaluations are not evenly spaced (step 0, step
+        # 1, then every eval_freq), so a step axis would stretch some columns over others' steps.
+        self.image.setRect(QRectF(0, 0, len(steps), len(self.table.names)))
+        every = max(1, math.ceil(len(steps) / 10))
+        self.plot.getAxis("bottom").setTicks(
+            [[(i + 0.5, f"{step:,}") for i, step in enumerate(steps) if i % every == 0]]
+        )
         self.colorbar.setLevels((low, high))
         names = self.table.names
         every = max(1, math.ceil(len(names) / 24))  # at most ~24 labels on the axis
@@ -139,14 +143,16 @@ class DiagnosticsView(QWidget):
         )
 
     def value_at(self, x: float, y: float) -> str:
-        """The readout for a point of the plot (data coordinates): part or head, step and value."""
+        """The readout for a point of the plot (data coordinates: column, row): part or head, step, value."""
         names, steps = self.table.names, self.table.steps
         if not names or not steps:
             return " "
         row = int(math.floor(y))
         if not 0 <= row < len(names):
             return " "
-        column = int(np.argmin(np.abs(np.asarray(steps) - x)))
+        column = int(math.floor(x))
+        if not 0 <= column < len(steps):
+            return " "
         value = self.table.columns[column][row] if row < len(self.table.columns[column]) else math.nan
         text = f"{names[row]} · step {steps[column]:,} · {self.title} "
         return text + ("–" if not math.isfinite(value) else f"{value:.3g}")

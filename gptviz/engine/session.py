@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gptviz.config import PRESETS, GPTConfig, preset
+from gptviz.config import GPTConfig, preset
 from gptviz.data import BUILTIN, SlidingWindows, read_corpus_ids
 from gptviz.engine.generator import Generator, GenStep
 from gptviz.engine.memory import check_fits
@@ -234,7 +234,6 @@ class Session(CausalTools):
         self.corpus: CorpusInfo | None = None
         self.generator: Generator | None = None
         self.trainer: Any = None  # gptviz.engine.trainer.Trainer while a run exists
-        self.train_settings: Any = None
         if model is not None:
             self._set_model(model, "injected", "", getattr(model.cfg, "name", "model"))
         else:
@@ -375,10 +374,6 @@ class Session(CausalTools):
             trainer_state = self.trainer.state_dict()
             meta.update(step=self.trainer.step_count, tokens_seen=self.trainer.tokens_seen)
         return save_checkpoint(self.model, directory, trainer_state=trainer_state, meta=meta)
-
-    @staticmethod
-    def presets() -> list[str]:
-        return list(PRESETS)
 
     # --------------------------------------------------------------------------------------- tokens, data
 
@@ -621,7 +616,6 @@ class Session(CausalTools):
         self.trainer = Trainer(
             self.model, self.tokenizer, train_ids, val_ids, settings, run_dir, corpus=corpus
         )
-        self.train_settings = settings
         self._probes_sent = 0
         if self.model_source in ("demo", "checkpoint", "import") and not self.model_name.endswith(
             "(training)"
@@ -668,7 +662,6 @@ class Session(CausalTools):
         info = self._set_model(trainer.model, "checkpoint", str(checkpoint_path(path)), name)
         self._set_history(checkpoint_path(path), {"step": trainer.step_count})
         self.trainer = trainer
-        self.train_settings = trainer.settings
         self._probes_sent = len(trainer.probes)
         with contextlib.suppress(OSError):  # running again: a crash from here on is offered back at launch
             runs.mark_run(path, runs.RUNNING)

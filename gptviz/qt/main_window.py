@@ -797,9 +797,6 @@ class MainWindow(QMainWindow):
         self.runs_window = dialog
         return dialog
 
-    def _current_widget(self) -> QWidget:
-        return self.panes[self._current_pane]
-
     def export_png(self, path: str | os.PathLike, key: str | None = None) -> Path:
         widget = self.panes[key or self._current_pane]
         self.redraw()

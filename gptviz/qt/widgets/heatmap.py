@@ -368,11 +368,6 @@ class HeatmapView(QWidget):
             if self._matrix.size:  # nothing drawn yet: the next set_matrix uses it
                 self._redraw()
 
-    def set_default_levels(self, levels: tuple[float, float] | None) -> None:
-        """Fixed range for every matrix, or None to autoscale to each matrix's own range."""
-        self._default_levels = levels
-        self._redraw()
-
     def _linear_levels(self) -> tuple[float, float]:
         if self._levels_override is not None:
             return self._levels_override

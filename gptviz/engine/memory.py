@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import torch
 
 from gptviz.config import GPTConfig, count_params
@@ -131,20 +132,10 @@ def _cgroup_room() -> int | None:
 
 
 def available_ram() -> int:
-    """Bytes of RAM a new allocation can get: MemAvailable, capped by a container's memory limit."""
-    available: int | None = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError, IndexError):
-        available = None
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):  # not POSIX (Windows): trust the user
-            return 2**62
+    """Bytes of RAM a new allocation can get: the OS's available memory (psutil: MemAvailable on Linux, the
+    free and inactive pages on macOS, the available physical memory on Windows), capped by a container's
+    memory limit, which psutil does not see."""
+    available = int(psutil.virtual_memory().available)
     room = _cgroup_room()
     return min(available, room) if room is not None else available
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from gptviz.config import GPTConfig, preset
@@ -194,13 +195,8 @@ def run_is_finished(run_dir: str | os.PathLike) -> bool:
 
 
 def process_rss_bytes() -> int:
-    """Resident memory of this process (Linux /proc; 0 where that is unavailable)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0
+    """Resident memory of this process, on every OS psutil knows."""
+    return int(psutil.Process().memory_info().rss)
 
 
 # -------------------------------------------------------------------------------------------- session

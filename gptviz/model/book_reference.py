@@ -5,6 +5,9 @@ W_value projections, a registered causal-mask buffer, a hand-written LayerNorm a
 `generate_text_simple` that re-runs the whole context for every new token. gptviz.model.gpt is the same
 network with a fused Q/K/V projection, taps, a fast attention path and a KV cache.
 
+Source, followed closely: Sebastian Raschka, "Build a Large Language Model (From Scratch)", Manning, 2024,
+chapters 2-5, and the book's code at https://github.com/rasbt/LLMs-from-scratch (Apache License 2.0).
+
 The ch. 2 data loader (`GPTDatasetV1`, `create_dataloader_v1`) and the ch. 5 training loop
 (`calc_loss_batch`, `calc_loss_loader`, `evaluate_model`, `train_model_simple`) are here too, as the book
 writes them (its repository, rasbt/LLMs-from-scratch, ch. 2 and ch. 5 main-chapter code; Apache-2.0), with

@@ -129,6 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lenient", action="store_true", help="read a corpus that is not valid UTF-8, replacing bad bytes"
     )
+    parser.add_argument(
+        "--no-diagnostics",
+        dest="no_diagnostics",
+        action="store_true",
+        help="leave out each part's update ratio |dw|/|w| from the metrics (it keeps a copy of the weights "
+        "from before each step); gradient norms per part are always recorded",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -162,6 +169,8 @@ def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs = {field: getattr(args, opt) for opt, field in mapping.items() if _given(args, opt)}
     if args.cosine:
         kwargs["cosine"] = True
+    if getattr(args, "no_diagnostics", False):
+        kwargs["diagnostics"] = False
     if _given(args, "steps"):
         kwargs.pop("epochs", None)
     return kwargs
@@ -282,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
                 overrides["cosine"] = True
             if _given(args, "grad_clip"):
                 overrides["grad_clip"] = args.grad_clip
+            if args.no_diagnostics:
+                overrides["diagnostics"] = False
             trainer = Trainer.resume(out, tokenizer=tokenizer, dist_info=info, **overrides)
             progress.message(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}")
         else:

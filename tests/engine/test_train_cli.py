@@ -167,3 +167,13 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, corpus):
     assert meta["step"] == last  # saved at the step it stopped on, not the last evaluation
     assert json.loads((run / "checkpoint" / "config.json").read_text())["dtype"] == "float16"
     assert load_trainer_state(run / "checkpoint")["step"] == last
+
+
+def test_no_diagnostics_leaves_out_the_update_ratios_only(tmp_path, corpus, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--corpus", str(corpus), *FAST, "--steps", "2", "--eval-freq", "2", "--out", str(run)]
+    assert main([*argv, "--lenient", "--no-diagnostics", "--quiet"]) == 0
+    capsys.readouterr()
+    lines = read_metrics(run)[1:]  # after the untrained model's step 0
+    assert all("update_ratios" not in m and m["grad_norms"] for m in lines)
+    assert read_settings(run)["train"]["diagnostics"] is False

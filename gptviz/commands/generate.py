@@ -64,20 +64,6 @@ def resolve_checkpoint(name: str) -> str:
     return name
 
 
-def _resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
-    return device
-
-
 def _token_bytes(tokenizer, token_id: int) -> bytes:
     """The token's bytes; an id past the tokenizer's vocabulary (a padded model) is shown as <id>."""
     if token_id < tokenizer.vocab_size:
@@ -88,6 +74,7 @@ def _token_bytes(tokenizer, token_id: int) -> bytes:
 def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 0:
         raise ConfigError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    from gptviz.engine.devices import resolve_device
     from gptviz.engine.generator import Generator
     from gptviz.engine.sampling import SamplingSettings
     from gptviz.engine.weights import load_checkpoint
@@ -102,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     tokenizer = default_tokenizer()
     prompt_ids = tokenizer.encode(args.prompt)
-    model, _meta = load_checkpoint(resolve_checkpoint(args.checkpoint), _resolve_device(args.device))
+    model, _meta = load_checkpoint(resolve_checkpoint(args.checkpoint), resolve_device(args.device))
     apply_ablations(model, args, prompt_ids or [50256])
     generator = Generator(model, tokenizer, prompt_ids, settings, use_cache=not args.no_cache)
 

@@ -22,6 +22,7 @@ import torch
 
 from gptviz.config import GPTConfig, preset
 from gptviz.data import BUILTIN, SlidingWindows, read_corpus_ids
+from gptviz.engine.devices import resolve_device
 from gptviz.engine.generator import Generator, GenStep
 from gptviz.engine.memory import check_fits
 from gptviz.engine.sampling import SamplingSettings
@@ -140,18 +141,6 @@ class GenerationView:
 # -------------------------------------------------------------------------------------------- helpers
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {device!r}: {exc}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA GPU; use --device cpu")
-    return resolved
-
-
 def model_bytes(model: GPTModel) -> int:
     seen: set[int] = set()
     total = 0
@@ -222,7 +211,7 @@ class Session(CausalTools):
         seed: int = 0,
     ) -> None:
         self.tokenizer = tokenizer or default_tokenizer()
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.seed = seed
         self.sampling = sampling or SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, seed=seed)
         self.prompt = prompt

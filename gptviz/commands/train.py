@@ -136,6 +136,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave out each part's update ratio |dw|/|w| from the metrics (it keeps a copy of the weights "
         "from before each step); gradient norms per part are always recorded",
     )
+    parser.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write the scalars (losses, lr, gradient norms and update ratios per part) to a TensorBoard "
+        "log in DIR; needs pip install 'gptviz[tensorboard]'",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -273,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     stop = StopRequest()
+    tensorboard = None  # gptviz.engine.tensorboard_log.TensorBoardLog with --tensorboard
     info = init_distributed(args.device or "auto")
     progress = Progress(sys.stderr, quiet=args.quiet or not info.is_main)
     try:
@@ -358,11 +365,20 @@ def run(args: argparse.Namespace) -> int:
             f"{summary['val_tokens']:,} held out) for {summary['total_steps']:,} steps, batch "
             f"{trainer.settings.batch_size} x {summary['world_size']} process(es), {summary['device']}"
         )
+        if args.tensorboard and info.is_main:
+            from gptviz.engine.tensorboard_log import TensorBoardLog
+
+            tensorboard = TensorBoardLog(args.tensorboard)
         stop.install()
+        first = trainer.start()  # step 0, the untrained model (None on --resume)
+        if tensorboard is not None and first is not None:
+            tensorboard.write(first)
         result = None
         while not trainer.done:
             result = trainer.step()
             progress.update(result)
+            if tensorboard is not None:
+                tensorboard.write(result)
             if any_rank(stop.requested, info, trainer.device):
                 trainer.save()
                 trainer.close()
@@ -378,5 +394,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"done: step {trainer.step_count}, {train}{val}; checkpoint {out / 'checkpoint'}")
         return 0
     finally:
+        if tensorboard is not None:
+            tensorboard.close()
         stop.restore()
         shutdown(info)

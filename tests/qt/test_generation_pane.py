@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHeaderView, QLabel
 
 from gptviz.engine.sampling import SamplingSettings
 from gptviz.qt import worker as w
 from gptviz.qt.panes.generation import GenerationPane
+from gptviz.qt.token_labels import token_label
 from gptviz.qt.worker import WorkerHost
 
 
@@ -126,3 +129,152 @@ def _backgrounds(pane) -> list[str]:
         cursor.setPosition(position)
         colours.append(cursor.charFormat().background().color().name())
     return colours
+
+
+def _two_tokens(session, pieces, ids):
+    """Views after one and two steps whose generated tokens are `pieces` (ids `ids`): the engine's other
+    arrays (probabilities, forced flags) stay those of the real steps."""
+    first, second = session.gen_step(), session.gen_step()
+    one = dataclasses.replace(first, new_pieces=pieces[:1], new_ids=np.array(ids[:1]))
+    two = dataclasses.replace(second, new_pieces=pieces, new_ids=np.array(ids))
+    return one, two
+
+
+def test_a_character_split_over_tokens_reads_whole(pane, session, qtbot):
+    """’ is the GPT-2 tokens e2 80 and 99. The prompt and the generated text show ’ on the first token and
+    the byte the second adds as ‹99›, never the tokenizer's escapes (\\xe2\\x80)."""
+    view = session.set_prompt("Every effort moves you\u2019s")
+    assert "\\xe2\\x80" in view.prompt_pieces  # the case: the tokenizer splits ’
+    pane.set_generation(view)
+    text = pane.text.toPlainText()
+    assert text == "Every\u00b7effort\u00b7moves\u00b7you\u2019\u203999\u203as", text
+    assert "\\x" not in text
+    # Generated: the first step shows half a character as its bytes; the step that completes it turns
+    # that token into ’ (drawn again, not only appended) and reads the same as the text drawn at once.
+    one, two = _two_tokens(session, ("\\xe2\\x80", "\\x99"), [447, 247])
+    pane.set_generation(one)
+    assert pane.text.toPlainText().endswith("\u2039e2 80\u203a")
+    pane.set_generation(two)
+    assert pane.text.toPlainText().endswith("s\u2019\u203999\u203a"), pane.text.toPlainText()
+    fresh = GenerationPane()
+    qtbot.addWidget(fresh)
+    fresh.set_generation(two)
+    assert pane.text.toPlainText() == fresh.text.toPlainText()
+    assert _backgrounds(pane) == _backgrounds(fresh)
+    pane.set_generation(one)  # undo: the half character shows as bytes again
+    assert pane.text.toPlainText().endswith("s\u2039e2 80\u203a")
+
+
+def test_a_step_appends_its_token_and_leaves_the_text_before_it(pane, session):
+    """A step changes the document only at its end (the new token's span), so a step costs one token at
+    any length of text, not a new layout of all of it."""
+    session.set_sampling(SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=5))
+    for _ in range(20):
+        pane.set_generation(session.gen_step())
+    document = pane.text.document()
+    changes = []
+    document.contentsChange.connect(lambda position, removed, added: changes.append((position, removed)))
+    length = document.characterCount()
+    view = session.gen_step()
+    pane.set_generation(view)
+    assert changes, "the new token was not drawn"
+    piece = len(token_label(view.new_pieces[-1]))
+    # Only the new token, or the 3 before it where it completes a character they started.
+    assert all(position >= length - 1 - 4 * max(piece, 8) for position, _ in changes), (changes, length)
+    assert all(removed <= 4 * max(piece, 8) for _, removed in changes), changes
+
+
+def test_sampling_tooltips_in_the_books_terms(pane):
+    """What a user reads when hovering the controls and the table's probability columns."""
+    temperature = pane.temperature.toolTip()
+    assert "divides the logits" in temperature and "before softmax" in temperature and "greedy" in temperature
+    assert "k largest logits" in pane.top_k.toolTip()
+    assert "add up to p" in pane.top_p.toolTip()
+    # The label beside each box says the same (a user hovers the word as often as the box).
+    label = next(
+        lab
+        for lab in pane.findChildren(QLabel)
+        if lab.text() == "temperature" and lab.buddy() is pane.temperature
+    )
+    assert label.toolTip() == temperature
+    before = pane.table.horizontalHeaderItem(3)
+    after = pane.table.horizontalHeaderItem(4)
+    assert (before.text(), after.text()) == ("p before", "p after")
+    assert "model's own probability" in before.toolTip() and "before temperature" in before.toolTip()
+    assert "logits / temperature" in after.toolTip() and "top-k and top-p" in after.toolTip()
+
+
+def test_table_columns_fit_their_numbers_after_a_step(pane, session):
+    """The table is filled with its columns' fitting paused (it re-measured every column after every cell)
+    and fitted once after: each number still shows whole."""
+    pane.set_generation(session.gen_step())
+    header = pane.table.horizontalHeader()
+    metrics = pane.table.fontMetrics()
+    for column in (0, 2, 3, 4):
+        widest = max(
+            metrics.horizontalAdvance(pane.table.item(r, column).text()) for r in range(pane.table.rowCount())
+        )
+        assert header.sectionSize(column) >= widest, column
+        assert header.sectionResizeMode(column) == QHeaderView.ResizeMode.ResizeToContents
+
+
+def test_the_text_follows_the_newest_token_unless_scrolled_back(pane, session, qtbot):
+    """At the end of the text a step scrolls to show its token; a user reading further up stays there."""
+    from PySide6.QtGui import QTextCursor
+
+    session.set_sampling(SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=11))
+    pane.resize(500, 420)  # a short text box: 60 tokens run past it
+    bar = pane.text.verticalScrollBar()
+
+    def end_in_view() -> bool:
+        cursor = QTextCursor(pane.text.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        return pane.text.viewport().rect().contains(pane.text.cursorRect(cursor))
+
+    for _ in range(60):
+        pane.set_generation(session.gen_step())
+        qtbot.wait(0)
+        assert end_in_view()
+    assert bar.maximum() > 0  # the text is longer than the box: the case
+    bar.setValue(bar.maximum() // 2)
+    kept = bar.value()
+    for _ in range(5):
+        pane.set_generation(session.gen_step())
+        qtbot.wait(0)
+    assert bar.value() == kept and not end_in_view()
+
+
+def test_any_sequence_of_steps_undos_and_forces_draws_the_text_as_drawn_at_once(pane, session, qtbot):
+    """The text is changed in place (append, remove the tail, redraw the tokens a split character
+    changes); after any mix of steps, forced tokens (half characters among them), undos and a reset it
+    reads and is coloured exactly as a fresh pane draws the same generation."""
+    rng = np.random.default_rng(0)
+    session.set_sampling(SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=2))
+    session.set_prompt("It was you")
+    # e2 80 | 99 is ’ over two tokens, e5 | 80 | a8 is 倨 over three: first as scripted, then at random.
+    halves = [447, 247, 161, 222, 101]
+    scripted = [("half", 447), ("half", 247), ("undo", 0), ("half", 247), ("step", 0)]
+    scripted += [("half", 161), ("half", 222), ("half", 101), ("undo", 0), ("force", 101), ("undo", 0)]
+    scripted += [("undo", 0), ("half", 222), ("force", 247)]
+    moves = scripted + [(str(rng.choice(["step", "step", "half", "force", "undo"])), 0) for _ in range(40)]
+    split_seen = False
+    for move, token in moves:
+        token = token or int(rng.choice(halves))
+        if move == "undo":
+            view = session.undo()
+        elif move == "half":
+            view = session.gen_step(force_id=token)
+        elif move == "force":
+            view = session.force(token)
+        else:
+            view = session.gen_step()
+        pane.set_generation(view)
+        fresh = GenerationPane()
+        qtbot.addWidget(fresh)
+        fresh.set_generation(view)
+        assert pane.text.toPlainText() == fresh.text.toPlainText()
+        assert _backgrounds(pane) == _backgrounds(fresh)
+        split_seen |= "\u5028\u2039" in pane.text.toPlainText()
+    assert split_seen  # the three-token character was drawn whole
+    pane.set_generation(session.reset_generation())
+    assert pane.text.toPlainText() == "It\u00b7was\u00b7you"

@@ -495,6 +495,7 @@ class Trainer:
         self._order_epoch: int | None = None
         self._order = torch.arange(0)
         self._started = False
+        self._last_train_s = 0.0  # the last step's training time (the update ratios' budget is a share)
         self.on_phase: Callable[[str], None] | None = None  # told what start() is doing (a GUI's notice)
         self._cpu_rng, self._cuda_rng = self._seeded_rng(settings.seed + dist_info.rank)
         if book_rng is not None and dist_info.rank == 0:
@@ -752,13 +753,16 @@ class Trainer:
         if not math.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             self._diverge("the gradient norm", grad_norm, step_index + 1, lr)
-        if self.settings.diagnostics:
+        # Update ratios on as many steps as keep their cost within budget (training_diagnostics.PartNorms).
+        measure = self.settings.diagnostics and self.parts.due(self._last_train_s)
+        if measure:
             self.parts.before_step()
         self.optimizer.step()
-        update_ratios = self.parts.update_ratios() if self.settings.diagnostics else None
+        update_ratios = self.parts.update_ratios() if measure else None
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         train_time = time.perf_counter() - started
+        self._last_train_s = train_time
         batch_tokens = inputs.numel() * self.dist.world_size
         self.step_count += 1
         self.tokens_seen += batch_tokens

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from gptviz.config import GPTConfig
+from gptviz.engine import training_diagnostics
 from gptviz.engine.rundir import MetricsFollower, read_metrics
 from gptviz.engine.trainer import Trainer, TrainSettings
 from gptviz.engine.training_diagnostics import PartNorms, attention_entropy, part_of, uniform_entropy
@@ -108,7 +109,17 @@ def test_attention_entropy_by_hand():
     assert math.isclose(entropy[0, 0], uniform_entropy(3)) and entropy[0, 1] == 0.0
 
 
-def test_metrics_lines_carry_the_diagnostics_and_readers_take_old_lines(tmp_path):
+def test_update_ratios_are_measured_as_often_as_their_budget_allows():
+    parts = PartNorms(GPTModel(CFG))
+    assert [parts.due(0.0) for _ in range(3)] == [True] * 3  # no cost measured yet: every step
+    parts.cost_s = 1.0  # a measurement took 1 s; steps of 10 s: every ceil(1 / (0.025 * 10)) = 4th step
+    assert [parts.due(10.0) for _ in range(8)] == [False, False, False, True] * 2
+    parts.cost_s = 0.001
+    assert all(parts.due(10.0) for _ in range(5))  # cheap next to a step: every step
+
+
+def test_metrics_lines_carry_the_diagnostics_and_readers_take_old_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_diagnostics, "UPDATE_RATIO_BUDGET", 1e9)  # every step, however tiny
     trainer = _trainer(tmp_path / "run")
     while not trainer.done:
         trainer.step()

@@ -53,7 +53,7 @@ def test_screenshot_writes_every_pane_of_a_checkpoint_with_history(
         assert not image.isNull() and image.width() >= 800 and image.height() >= 600
     assert shown == {
         "label": "history of run: 3 steps on small.txt",
-        "points": {"train": 3, "train_eval": 3, "val": 3},
+        "points": {"train": 3, "train_eval": 4, "val": 4},  # evaluations: the untrained model (step 0) too
     }
 
 

@@ -204,7 +204,7 @@ def run_soak(
     Training pane's bound on points a curve for this run (restored afterwards), so a short soak reaches it.
     """
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from gptviz.qt.panes import training as training_module
+    from gptviz.qt.panes.training import curves as training_module  # where the curves read the bound
 
     app_bound = training_module.MAX_CURVE_POINTS
     if max_points:

@@ -388,7 +388,7 @@ def test_followed_run_whose_writer_is_killed_mid_line(main_window, qtbot, sessio
     assert window.errors == []
 
     # A resumed writer cuts the half line and goes on; the new lines appear.
-    assert truncate_jsonl(metrics, 6) == 6
+    assert truncate_jsonl(metrics, 6) == 7  # steps 0 (the untrained model's evaluation) to 6
     with open(metrics, "a", encoding="utf-8") as out:
         for step in (7, 8):
             out.write(json.dumps(dict(last, step=step, train_loss=2.5)) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
@@ -31,6 +32,15 @@ from gptviz.errors import GptvizError
 COLUMNS = ("Started", "Model", "Corpus", "Steps", "Size", "State")
 
 
+def _confirm_delete(text: str) -> bool:
+    """Ask before deleting, in a message box with no parent. QMessageBox.question builds its box on the
+    stack as a child of the parent it is given; this dialog deletes itself when closed, and if it is closed
+    while the question is up (the window closing, a monkey test's dialog sweep), Qt deleted the stack
+    object with its parent and the process aborted ("double free or corruption (out)", found by the GUI
+    monkey). Without a parent the box outlives the dialog, and the answer still counts."""
+    return QMessageBox.question(None, "Delete run", text) == QMessageBox.StandardButton.Yes
+
+
 class RunsDialog(QDialog):
     openRequested = Signal(str)  # a run's checkpoint folder: load the model (and its history)
     resumeRequested = Signal(str)  # a run directory: load it and go on training
@@ -39,9 +49,7 @@ class RunsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Runs")
         self.resize(820, 360)
-        self._ask = ask or (
-            lambda text: QMessageBox.question(self, "Delete run", text) == QMessageBox.StandardButton.Yes
-        )
+        self._ask = ask or _confirm_delete
         self.runs: list[runs.RunSummary] = []
         self.where = QLabel()
         self.where.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -140,8 +148,11 @@ class RunsDialog(QDialog):
         try:
             runs.delete_run(run.path)
         except (GptvizError, OSError) as exc:
-            QMessageBox.warning(self, "Delete run", str(exc))
-        self.refresh()
+            QMessageBox.warning(
+                None, "Delete run", str(exc)
+            )  # parentless, for the reason _confirm_delete gives
+        if shiboken6.isValid(self):  # the dialog may have been closed (and deleted) while the question was up
+            self.refresh()
 
 
 def last_run_message() -> str:

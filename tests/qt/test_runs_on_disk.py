@@ -332,3 +332,32 @@ def test_screenshot_train_steps_writes_its_run_to_the_data_folder(
     trained = [r["step"] for r in read_metrics(run.path) if "train_loss" in r]
     assert trained == [1, 2, 3]  # every step's record, once
     assert {p.name: p.read_bytes() for p in source.iterdir() if p.is_file()} == before
+
+
+def test_closing_the_runs_dialog_while_its_delete_question_is_up_neither_crashes_nor_loses_the_answer(
+    qtbot, main_window
+):
+    """Found by the GUI monkey: the Runs dialog deletes itself when closed, and the delete question was its
+    child on Qt's stack, so closing the dialog under the question aborted the process (a double free)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    run = runs.new_run_dir("tiny", "corpus")
+    run.mkdir(parents=True)
+    (run / "settings.json").write_text('{"total_steps": 5, "corpus": {"name": "c"}}')
+    dialog = main_window.runs_dialog()
+    dialog.table.selectRow(0)
+    closed = []
+
+    def close_then_answer() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, close_then_answer)
+            return
+        dialog.close()  # WA_DeleteOnClose: deleted in this nested event loop
+        closed.append(True)
+        QTimer.singleShot(50, lambda: box.button(QMessageBox.StandardButton.Yes).click())
+
+    QTimer.singleShot(20, close_then_answer)
+    dialog.delete_selected()  # blocks in the question until the timers answer it
+    assert closed and not run.exists()  # the dialog went away under the question; the Yes still deleted

@@ -346,7 +346,7 @@ def logit_lens(
     """The logit lens at one position: `rows` (L, D) is the residual stream there after the embeddings and
     after blocks 0..L-2, `logits` (V,) the model's real output there. Returns ids and probabilities (L+1, k);
     the last row is the real prediction."""
-    lens_logits = model.project(model.final_norm(rows.to(model.out_head.weight.dtype))).float()  # (L, V)
+    lens_logits = model.out_head(model.final_norm(rows.to(model.out_head.weight.dtype))).float()  # (L, V)
     lens_logits = torch.cat([lens_logits, logits.float().reshape(1, -1)])  # (L+1, V): last row is real
     return top_tokens(lens_logits, top_k)
 

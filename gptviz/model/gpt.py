@@ -231,12 +231,7 @@ class GPTModel(nn.Module):
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """Residual stream (..., D) -> logits (..., V): final norm, then the output head."""
         x = self.hook_final_norm(self.final_norm(x))  # (..., D)
-        return self.hook_logits(self.project(x))  # (..., V)
-
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Normed stream (..., D) -> logits (..., V): the output head's product, without its taps (the logit
-        lens puts its rows through here too)."""
-        return self.out_head(x)  # (..., V)
+        return self.hook_logits(self.out_head(x))  # (..., V)
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.tok_emb.weight

@@ -20,7 +20,7 @@ from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, at_most, 
 from gptviz.bench.models import make_pair
 from gptviz.config import GPTConfig, preset
 from gptviz.engine.generator import Generator
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.model.book_reference import generate_text_simple
 from gptviz.tokenizer import default_tokenizer
 

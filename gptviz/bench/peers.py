@@ -96,7 +96,7 @@ def _entry(ours: float, baseline: float, unit: str, ratio: float, target: float,
 
 def generation_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, Stats, Stats, int]:
     from gptviz.engine.generator import Generator
-    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.tokenizer import default_tokenizer
 
     tokenizer = default_tokenizer()

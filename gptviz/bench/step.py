@@ -110,7 +110,7 @@ def _run(sizes: StepSizes) -> BenchResult:
 
     from gptviz.bench.gui import _app, wait_until
     from gptviz.engine.generator import Generator
-    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.session import Session
     from gptviz.model.gpt import GPTModel
     from gptviz.qt.main_window import MainWindow
@@ -309,7 +309,7 @@ def scale_rows(
 
     import torch
 
-    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.session import Session, process_rss_bytes
     from gptviz.model.gpt import GPTModel
     from gptviz.tokenizer import default_tokenizer

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     from gptviz.engine.devices import resolve_device
     from gptviz.engine.generator import Generator
-    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.weights import load_checkpoint
     from gptviz.tokenizer import default_tokenizer
 

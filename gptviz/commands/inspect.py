@@ -57,8 +57,9 @@ def apply_ablations(model: torch.nn.Module, args: argparse.Namespace, prompt_ids
     if not args.ablate:
         return
     from gptviz.engine import ablation
+    from gptviz.engine.ablation_spec import parse_ablations
 
-    parts = ablation.parse_ablations(args.ablate, args.ablate_mode)
+    parts = parse_ablations(args.ablate, args.ablate_mode)
     ablation.check(model, parts)
     ablation.install(model, parts, ablation.reference_means(model, prompt_ids, parts))
 

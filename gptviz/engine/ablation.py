@@ -17,77 +17,14 @@ them when the set of ablations changes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
+from gptviz.engine.ablation_spec import KINDS, MODES, Ablation
 from gptviz.errors import ConfigError
 from gptviz.model.hooks import capture, hook_points
-
-KINDS = ("head", "neuron", "attn", "mlp")
-MODES = ("zero", "mean")
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """One part switched off. `index` is the head or the neuron; None for a whole attn or mlp."""
-
-    kind: str
-    layer: int
-    index: int | None = None
-    mode: str = "zero"
-
-    @property
-    def hook(self) -> str:
-        return {
-            "head": f"blocks.{self.layer}.attn.hook_head_out",
-            "neuron": f"blocks.{self.layer}.ff.hook_post",
-            "attn": f"blocks.{self.layer}.attn.hook_out",
-            "mlp": f"blocks.{self.layer}.ff.hook_out",
-        }[self.kind]
-
-    @property
-    def label(self) -> str:
-        """As the command line writes it: 3.7 (head 7 of layer 3), 3.mlp.42, 3.attn, 3.mlp; '(mean)' after."""
-        part = {
-            "head": f"{self.layer}.{self.index}",
-            "neuron": f"{self.layer}.mlp.{self.index}",
-            "attn": f"{self.layer}.attn",
-            "mlp": f"{self.layer}.mlp",
-        }[self.kind]
-        return part + (" (mean)" if self.mode == "mean" else "")
-
-
-_SPEC = re.compile(r"^(\d+)\.(?:(\d+)|attn|mlp(?:\.(\d+))?)$")
-
-
-def parse_ablations(text: str, mode: str = "zero") -> list[Ablation]:
-    """`3.7,5.1,2.mlp,4.attn,2.mlp.100` -> Ablations (head 7 of layer 3, ..., neuron 100 of layer 2's MLP)."""
-    if mode not in MODES:
-        raise ConfigError(f"ablation mode must be one of {', '.join(MODES)}, got {mode!r}")
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        match = _SPEC.match(part)
-        if match is None:
-            raise ConfigError(
-                f"cannot read the ablation {part!r}: write L.H for head H of layer L, L.attn or L.mlp for a "
-                "whole layer's attention or MLP, L.mlp.N for neuron N"
-            )
-        layer, head, neuron = match.group(1), match.group(2), match.group(3)
-        if head is not None:
-            out.append(Ablation("head", int(layer), int(head), mode))
-        elif neuron is not None:
-            out.append(Ablation("neuron", int(layer), int(neuron), mode))
-        else:
-            out.append(Ablation("attn" if part.endswith("attn") else "mlp", int(layer), None, mode))
-    if not out:
-        raise ConfigError("no ablation given: write for example 3.7 or 3.7,5.1")
-    return out
 
 
 def check(model: torch.nn.Module, ablations: Iterable[Ablation]) -> None:
@@ -244,12 +181,10 @@ class PlainLogits:
 
 
 __all__ = [
-    "Ablation",
     "PlainLogits",
     "check",
     "edits_for",
     "install",
-    "parse_ablations",
     "reference_means",
     "remove",
     "suspended",

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from gptviz.engine.sampling import SamplingSettings, kept_distribution
+from gptviz.engine.sampling import kept_distribution
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.errors import ConfigError
 from gptviz.model.gpt import GPTModel, KVCache
 from gptviz.model.hooks import capture

@@ -25,7 +25,7 @@ from gptviz.data import BUILTIN, SlidingWindows, read_corpus_ids
 from gptviz.engine.devices import resolve_device
 from gptviz.engine.generator import Generator, GenStep
 from gptviz.engine.memory import check_fits
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session_causal import CausalTools
 from gptviz.errors import ConfigError, DataError, GptvizError
 from gptviz.model.gpt import GPTModel

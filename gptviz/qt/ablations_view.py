@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.ablation import Ablation
+from gptviz.engine.ablation_spec import Ablation
 
 KINDS = (
     ("head", "attention head"),

@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QPoint, Qt
 from PySide6.QtWidgets import QMenu, QPushButton
 
-from gptviz.engine.ablation import Ablation
+from gptviz.engine.ablation_spec import Ablation
 from gptviz.qt import worker as w
 from gptviz.qt.ablations_view import AblationsView
 from gptviz.qt.attention_steps_view import AttentionStepsView

@@ -942,7 +942,7 @@ class MainWindow(QMainWindow):
         self.tokens_pane.max_length.setValue(s.value("tokens/max_length", 4, int))
         self.tokens_pane.stride.setValue(s.value("tokens/stride", 1, int))
         self.generation_pane.prompt.setText(str(s.value("generation/prompt", "Every effort moves you")))
-        from gptviz.engine.sampling import SamplingSettings
+        from gptviz.engine.sampling_settings import SamplingSettings
         from gptviz.errors import ConfigError
 
         try:

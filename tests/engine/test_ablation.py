@@ -8,7 +8,7 @@ import torch
 from hf_random import imported, random_hf_gpt2
 
 from gptviz.engine import ablation
-from gptviz.engine.ablation import Ablation, parse_ablations
+from gptviz.engine.ablation_spec import Ablation, parse_ablations
 from gptviz.errors import ConfigError
 
 transformers = pytest.importorskip("transformers")
@@ -120,7 +120,7 @@ def test_mean_ablation_of_a_head_equals_hf_with_its_mean_output(hf_model, ours, 
 
 def test_an_ablated_model_generates_the_same_with_and_without_the_kv_cache(ours, ids):
     from gptviz.engine.generator import Generator
-    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.tokenizer import default_tokenizer
 
     ablation.install(ours, parse_ablations("0.1,2.attn"))
@@ -204,7 +204,7 @@ def test_cli_generate_and_inspect_take_ablations(ours, tmp_path, capsys):
 
 def test_session_ablations_reach_the_live_panes_and_generation(ours):
     from gptviz.engine.inspection import inspect_tokens
-    from gptviz.engine.sampling import SamplingSettings
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.session import Session
 
     session = Session(ours, corpus=None, sampling=SamplingSettings(temperature=0.0, seed=0))

@@ -10,8 +10,9 @@ import torch
 from hf_random import imported, random_hf_gpt2
 
 from gptviz.engine import ablation
-from gptviz.engine.ablation import PlainLogits, parse_ablations
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.ablation import PlainLogits
+from gptviz.engine.ablation_spec import parse_ablations
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
 
 pytest.importorskip("transformers")

@@ -60,13 +60,14 @@ def test_dla_of_a_head_is_what_removing_it_takes_away_before_the_norm(ours):
     """With the norm's scale frozen, a head's part is exactly what its output adds to the residual stream,
     read out: compare the stream right after the last block's attention with and without head 2.1."""
     from gptviz.engine import ablation
+    from gptviz.engine.ablation_spec import parse_ablations
 
     target = 500
     full = direct_logit_attribution(ours, IDS, target)
     parts = dict(full.components)
     with torch.no_grad():
         final = {}
-        ablation.install(ours, ablation.parse_ablations("2.1"))
+        ablation.install(ours, parse_ablations("2.1"))
         try:
             from gptviz.model import capture
 

@@ -9,7 +9,7 @@ import torch
 
 from gptviz.config import GPTConfig
 from gptviz.engine.generator import Candidate, Generator, GenStep
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.errors import ConfigError, GptvizError
 from gptviz.model.gpt import GPTModel, generate_greedy
 from gptviz.tokenizer import END_OF_TEXT_ID, default_tokenizer

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gptviz.config import GPTConfig
 from gptviz.engine.inspection import inspect_tokens, thumbnail_side
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
 from gptviz.model import GPTModel
 from gptviz.tokenizer import default_tokenizer

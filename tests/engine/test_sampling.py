@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from gptviz.engine.sampling import (
-    SamplingSettings,
     apply_temperature,
     kept_distribution,
     nucleus_size,
@@ -16,6 +15,7 @@ from gptviz.engine.sampling import (
     top_k_filter,
     top_p_filter,
 )
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.errors import ConfigError
 
 PROBS = [0.05, 0.4, 0.1, 0.3, 0.15]  # ranked: id 1 (0.4), 3 (0.3), 4 (0.15), 2 (0.1), 0 (0.05)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gptviz.data import SlidingWindows, builtin_text
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
 from gptviz.engine.trainer import TrainSettings
 from gptviz.errors import ConfigError, DataError

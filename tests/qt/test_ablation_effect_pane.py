@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from hf_random import imported, random_hf_gpt2  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from gptviz.engine.ablation import parse_ablations  # noqa: E402
-from gptviz.engine.sampling import SamplingSettings  # noqa: E402
+from gptviz.engine.ablation_spec import parse_ablations  # noqa: E402
+from gptviz.engine.sampling_settings import SamplingSettings  # noqa: E402
 from gptviz.engine.session import Session  # noqa: E402
 from gptviz.qt.panes.generation import PLAIN_COLUMN, GenerationPane  # noqa: E402
 from gptviz.qt.token_labels import quoted_token  # noqa: E402

@@ -8,7 +8,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
 
-from gptviz.engine.ablation import Ablation  # noqa: E402
+from gptviz.engine.ablation_spec import Ablation  # noqa: E402
 from gptviz.engine.inspection import inspect_tokens  # noqa: E402
 
 

@@ -11,7 +11,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gptviz.engine.ablation import Ablation  # noqa: E402
+from gptviz.engine.ablation_spec import Ablation  # noqa: E402
 from gptviz.engine.embeddings import embedding_map, nearest_neighbours  # noqa: E402
 from gptviz.model.hooks import hook_points  # noqa: E402
 

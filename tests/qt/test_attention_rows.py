@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from gptviz.config import GPTConfig
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
 from gptviz.model import GPTModel
 from gptviz.qt.panes.attention_rows import GrowingMap

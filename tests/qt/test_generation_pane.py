@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView, QLabel
 
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.qt import worker as w
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.token_labels import token_label

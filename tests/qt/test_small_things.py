@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, QRectF
 
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.qt.panes.generation import GenerationPane, probability_color
 from gptviz.qt.widgets.heatmap import HINT, HeatmapView
 from gptviz.qt.widgets.labels import display_token

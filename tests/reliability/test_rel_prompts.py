@@ -11,7 +11,7 @@ import torch
 
 from gptviz.config import GPTConfig
 from gptviz.engine.generator import Generator
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
 from gptviz.engine.weights import save_checkpoint
 from gptviz.errors import ConfigError

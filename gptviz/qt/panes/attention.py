@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.ablation import Ablation
+from gptviz.engine.ablation_spec import Ablation
 from gptviz.engine.inspection import InspectionSnapshot
 from gptviz.qt.panes.attention_rows import GrowingMap
 from gptviz.qt.token_labels import axis_labels

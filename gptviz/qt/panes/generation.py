@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.errors import ConfigError
 from gptviz.qt.token_labels import quoted_token, sequence_labels, token_label
 from gptviz.qt.widgets.fit import FlowLayout, labelled

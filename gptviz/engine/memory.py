@@ -22,12 +22,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
-import torch
 
 from gptviz.config import GPTConfig, count_params
 from gptviz.errors import ConfigError
+
+if TYPE_CHECKING:  # the Get GPT-2 dialog imports this module at start-up, before torch has loaded
+    import torch
 
 BYTES_FP32 = 4
 ACT_BTD = 34  # values of shape (B, T, D) kept per block for backward
@@ -142,6 +145,8 @@ def available_ram() -> int:
 
 def available_memory(device: str | torch.device = "cpu") -> int:
     """Free bytes on `device`: free GPU memory for CUDA, available RAM otherwise."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         free, _total = torch.cuda.mem_get_info(device)
@@ -175,7 +180,7 @@ def check_fits(
         room += estimate.weights
     if estimate.total > USABLE_FRACTION * room:
         what = "training" if training else "running"
-        where = "GPU memory" if torch.device(device).type == "cuda" else "RAM"
+        where = "GPU memory" if str(device).startswith("cuda") else "RAM"
         raise ConfigError(
             f"{what} {cfg.name} ({count_params(cfg) / 1e6:,.0f}M parameters) with batch {batch_size} x "
             f"context {context} needs about {estimate.describe()}, but only {_gib(room)} of {where} is "

@@ -75,18 +75,30 @@ def _close_on_signals(window: Any) -> None:
     timer.start()
 
 
+def _session_factory(device: str) -> Callable[[], Any]:
+    """Build the Session in the worker thread: importing torch (about 1.5 s here) then happens while the
+    window is already painted, not before it."""
+
+    def factory() -> Any:
+        from gptviz.engine.session import Session
+
+        return Session(device=device)
+
+    return factory
+
+
 def main(argv: list[str] | None = None, session_factory: Callable[[], Any] | None = None) -> int:
     """Open the main window with the demo model, the built-in corpus and a default prompt; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     argv = [a for a in argv if not a.startswith("-psn")]  # macOS Finder adds a process serial number
     args = build_parser().parse_args(argv)
     app = create_application()
-    from gptviz.engine.session import Session
-    from gptviz.qt.main_window import MainWindow
+    from gptviz.qt.main_window import MainWindow  # Qt, numpy and pyqtgraph: no torch yet
 
-    factory = session_factory or (lambda: Session(device=args.device))
-    window = MainWindow(factory)
+    window = MainWindow(session_factory or _session_factory(args.device), start=False)
     window.show()
+    app.processEvents()  # the first paint, before torch loads
+    window.host.start()  # the worker thread imports torch and builds the session while the window is up
     if args.open_path:
         window.open_path(Path(args.open_path))
     _close_on_signals(window)

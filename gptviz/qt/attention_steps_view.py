@@ -10,6 +10,8 @@ step (the window asks again after every new inspection).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -23,8 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.attention_steps import AttentionSteps
 from gptviz.qt.widgets.labels import display_token
+
+if TYPE_CHECKING:  # annotations only: importing these at run time would load torch before the window paints
+    from gptviz.engine.attention_steps import AttentionSteps
 
 COLUMNS = ("key token", "q · k", "÷ √d_head", "causal mask", "softmax weight", "‖weight × v‖")
 VECTOR_SHOWN = 8  # leading numbers of a vector shown in the header

@@ -9,6 +9,8 @@ a point or a row, asks about that token.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -27,8 +29,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.embeddings import MAX_K, EmbeddingMap, Neighbours
 from gptviz.qt.widgets.labels import display_token, quoted_display_token
+
+if TYPE_CHECKING:  # annotations only: importing these at run time would load torch before the window paints
+    from gptviz.engine.embeddings import EmbeddingMap, Neighbours
 
 TEXT_COLOUR = "#ff7f0e"
 NEIGHBOUR_COLOUR = "#7f7f7f"
@@ -51,6 +55,8 @@ class EmbeddingsView(QDialog):
         self.token.setPlaceholderText('a token, e.g. " the" (mind the space), or #262 for an id')
         self.token.returnPressed.connect(self._ask)
         self.k = QSpinBox()
+        from gptviz.engine.embeddings import MAX_K  # the view opens on demand, after torch has loaded
+
         self.k.setRange(1, MAX_K)
         self.k.setValue(10)
         self.k.setToolTip("how many neighbours the table lists")

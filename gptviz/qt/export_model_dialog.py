@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.export import FORMATS  # format key (as `gptviz export --format`) -> what it writes
 from gptviz.qt import worker as w
 
 _HINTS = {
@@ -44,6 +43,9 @@ class ExportModelDialog(QDialog):
         self._start_dir = Path(start_dir or Path.home())
         self._stem = _safe_stem(model_name)
         self.format_box = QComboBox()
+        # format key (as `gptviz export --format`) -> what it writes; the dialog opens after torch has loaded
+        from gptviz.engine.export import FORMATS
+
         for key, label in FORMATS.items():
             self.format_box.addItem(label[0].upper() + label[1:], key)
         self.path_edit = QLineEdit()

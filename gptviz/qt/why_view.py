@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import threading
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -29,8 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.attribution import InputAttribution, LogitAttribution
 from gptviz.qt.widgets.labels import display_token
+
+if TYPE_CHECKING:  # annotations only: importing these at run time would load torch before the window paints
+    from gptviz.engine.attribution import InputAttribution, LogitAttribution
 
 BARS = 15  # the largest parts drawn as bars; the table has all of them
 

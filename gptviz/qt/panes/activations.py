@@ -14,6 +14,8 @@ changing them asks for a new snapshot through `mlpLayerRequested` / `lensPositio
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -31,7 +33,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.inspection import InspectionSnapshot
 from gptviz.qt.panes.mlp_histogram import GrowingHistogram
 from gptviz.qt.token_labels import axis_labels, quoted_token, token_label
 from gptviz.qt.widgets.fit import FlowLayout
@@ -51,6 +52,9 @@ LN_COLUMNS = (
     ("norm2", "out", "mean"),
     ("norm2", "out", "var"),
 )
+
+if TYPE_CHECKING:  # annotations only: importing these at run time would load torch before the window paints
+    from gptviz.engine.inspection import InspectionSnapshot
 STAT_SYMBOLS = {"mean": "\u03bc", "var": "\u03c3\u00b2"}  # μ, σ²: short headers keep the table narrow
 IO_WORDS = {"in": "input", "out": "output"}
 

@@ -9,6 +9,7 @@ the last snapshot and what it draws from it.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -28,11 +29,13 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.ablation_spec import Ablation
-from gptviz.engine.inspection import InspectionSnapshot
 from gptviz.qt.panes.attention_rows import GrowingMap
 from gptviz.qt.token_labels import axis_labels
 from gptviz.qt.widgets.fit import FlowLayout
 from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView
+
+if TYPE_CHECKING:  # annotations only: importing these at run time would load torch before the window paints
+    from gptviz.engine.inspection import InspectionSnapshot
 
 
 def renormalise_without_first(weights: np.ndarray) -> np.ndarray:

@@ -8,9 +8,12 @@ are decoded; anything else (another head, an undo, a new prompt or model) decode
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from gptviz.engine.inspection import InspectionSnapshot
+if TYPE_CHECKING:  # annotations only: importing these at run time would load torch before the window paints
+    from gptviz.engine.inspection import InspectionSnapshot
 
 
 class GrowingMap:

@@ -33,7 +33,7 @@ def random_hf_gpt2(n_embd: int, n_layer: int, n_head: int, n_positions: int, see
 
 def imported(hf_model, folder: Path):
     """The same weights as a gptviz model, through save_pretrained and gptviz's importer."""
-    from gptviz.engine.weights import import_weights
+    from gptviz.engine.importers import import_weights
 
     hf_model.save_pretrained(folder)
     return import_weights(folder).eval()

@@ -100,8 +100,8 @@ def make_answers(root: Path, cfg: Any) -> dict[str, list[str]]:
     import torch
 
     from gptviz.data import builtin_text
+    from gptviz.engine.checkpoint import save_checkpoint
     from gptviz.engine.export import export_book, export_hf
-    from gptviz.engine.weights import save_checkpoint
     from gptviz.model.gpt import GPTModel
 
     root.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gptviz.engine.attribution import direct_logit_attribution, input_attribution
+    from gptviz.engine.importers import import_weights
     from gptviz.engine.patching import single_token
-    from gptviz.engine.weights import import_weights
     from gptviz.errors import ConfigError
     from gptviz.tokenizer import default_tokenizer
 

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gptviz.commands.inspect import resolve_model_source
     from gptviz.engine.export import FORMATS, book_config, export_model
-    from gptviz.engine.weights import import_weights
+    from gptviz.engine.importers import import_weights
 
     notes: list[str] = []
     model = import_weights(resolve_model_source(args.checkpoint), args.heads, warnings=notes)

@@ -74,10 +74,10 @@ def _token_bytes(tokenizer, token_id: int) -> bytes:
 def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 0:
         raise ConfigError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    from gptviz.engine.checkpoint import load_checkpoint
     from gptviz.engine.devices import resolve_device
     from gptviz.engine.generator import Generator
     from gptviz.engine.sampling_settings import SamplingSettings
-    from gptviz.engine.weights import load_checkpoint
     from gptviz.tokenizer import default_tokenizer
 
     settings = SamplingSettings(

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptviz.engine.weights import read_weights, save_checkpoint
+    from gptviz.engine.checkpoint import save_checkpoint
+    from gptviz.engine.importers import read_weights
 
     imported = read_weights(args.src, args.heads)
     for note in imported.warnings:

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         cfg = preset(args.preset)
     else:
-        from gptviz.engine.weights import read_checkpoint_config
+        from gptviz.engine.checkpoint import read_checkpoint_config
 
         cfg = read_checkpoint_config(args.checkpoint)
     report = size_report(cfg)

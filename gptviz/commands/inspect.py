@@ -119,7 +119,7 @@ def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptviz.engine.weights import import_weights
+    from gptviz.engine.importers import import_weights
     from gptviz.tokenizer import default_tokenizer
 
     if args.prompt == "":

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gptviz.engine.embeddings import nearest_neighbours
+    from gptviz.engine.importers import import_weights
     from gptviz.engine.patching import single_token
-    from gptviz.engine.weights import import_weights
     from gptviz.tokenizer import default_tokenizer
 
     tokenizer = default_tokenizer()

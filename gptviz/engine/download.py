@@ -647,8 +647,9 @@ def download_model(
     message for every case a user can meet; KeyboardInterrupt (and `cancel`) leave the partial file in the
     cache, so the same call later resumes, and leave nothing in the models folder.
     """
+    from gptviz.engine.checkpoint import save_checkpoint
+    from gptviz.engine.importers import read_weights
     from gptviz.engine.memory import check_fits
-    from gptviz.engine.weights import read_weights, save_checkpoint
 
     repo_id = resolve_repo_id(name)
     revision = revision or DEFAULT_REVISION

@@ -11,8 +11,8 @@
   buffer `att.mask`, and an `out_head.weight` of its own (the book's model has no tied head), so
   `model.load_state_dict(torch.load(path, weights_only=True))` works in the book's notebooks.
 
-Both are written atomically (a hidden sibling, then a rename), with `weights.staged_directory` and
-`weights.staged_file`.
+Both are written atomically (a hidden sibling, then a rename), with `atomic.staged_directory` and
+`atomic.staged_file` (gptviz.engine.atomic).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 from gptviz.config import GPTConfig
-from gptviz.engine.weights import staged_directory, staged_file
+from gptviz.engine.atomic import staged_directory, staged_file
 from gptviz.errors import WeightsError
 from gptviz.model.gpt import GPTModel
 

@@ -22,64 +22,32 @@ model's logits here differ slightly from nanoGPT's own; the import says so in it
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gptviz.config import GPT2_VOCAB_SIZE, GPTConfig
-from gptviz.engine.weights import (
-    _BLOCK_KEY,
-    _HF_BLOCK_MAP,
-    _HF_IGNORED_BLOCK,
-    _HF_TOP_MAP,
+from gptviz.engine.checkpoint import (
     JUSTIFIED_SLACK,
-    ImportedWeights,
-    _check_finite,
+    check_finite,
     check_tensors_cover,
     empty_model,
     load_state_into,
-    torch_load_safely,
 )
+from gptviz.engine.importers import BLOCK_KEY, HF_BLOCK_MAP, HF_IGNORED_BLOCK, HF_TOP_MAP, ImportedWeights
+from gptviz.engine.path_kind import NANOGPT_CHECKPOINT as CHECKPOINT_NAME  # what train.py writes
+from gptviz.engine.safe_load import torch_load_safely
 from gptviz.errors import ConfigError, WeightsError
 
-CHECKPOINT_NAME = "ckpt.pt"  # what train.py writes into its out_dir
 COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper module, saved into every key
 FILE_FORMAT = "nanogpt-ckpt"
 KEY_STYLE = "nanogpt"
-_SNIFF_LIMIT = 64 * 2**20  # a checkpoint's pickle (no tensor data) is kilobytes; never read a huge one
 _MODEL_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "vocab_size", "dropout")
 GELU_NOTE = (
     "nanoGPT computes the exact (erf) GELU and gptviz GPT-2's tanh approximation, so logits differ "
     "slightly from nanoGPT's own"
 )
-
-
-def find_nanogpt_checkpoint(path: Path) -> Path | None:
-    """The nanoGPT checkpoint `path` names (a ckpt.pt file, or an out_dir holding ckpt.pt), else None.
-
-    Decided without unpickling: a torch.save zip whose pickle mentions `model_args`. The reader then
-    checks the structure properly and explains anything that does not fit.
-    """
-    if path.is_dir():
-        candidate = path / CHECKPOINT_NAME
-        others = ("model.safetensors", "pytorch_model.bin", "config.json")
-        if not candidate.is_file() or any((path / name).exists() for name in others):
-            return None
-        path = candidate
-    return path if path.is_file() and _mentions_model_args(path) else None
-
-
-def _mentions_model_args(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [i for i in archive.infolist() if i.filename.endswith("data.pkl")]
-            if len(pickles) != 1 or pickles[0].file_size > _SNIFF_LIMIT:
-                return False
-            return b"model_args" in archive.read(pickles[0])
-    except (OSError, zipfile.BadZipFile, ValueError, RuntimeError):
-        return False  # not a torch.save zip: the other importers decide what it is
 
 
 def read_nanogpt(path: Path, n_heads: int | None, notes: list[str]) -> ImportedWeights:
@@ -106,7 +74,7 @@ def read_nanogpt(path: Path, n_heads: int | None, notes: list[str]) -> ImportedW
     except ConfigError as exc:
         raise WeightsError(f"{path}: model_args do not make a model: {exc}") from None
     check_tensors_cover(cfg, state, path)
-    _check_finite(state, path, notes)
+    check_finite(state, path, notes)
     model = empty_model(cfg)
     load_state_into(model, state, f"{path} (nanoGPT)")
     model.eval()
@@ -177,15 +145,15 @@ def _gptviz_state(
     state: dict[str, torch.Tensor] = {}
     for key, tensor in raw.items():
         name = key.removeprefix(COMPILED_PREFIX).removeprefix("transformer.")
-        match = _BLOCK_KEY.match(name)
+        match = BLOCK_KEY.match(name)
         if match and match["prefix"] == "h":
             rest = match["rest"]
-            if rest in _HF_IGNORED_BLOCK:
+            if rest in HF_IGNORED_BLOCK:
                 continue  # the causal-mask buffer of older nanoGPT versions
-            mapped = _HF_BLOCK_MAP.get(rest)
+            mapped = HF_BLOCK_MAP.get(rest)
             state[f"blocks.{match['index']}.{mapped}" if mapped else key] = tensor  # Linear: no transpose
         else:
-            state[_HF_TOP_MAP.get(name, key)] = tensor
+            state[HF_TOP_MAP.get(name, key)] = tensor
     emb, head = state.get("tok_emb.weight"), state.get("out_head.weight")
     tied = head is None or (emb is not None and head.shape == emb.shape and torch.equal(head, emb))
     if tied:

@@ -229,7 +229,7 @@ class Session(CausalTools):
     # ------------------------------------------------------------------------------------------ models
 
     def _load_default(self, demo_dir: Path) -> None:
-        from gptviz.engine.weights import load_checkpoint
+        from gptviz.engine.checkpoint import load_checkpoint
 
         if (demo_dir / "config.json").is_file():
             try:
@@ -284,7 +284,7 @@ class Session(CausalTools):
 
     def load_checkpoint(self, directory: str | os.PathLike) -> ModelInfo:
         """Open a gptviz checkpoint directory (or a run directory holding `checkpoint/`)."""
-        from gptviz.engine.weights import load_checkpoint
+        from gptviz.engine.checkpoint import load_checkpoint
 
         path = Path(directory)
         if (path / "checkpoint" / "config.json").is_file() and not (path / "config.json").is_file():
@@ -336,7 +336,7 @@ class Session(CausalTools):
 
     def import_weights(self, source: str | os.PathLike, n_heads: int | None = None) -> ModelInfo:
         """GPT-2 weights from a Hugging Face folder/file, the book's .pth, or a gptviz checkpoint."""
-        from gptviz.engine.weights import import_weights
+        from gptviz.engine.importers import import_weights
 
         warnings: list[str] = []
         model = import_weights(source, n_heads, warnings=warnings)
@@ -351,7 +351,7 @@ class Session(CausalTools):
         return self._set_model(GPTModel(cfg), "preset", "", f"{cfg.name} (untrained)")
 
     def save_checkpoint(self, directory: str | os.PathLike) -> Path:
-        from gptviz.engine.weights import save_checkpoint
+        from gptviz.engine.checkpoint import save_checkpoint
 
         meta: dict[str, Any] = {"name": self.model_name}
         trainer_state = None

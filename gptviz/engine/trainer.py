@@ -43,6 +43,13 @@ from torch.utils.data import DataLoader
 
 from gptviz.config import GPTConfig, preset
 from gptviz.data import SPLITS, VERDICT, SlidingWindows, read_split_ids
+from gptviz.engine.checkpoint import (
+    load_checkpoint,
+    load_state_into,
+    load_trainer_state,
+    model_state_for_saving,
+    save_checkpoint,
+)
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, all_reduce_sum, barrier, shard
 from gptviz.engine.memory import check_fits
 from gptviz.engine.probe import ProbeRecord, make_probe, probe_prompt_ids, truncate_probes, write_probe
@@ -55,13 +62,6 @@ from gptviz.engine.rundir import (
     write_settings,
 )
 from gptviz.engine.training_diagnostics import PartNorms, attention_entropy
-from gptviz.engine.weights import (
-    load_checkpoint,
-    load_state_into,
-    load_trainer_state,
-    model_state_for_saving,
-    save_checkpoint,
-)
 from gptviz.errors import ConfigError, DataError, GptvizError, WeightsError
 from gptviz.model.book_init import book_init_rng_state
 from gptviz.model.gpt import GPTModel

@@ -18,7 +18,7 @@ not print samples (the book's `generate_and_print_sample` is greedy and draws no
 This module is not used by the app. It exists so that:
 - tests can write `.pth` files with exactly the book's state_dict keys (`trf_blocks.0.att.W_query.weight`,
   `trf_blocks.0.ff.layers.0.weight`, `trf_blocks.0.norm1.scale`, `final_norm.shift`, `out_head.weight`) and
-  check that `gptviz.engine.weights.import_weights` reads them;
+  check that `gptviz.engine.importers.import_weights` reads them;
 - benchmarks can compare gptviz against "the book's way";
 - `gptviz train --recipe book-ch5` can be tested against the book's own loop (`book_ch5_run`).
 """

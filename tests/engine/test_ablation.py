@@ -156,7 +156,7 @@ def test_cli_generate_and_inspect_take_ablations(ours, tmp_path, capsys):
     import json
 
     from gptviz.cli import main
-    from gptviz.engine.weights import save_checkpoint
+    from gptviz.engine.checkpoint import save_checkpoint
     from gptviz.model.gpt import generate_greedy
     from gptviz.tokenizer import default_tokenizer
 

@@ -11,7 +11,7 @@ import torch
 from hf_random import random_hf_gpt2
 
 from gptviz.engine.attribution import direct_logit_attribution, input_attribution
-from gptviz.engine.weights import import_weights
+from gptviz.engine.importers import import_weights
 from gptviz.errors import ConfigError
 
 transformers = pytest.importorskip("transformers")

@@ -11,7 +11,7 @@ import torch
 import gptviz.resources
 from gptviz.cli import main
 from gptviz.config import GPTConfig
-from gptviz.engine.weights import load_checkpoint, save_checkpoint
+from gptviz.engine.checkpoint import load_checkpoint, save_checkpoint
 from gptviz.model import capture
 from gptviz.model.book_reference import GPTModel as BookGPT
 from gptviz.model.gpt import GPTModel

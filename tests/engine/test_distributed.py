@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from gptviz.engine.checkpoint import load_checkpoint
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, any_rank, init_distributed, shard
 from gptviz.engine.rundir import read_metrics, read_settings
-from gptviz.engine.weights import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -92,7 +92,7 @@ def test_bad_questions_are_one_line_errors(model, tok):
 
 def test_cli_neighbours(model, tok, tmp_path, capsys):
     from gptviz.cli import main
-    from gptviz.engine.weights import save_checkpoint
+    from gptviz.engine.checkpoint import save_checkpoint
 
     folder = tmp_path / "ckpt"
     save_checkpoint(model, folder)

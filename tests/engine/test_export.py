@@ -12,8 +12,9 @@ import torch
 from gptviz.cli import main as cli_main
 from gptviz.config import GPTConfig
 from gptviz.engine import export as E
+from gptviz.engine.checkpoint import model_state_for_saving, save_checkpoint
 from gptviz.engine.export import book_config, export_book, export_hf, export_model
-from gptviz.engine.weights import import_weights, model_state_for_saving, save_checkpoint
+from gptviz.engine.importers import import_weights
 from gptviz.errors import WeightsError
 from gptviz.model.book_reference import GPTModel as BookGPT
 from gptviz.model.gpt import GPTModel

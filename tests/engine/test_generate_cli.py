@@ -9,7 +9,7 @@ import torch
 
 from gptviz.cli import main
 from gptviz.config import GPTConfig
-from gptviz.engine.weights import save_checkpoint
+from gptviz.engine.checkpoint import save_checkpoint
 from gptviz.model.gpt import GPTModel, generate_greedy
 from gptviz.tokenizer import END_OF_TEXT_ID, default_tokenizer
 

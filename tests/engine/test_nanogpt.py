@@ -14,8 +14,10 @@ from nanogpt_ckpt import N_EMBD, N_HEAD, N_LAYER, N_POS, hf_model, write_nanogpt
 
 from gptviz.cli import main as cli_main
 from gptviz.config import GPT2_VOCAB_SIZE
-from gptviz.engine.nanogpt import FILE_FORMAT, GELU_NOTE, KEY_STYLE, find_nanogpt_checkpoint
-from gptviz.engine.weights import import_weights, read_checkpoint_meta, read_weights
+from gptviz.engine.checkpoint import read_checkpoint_meta
+from gptviz.engine.importers import import_weights, read_weights
+from gptviz.engine.nanogpt import FILE_FORMAT, GELU_NOTE, KEY_STYLE
+from gptviz.engine.path_kind import find_nanogpt_checkpoint
 from gptviz.errors import WeightsError
 
 transformers = pytest.importorskip("transformers")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gptviz.engine.checkpoint import load_checkpoint, read_checkpoint_meta
 from gptviz.engine.rundir import (
     MetricsFollower,
     ensure_fresh_run_dir,
@@ -21,7 +22,6 @@ from gptviz.engine.rundir import (
     truncate_jsonl,
     write_settings,
 )
-from gptviz.engine.weights import load_checkpoint, read_checkpoint_meta
 from gptviz.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]

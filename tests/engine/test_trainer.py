@@ -11,10 +11,10 @@ import torch
 
 from gptviz.config import GPTConfig
 from gptviz.data import builtin_text, encode_corpus, split_ids
+from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, read_checkpoint_meta
 from gptviz.engine.probe import read_probes
 from gptviz.engine.rundir import read_metrics, read_settings
 from gptviz.engine.trainer import Trainer, TrainingDiverged, TrainSettings, build_optimizer
-from gptviz.engine.weights import load_checkpoint, load_trainer_state, read_checkpoint_meta
 from gptviz.errors import ConfigError, DataError
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import default_tokenizer

@@ -11,15 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 from gptviz.config import GPTConfig
-from gptviz.engine import weights as W
-from gptviz.engine.weights import (
-    import_weights,
+from gptviz.engine import checkpoint as W
+from gptviz.engine.checkpoint import (
     load_checkpoint,
     model_state_for_saving,
     read_checkpoint_meta,
-    read_weights,
     save_checkpoint,
 )
+from gptviz.engine.importers import import_weights, read_weights
 from gptviz.errors import WeightsError
 from gptviz.model.book_reference import GPTModel as BookGPT
 from gptviz.model.book_reference import generate_text_simple
@@ -308,7 +307,7 @@ def test_nan_weights_are_warned(tmp_path: Path, caplog) -> None:
     state["final_norm.shift"][1] = float("inf")
     save_file(state, str(tmp_path / "nan.safetensors"))
     notes: list[str] = []
-    with caplog.at_level("WARNING", logger="gptviz.engine.weights"):
+    with caplog.at_level("WARNING", logger="gptviz.engine.importers"):
         model = import_weights(tmp_path / "nan.safetensors", n_heads=4, warnings=notes)
     assert len(notes) == 1
     assert "NaN or infinite" in notes[0]

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gptviz.engine.weights import import_weights, read_weights
+from gptviz.engine.importers import import_weights, read_weights
 from gptviz.errors import WeightsError
 from gptviz.model import capture
 from gptviz.model.gpt import generate_greedy

@@ -14,7 +14,7 @@ import torch
 from fake_hub import FakeHub, FakeRepo, folder_files, random_gpt2
 
 from gptviz.engine import download as dl
-from gptviz.engine.weights import save_checkpoint
+from gptviz.engine.checkpoint import save_checkpoint
 from gptviz.model.gpt import GPTModel
 from gptviz.qt.download_dialog import size_rows
 from gptviz.resources import DEMO_MODEL_DIR

@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 import torch
 
-import gptviz.engine.weights as W
+import gptviz.engine.checkpoint as W
+import gptviz.engine.importers as importers
 from gptviz.data import split_ids
+from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
 from gptviz.engine.rundir import metrics_path, read_jsonl, truncate_jsonl
 from gptviz.engine.trainer import Trainer, TrainSettings
-from gptviz.engine.weights import load_checkpoint, load_trainer_state, save_checkpoint
 from gptviz.model.gpt import GPTModel
 from gptviz.qt import worker as w
 
@@ -152,7 +153,9 @@ def test_closing_in_the_middle_of_an_import(main_window, qtbot, monkeypatch, tmp
     source = save_checkpoint(GPTModel(session.model.cfg), tmp_path / "other", meta={"name": "other"})
     before = _digest(tmp_path)
     entered = threading.Event()
-    monkeypatch.setattr(W, "import_weights", _held(W.import_weights, entered, window.host.worker.abort))
+    monkeypatch.setattr(
+        importers, "import_weights", _held(importers.import_weights, entered, window.host.worker.abort)
+    )
     shutdowns = _record_shutdown(window, monkeypatch)
     window.import_weights(source)
     qtbot.waitUntil(entered.is_set, timeout=20_000)

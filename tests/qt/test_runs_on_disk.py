@@ -184,7 +184,7 @@ def _train_and_close(qtbot, session_factory, train_settings, steps=3):
 def test_a_run_closed_mid_training_is_offered_at_the_next_launch_and_reopen_loads_its_weights(
     qtbot, session_factory, train_settings
 ):
-    from gptviz.engine.weights import load_checkpoint
+    from gptviz.engine.checkpoint import load_checkpoint
 
     run_dir = _train_and_close(qtbot, session_factory, train_settings)
     saved = runs.summarize(run_dir)
@@ -310,7 +310,7 @@ def test_screenshot_train_steps_writes_its_run_to_the_data_folder(
     import argparse
 
     from gptviz.commands import screenshot
-    from gptviz.engine.weights import save_checkpoint
+    from gptviz.engine.checkpoint import save_checkpoint
     from gptviz.qt.settings import ENV_SETTINGS_DIR
 
     source = tmp_path / "tiny"

@@ -141,8 +141,8 @@ def test_a_model_switch_during_a_patching_run_cancels_it_within_one_batch(qtbot,
     middle must not wait for the rest of the run (it is about a model that is going away): the run stops
     after the batch in progress, draws nothing, and says it was cancelled. Run again: the maps shown equal
     the engine's patching of the new model."""
+    from gptviz.engine.checkpoint import save_checkpoint
     from gptviz.engine.patching import patch
-    from gptviz.engine.weights import save_checkpoint
     from gptviz.model.gpt import GPTModel
 
     window = main_window

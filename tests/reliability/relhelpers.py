@@ -42,7 +42,7 @@ def save_forever(directory: str, counter, first_version: int) -> None:
 
     `counter` (a multiprocessing.Value) holds the last version whose save_checkpoint returned.
     """
-    from gptviz.engine.weights import save_checkpoint
+    from gptviz.engine.checkpoint import save_checkpoint
 
     torch.set_num_threads(1)
     model = make_model()

@@ -21,16 +21,15 @@ from relhelpers import make_model, tree_digest
 from safetensors.torch import load_file, save_file
 
 from gptviz.config import GPTConfig
-from gptviz.engine.weights import (
+from gptviz.engine.checkpoint import (
     CONFIG_FILE,
     TRAINER_STATE_FILE,
     WEIGHTS_FILE,
-    import_weights,
     load_checkpoint,
     load_trainer_state,
-    read_weights,
     save_checkpoint,
 )
+from gptviz.engine.importers import import_weights, read_weights
 from gptviz.errors import WeightsError
 
 # The CLI tests use the real GPT-2 vocabulary so any prompt's ids are valid; width 8 keeps it at ~1.6 MB.

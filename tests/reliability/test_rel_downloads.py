@@ -17,7 +17,7 @@ from fake_hub import FakeHub, FakeRepo, folder_files, random_gpt2
 
 from gptviz import cli
 from gptviz.engine import download as dl
-from gptviz.engine.weights import load_checkpoint
+from gptviz.engine.checkpoint import load_checkpoint
 
 pytest.importorskip("transformers")
 

@@ -18,8 +18,13 @@ import pytest
 import torch
 from relhelpers import fill_model, make_model, save_forever, tree_digest
 
-from gptviz.engine import weights as W
-from gptviz.engine.weights import load_checkpoint, load_trainer_state, read_checkpoint_meta, save_checkpoint
+from gptviz.engine import checkpoint as W
+from gptviz.engine.checkpoint import (
+    load_checkpoint,
+    load_trainer_state,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
 
 KILLS = 30
 
@@ -36,7 +41,7 @@ def _check_consistent(ckpt: Path) -> int:
 
 def test_sigkill_during_checkpoint_writes_always_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "gptviz.engine.weights", "relhelpers"])
+    ctx.set_forkserver_preload(["torch", "gptviz.engine.checkpoint", "relhelpers"])
     ckpt = tmp_path / "checkpoint"
     rng = random.Random(1234)
     last_loaded = -1

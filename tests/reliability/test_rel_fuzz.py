@@ -45,7 +45,7 @@ from safetensors.torch import save, save_file
 
 from gptviz.config import GPT2_VOCAB_SIZE, GPTConfig
 from gptviz.data import load_corpus, read_corpus_ids
-from gptviz.engine import probe, rundir, weights
+from gptviz.engine import checkpoint, importers, probe, rundir, safe_load
 from gptviz.engine.export import book_state_dict, hf_config, hf_state_dict
 from gptviz.errors import GptvizError
 from gptviz.model.gpt import GPTModel
@@ -169,7 +169,7 @@ HF_CFG = GPTConfig(
 
 def _checkpoint_files() -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
-        weights.save_checkpoint(make_model(), Path(tmp) / "ck")
+        checkpoint.save_checkpoint(make_model(), Path(tmp) / "ck")
         return {name: (Path(tmp) / "ck" / name).read_bytes() for name in ("model.safetensors", "config.json")}
 
 
@@ -247,14 +247,15 @@ def test_checkpoint_bytes(target: str, edits: list) -> None:
         ck.mkdir()
         for name, data in CHECKPOINT.items():
             (ck / name).write_bytes(mutate(data, edits) if name == target else data)
-        read_or_refuse(weights.load_checkpoint, ck)
-        read_or_refuse(weights.read_weights, ck)
-        read_or_refuse(weights.read_weights, ck / "model.safetensors")
+        read_or_refuse(checkpoint.load_checkpoint, ck)
+        read_or_refuse(importers.read_weights, ck)
+        read_or_refuse(importers.read_weights, ck / "model.safetensors")
 
 
 DTYPES = st.sampled_from(["F32", "F16", "BF16", "I64", "U8", "BOOL", "F8_E4M3", "F64", "X9", ""])
 TENSOR_NAMES = st.one_of(
-    st.sampled_from(sorted(HF_STATE)), st.sampled_from(sorted(weights.model_state_for_saving(make_model())))
+    st.sampled_from(sorted(HF_STATE)),
+    st.sampled_from(sorted(checkpoint.model_state_for_saving(make_model()))),
 )
 
 
@@ -293,11 +294,11 @@ def test_safetensors_header_structure(data: bytes) -> None:
     TRIED["safetensors header"] += 1
     with folder() as tmp:
         (tmp / "model.safetensors").write_bytes(data)
-        read_or_refuse(weights.read_weights, tmp / "model.safetensors")
+        read_or_refuse(importers.read_weights, tmp / "model.safetensors")
         (tmp / "config.json").write_text(json.dumps(HF_CONFIG))
-        read_or_refuse(weights.read_weights, tmp)
+        read_or_refuse(importers.read_weights, tmp)
         (tmp / "config.json").write_bytes(CHECKPOINT["config.json"])
-        read_or_refuse(weights.load_checkpoint, tmp)
+        read_or_refuse(checkpoint.load_checkpoint, tmp)
 
 
 CONFIG_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "qkv_bias")
@@ -323,10 +324,10 @@ def test_checkpoint_config_structure(text: str) -> None:
     with folder() as tmp:
         (tmp / "model.safetensors").write_bytes(CHECKPOINT["model.safetensors"])
         (tmp / "config.json").write_text(text, errors="surrogatepass")
-        read_or_refuse(weights.read_checkpoint_config, tmp)
-        read_or_refuse(weights.read_checkpoint_meta, tmp)
-        read_or_refuse(weights.load_checkpoint, tmp)
-        read_or_refuse(weights.read_weights, tmp)
+        read_or_refuse(checkpoint.read_checkpoint_config, tmp)
+        read_or_refuse(checkpoint.read_checkpoint_meta, tmp)
+        read_or_refuse(checkpoint.load_checkpoint, tmp)
+        read_or_refuse(importers.read_weights, tmp)
 
 
 # --------------------------------------------------------------------------------------- Hugging Face
@@ -380,8 +381,8 @@ def test_hf_folder_structure(files: dict[str, bytes]) -> None:
     with folder() as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        read_or_refuse(weights.read_weights, tmp)
-        read_or_refuse(weights.read_weights, tmp, n_heads=2)
+        read_or_refuse(importers.read_weights, tmp)
+        read_or_refuse(importers.read_weights, tmp, n_heads=2)
 
 
 # ----------------------------------------------------------------------------------- the book's .pth
@@ -425,13 +426,13 @@ def book_files(draw) -> tuple[str, bytes]:
 def test_book_pth(file: tuple[str, bytes]) -> None:
     """The book's .pth (torch.save of its state dict, or of {"model_state_dict": ...}), damaged or odd.
     Legacy (PyTorch < 1.6, not zip) files too: their pickles are checked against the file's size before
-    torch.load sees them (weights.check_legacy_storage_sizes), so no claim is allocated there either."""
+    torch.load sees them (safe_load.check_legacy_storage_sizes), so no claim is allocated there either."""
     TRIED["book .pth"] += 1
     _kind, data = file
     with folder() as tmp:
         (tmp / "gpt2-small-124M.pth").write_bytes(data)
-        read_or_refuse(weights.read_weights, tmp / "gpt2-small-124M.pth")
-        read_or_refuse(weights.read_weights, tmp)
+        read_or_refuse(importers.read_weights, tmp / "gpt2-small-124M.pth")
+        read_or_refuse(importers.read_weights, tmp)
 
 
 def _legacy_with(data: bytes, old: bytes, new: bytes) -> bytes:
@@ -463,7 +464,7 @@ def test_legacy_pth_declaring_more_than_it_holds_is_refused_before_allocating() 
         for what, data in crafted.items():
             path = tmp / "book.pth"
             path.write_bytes(data)
-            refused = read_or_refuse(weights.read_weights, path)  # one line, no failed allocation inside
+            refused = read_or_refuse(importers.read_weights, path)  # one line, no failed allocation inside
             assert isinstance(refused, GptvizError), what
             if "storage" in what:
                 assert "declares" in str(refused) and f"holds {len(data):,} bytes" in str(refused), what
@@ -474,16 +475,16 @@ def test_legacy_pth_declaring_more_than_it_holds_is_refused_before_allocating() 
             lambda b: b.replace(numel, b"cpuq\x06J\xff\xff\xff\x7f", 1),
         )
         (tmp / "book.pth").write_bytes(zipped)
-        assert isinstance(read_or_refuse(weights.read_weights, tmp / "book.pth"), GptvizError)
+        assert isinstance(read_or_refuse(importers.read_weights, tmp / "book.pth"), GptvizError)
 
         # Good legacy files: the book's state dict, and an OrderedDict whose tensors share one storage.
         (tmp / "book.pth").write_bytes(legacy)
-        loaded = weights.torch_load_safely(tmp / "book.pth")
+        loaded = safe_load.torch_load_safely(tmp / "book.pth")
         assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
         base = torch.arange(12, dtype=torch.float64)
         shared = OrderedDict(a=base, b=base[2:8].view(2, 3), c=torch.ones(3, dtype=torch.int8))
         (tmp / "shared.pth").write_bytes(_torch_bytes(shared, zip_format=False))
-        again = weights.torch_load_safely(tmp / "shared.pth")
+        again = safe_load.torch_load_safely(tmp / "shared.pth")
         assert list(again) == ["a", "b", "c"] and all(torch.equal(again[k], shared[k]) for k in shared)
 
 
@@ -525,16 +526,16 @@ def test_nanogpt_ckpt(data: bytes) -> None:
     TRIED["nanoGPT ckpt.pt"] += 1
     with folder() as tmp:
         (tmp / "ckpt.pt").write_bytes(data)
-        read_or_refuse(weights.read_weights, tmp / "ckpt.pt")
-        read_or_refuse(weights.read_weights, tmp)
-        read_or_refuse(weights.read_weights, tmp, n_heads=2)
+        read_or_refuse(importers.read_weights, tmp / "ckpt.pt")
+        read_or_refuse(importers.read_weights, tmp)
+        read_or_refuse(importers.read_weights, tmp, n_heads=2)
 
 
 def test_nanogpt_base_file_imports() -> None:
     """The fuzzed nanoGPT file is a real one: undamaged, it imports."""
     with folder() as tmp:
         (tmp / "ckpt.pt").write_bytes(NANO_CKPT)
-        assert weights.read_weights(tmp / "ckpt.pt").model.cfg.emb_dim == 8
+        assert importers.read_weights(tmp / "ckpt.pt").model.cfg.emb_dim == 8
 
 
 def test_hf_config_describing_a_giant_model_is_refused_before_allocating() -> None:
@@ -554,7 +555,7 @@ def test_hf_config_describing_a_giant_model_is_refused_before_allocating() -> No
             "n_positions": 1024,
         }
         (tmp / "config.json").write_text(json.dumps(big))
-        error = read_or_refuse(weights.read_weights, tmp)
+        error = read_or_refuse(importers.read_weights, tmp)
         assert isinstance(error, GptvizError) and "describes 39,078,748,160 parameters" in str(error)
 
 
@@ -564,7 +565,7 @@ def test_nanogpt_model_args_of_a_million_layers_are_refused_before_allocating() 
     with folder() as tmp:
         args = {**NANO_ARGS, "n_layer": 10**6, "n_embd": 2**16, "bias": False}
         (tmp / "ckpt.pt").write_bytes(_torch_bytes({"model": NANO_STATE, "model_args": args}))
-        error = read_or_refuse(weights.read_weights, tmp / "ckpt.pt")
+        error = read_or_refuse(importers.read_weights, tmp / "ckpt.pt")
         assert isinstance(error, GptvizError) and "model_args describe" in str(error)
 
 
@@ -771,7 +772,7 @@ def test_json_readers_refuse_huge_ints_and_deep_nesting_in_one_line() -> None:
         with folder() as tmp:
             for name in ("config.json", "settings.json"):
                 (tmp / name).write_text(text)
-            assert isinstance(read_or_refuse(weights.load_checkpoint, tmp), GptvizError)
+            assert isinstance(read_or_refuse(checkpoint.load_checkpoint, tmp), GptvizError)
             assert isinstance(read_or_refuse(rundir.read_settings, tmp), GptvizError)
             (tmp / "metrics.jsonl").write_text('{"step": 1}\n' + text + '\n{"step": 2}\n')
             assert read_or_refuse(rundir.MetricsFollower(tmp).poll) == [{"step": 1}, {"step": 2}]
@@ -819,21 +820,21 @@ def test_odd_files_found_by_the_longer_fuzz_run_get_one_line_errors() -> None:
     with folder() as tmp:
         config = {**json.loads(CHECKPOINT["config.json"]), "config": {"\n": None}}
         (tmp / "config.json").write_text(json.dumps(config))
-        assert "\\n" in str(read_or_refuse(weights.read_checkpoint_config, tmp))
+        assert "\\n" in str(read_or_refuse(checkpoint.read_checkpoint_config, tmp))
     for shard in (["model.safetensors"], None, "../model.safetensors"):
         with folder() as tmp:
             (tmp / "model.safetensors").write_bytes(save(HF_STATE))
             (tmp / "model.safetensors.index.json").write_text(
                 json.dumps({"weight_map": {"wte.weight": shard}})
             )
-            assert "not file names" in str(read_or_refuse(weights.read_weights, tmp))
+            assert "not file names" in str(read_or_refuse(importers.read_weights, tmp))
     state = book_state_dict(make_model())
     for part in ("query", "key", "value"):
         state[f"trf_blocks.0.att.W_{part}.weight"] = torch.zeros(())
     with folder() as tmp:
         (tmp / "book.pth").write_bytes(_torch_bytes(state))
         assert "does not fit the model" in str(
-            read_or_refuse(weights.read_weights, tmp / "book.pth", n_heads=2)
+            read_or_refuse(importers.read_weights, tmp / "book.pth", n_heads=2)
         )
     old = b"{'descr': '<f2', 'fortran_order': False, 'shape': (1, 2, 2, 2), }"
     new = b"{'descr': '|V0', 'fortran_order': False, 'shape': (1099511627776,), }"
@@ -847,5 +848,5 @@ def test_odd_files_found_by_the_longer_fuzz_run_get_one_line_errors() -> None:
             NANO_CKPT, "data.pkl", lambda b: b.replace(b"\x85", b"K", 1)
         )  # a tuple -> an int
         (tmp / "ckpt.pt").write_bytes(data)
-        error = read_or_refuse(weights.read_weights, tmp / "ckpt.pt")
+        error = read_or_refuse(importers.read_weights, tmp / "ckpt.pt")
         assert isinstance(error, GptvizError)

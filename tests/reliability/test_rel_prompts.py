@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from gptviz.config import GPTConfig
+from gptviz.engine.checkpoint import save_checkpoint
 from gptviz.engine.generator import Generator
 from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
-from gptviz.engine.weights import save_checkpoint
 from gptviz.errors import ConfigError
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import END_OF_TEXT, END_OF_TEXT_ID, default_tokenizer

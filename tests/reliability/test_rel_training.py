@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from relhelpers import write_metrics_slowly
 
+from gptviz.engine.checkpoint import load_checkpoint, read_checkpoint_meta
 from gptviz.engine.rundir import RESTART_EVENT, JsonlWriter, MetricsFollower, read_metrics, truncate_jsonl
-from gptviz.engine.weights import load_checkpoint, read_checkpoint_meta
 
 
 def test_diverging_learning_rate_stops_with_the_last_good_weights(tmp_path: Path, cli) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QObject, QPoint, Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QMenu, QPushButton
 
 from gptviz.engine.ablation_spec import Ablation
@@ -21,6 +22,9 @@ from gptviz.qt.attention_steps_view import AttentionStepsView
 from gptviz.qt.embeddings_view import EmbeddingsView
 from gptviz.qt.patching_view import PatchingView
 from gptviz.qt.why_view import WhyView
+
+ABLATIONS_KEY = "Ctrl+Shift+A"  # Model › Ablations…
+EMBEDDINGS_KEY = "Ctrl+Shift+N"  # Model › Embeddings… (N: nearest tokens)
 
 CHANNELS = frozenset(
     {
@@ -56,10 +60,12 @@ class CausalViews(QObject):
     def add_entries(self, model_menu: QMenu) -> None:
         """Model › Ablations… and Embeddings…, an "Ablations…" button on the Attention pane's strip, and the
         right-click menus on token chips and on the MLP map's neurons."""
-        model_menu.addAction("&Ablations… (switch parts off)").triggered.connect(self.show_ablations)
-        model_menu.addAction("&Embeddings… (nearest tokens)").triggered.connect(
-            lambda: self.show_embeddings(None)
-        )
+        ablations = model_menu.addAction("&Ablations… (switch parts off)")
+        ablations.setShortcut(QKeySequence(ABLATIONS_KEY))
+        ablations.triggered.connect(self.show_ablations)
+        embeddings = model_menu.addAction("&Embeddings… (nearest tokens)")
+        embeddings.setShortcut(QKeySequence(EMBEDDINGS_KEY))
+        embeddings.triggered.connect(lambda: self.show_embeddings(None))
         window = self.window
         strip = getattr(getattr(window, "attention_pane", None), "ablation_bar", None)
         if strip is not None and strip.layout() is not None:

@@ -100,6 +100,8 @@ SHORTCUTS = (
     ("Ctrl+Left", "undo the last token"),
     ("Ctrl+P", "play / pause generation"),
     ("Ctrl+Shift+R", "reset generation to the prompt"),
+    ("Ctrl+Shift+A", "Ablations…: switch heads, neurons or layers off, or back on"),
+    ("Ctrl+Shift+N", "Embeddings…: a token's nearest tokens and the map of the text"),
     ("Ctrl+T", "start / resume training"),
     ("Ctrl+Shift+T", "pause training"),
     ("Ctrl+Shift+X", "stop training"),

@@ -11,14 +11,13 @@ CKPT_DIR may be `demo` for the bundled demo model, or any source `gptviz import`
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gptviz.engine.atomic import staged_file
 from gptviz.errors import GptvizError, WeightsError
 
 
@@ -101,21 +100,9 @@ def inspect_arrays(model: torch.nn.Module, token_ids: list[int]) -> dict[str, np
 
 
 def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write beside `path`, then rename (gptviz.engine.atomic): a reader never sees half a file."""
+    with staged_file(path) as staging, open(staging, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def run(args: argparse.Namespace) -> int:

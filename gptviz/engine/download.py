@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from gptviz.config import PRESETS, GPTConfig, count_params
+from gptviz.engine.path_kind import is_own_checkpoint
 from gptviz.errors import GptvizError
 
 GPT2_REPOS = {
@@ -179,11 +180,7 @@ def downloaded_models(directory: Path | None = None) -> list[Path]:
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
-        try:
-            config = json.loads((entry / CONFIG_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(config, dict) and config.get("format") == "gptviz-checkpoint":
+        if is_own_checkpoint(entry):
             found.append(entry)
     return found
 
@@ -597,11 +594,7 @@ def _check_target(target: Path) -> None:
         raise DownloadError(f"--out {target} is a file; give a folder for the checkpoint")
     if not any(target.iterdir()):
         return
-    try:
-        is_checkpoint = json.loads((target / CONFIG_FILE).read_text()).get("format") == "gptviz-checkpoint"
-    except (OSError, ValueError, AttributeError):
-        is_checkpoint = False
-    if not is_checkpoint:
+    if not is_own_checkpoint(target):
         raise DownloadError(
             f"--out {target} holds other files; give a new folder or a gptviz checkpoint to replace"
         )

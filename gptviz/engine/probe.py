@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gptviz.engine.atomic import staged_file
 from gptviz.engine.rundir import PROBES_INDEX, JsonlWriter, probes_path, read_jsonl, truncate_jsonl
 from gptviz.errors import ConfigError
 from gptviz.model.gpt import GPTModel, generate_greedy
@@ -125,9 +126,8 @@ def write_probe(run_dir: str | os.PathLike, record: ProbeRecord) -> Path:
     folder = probes_path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name = probe_file_name(record.step)
-    tmp = folder / f".{name}.tmp-{os.getpid()}"
     attention = record.attention if record.attention is not None else np.zeros((0, 0, 0, 0), np.float32)
-    with open(tmp, "wb") as handle:
+    with staged_file(folder / name) as staging, open(staging, "wb") as handle:
         np.savez(
             handle,
             attention=attention.astype(np.float16),
@@ -136,7 +136,6 @@ def write_probe(run_dir: str | os.PathLike, record: ProbeRecord) -> Path:
             top_ids=np.asarray(record.top_ids, dtype=np.int64),
             top_probs=np.asarray(record.top_probs, dtype=np.float32),
         )
-    os.replace(tmp, folder / name)
     writer = JsonlWriter(folder / PROBES_INDEX)
     try:
         writer.write(record.index_record(name))

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gptviz.engine.atomic import atomic_write_json
 from gptviz.errors import ConfigError, DataError
 
 SETTINGS_FILE = "settings.json"
@@ -73,20 +74,8 @@ def dumps_record(record: dict[str, Any]) -> str:
     return json.dumps({k: _clean(v) for k, v in record.items()}, separators=(",", ":"))
 
 
-def write_json_atomic(path: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Write to a sibling then rename, so a reader never sees half a settings file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-
-
 def write_settings(run_dir: str | os.PathLike, data: dict[str, Any]) -> None:
-    write_json_atomic(
+    atomic_write_json(
         Path(run_dir) / SETTINGS_FILE, {"format": RUN_FORMAT, "version": RUN_FORMAT_VERSION, **data}
     )
 

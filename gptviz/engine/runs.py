@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gptviz.engine.atomic import atomic_write_json
 from gptviz.engine.download import data_dir
-from gptviz.engine.rundir import write_json_atomic
 from gptviz.errors import ConfigError
 
 RUNS_FOLDER = "runs"
@@ -161,7 +161,7 @@ def mark_run(path: str | os.PathLike, state: str, **fields: object) -> None:
     data.update(fields)
     data.update(state=state, pid=os.getpid(), updated=time.time())
     data.pop("offer", None)
-    write_json_atomic(target, data)
+    atomic_write_json(target, data)
 
 
 def answer_offer(path: str | os.PathLike) -> None:
@@ -170,7 +170,7 @@ def answer_offer(path: str | os.PathLike) -> None:
     target = Path(path) / WINDOW_FILE
     data = _read_json(target)
     data["offer"] = "answered"
-    write_json_atomic(target, data)
+    atomic_write_json(target, data)
 
 
 def _alive(pid: int) -> bool:

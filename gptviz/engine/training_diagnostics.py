@@ -19,6 +19,9 @@ What TensorBoard and Weights & Biases users look at when a loss curve misbehaves
 - `attention_entropy` [[layer][head]]: at each evaluation, the mean over the probe prompt's positions of
   −Σ p log p of each head's attention (nats). Heads start near uniform (log of the positions seen) and
   fall as they learn to look at few tokens; a head whose entropy collapses to 0 attends only to one token.
+- `weight_histograms` {part: [count per bin]}: at each evaluation, each part's weights counted into the
+  fixed log-spaced bins of `gptviz.engine.weight_histograms` (why fixed and log-spaced: there). Counted
+  from the float32 bits, one shift and one bincount per tensor, so it stays well under a second at 124M.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import time
 import numpy as np
 import torch
 from torch import nn
+
+from gptviz.engine.weight_histograms import FINE_CODES, FINE_SHIFT, FINE_TO_BIN, N_BINS
 
 UPDATE_RATIO_BUDGET = 0.025  # the share of training time the update ratios may take, on average
 
@@ -152,3 +157,37 @@ def attention_entropy(attention: np.ndarray) -> np.ndarray:
 def uniform_entropy(tokens: int) -> float:
     """The mean entropy of a head that spreads its attention evenly over the positions it may see."""
     return float(np.mean([math.log(t) for t in range(1, tokens + 1)])) if tokens else 0.0
+
+
+HISTOGRAM_CHUNK = 1 << 22  # weights counted at a time: bounds the int32 codes' memory (16 MB)
+
+
+@torch.no_grad()
+def weight_histograms(model: nn.Module) -> dict[str, list[int]]:
+    """Each part's weights counted into the fixed bins of gptviz.engine.weight_histograms: {part: counts}
+    (N_BINS ints summing to the part's number of weights; a tied head counted once, under embeddings).
+
+    A float32's top 11 bits (sign, exponent, two mantissa bits) are its fine code; the codes are counted
+    with bincount on the weights' own device and mapped to the display bins on the CPU (2,048 numbers).
+    """
+    fine: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        part = part_of(name)
+        flat = p.detach().reshape(-1)  # (N,)
+        if flat.dtype != torch.float32:
+            flat = flat.float()  # (N,) a half-precision model's weights, widened exactly
+        counts = fine.get(part)
+        if counts is None:
+            counts = fine[part] = torch.zeros(FINE_CODES, dtype=torch.long, device=flat.device)  # (2048,)
+        for chunk in flat.split(HISTOGRAM_CHUNK):
+            codes = (chunk.view(torch.int32) >> FINE_SHIFT) + FINE_CODES // 2  # (n,) 0..2047
+            counts += torch.bincount(codes, minlength=FINE_CODES)  # (2048,)
+    if not fine:
+        return {}
+    stacked = torch.stack(list(fine.values())).cpu().numpy()  # (M, 2048) one device sync for all
+    out = {}
+    for part, row in zip(fine, stacked, strict=True):
+        counts = np.zeros(N_BINS, dtype=np.int64)  # (N_BINS,)
+        np.add.at(counts, FINE_TO_BIN, row)  # each fine code into its bin, in integers
+        out[part] = counts.tolist()
+    return out

@@ -9,6 +9,7 @@ How to read them (gptviz.engine.training_diagnostics measures them):
   above mean the learning rate is too high for that part; rows sinking to 1e-5 have stopped learning.
 - Attention entropy: a head starts near the uniform entropy of the probe prompt and falls as it learns to
   look at a few tokens; a head at 0 attends to one token only; one that never leaves the top stays uniform.
+- Weight histograms (qt.panes.training.weight_histograms): one part's weights, bins × evaluations.
 
 A mixin of TrainingPane: the data come with each update (or metrics line) and are kept in `SeriesTable`s,
 drawn at the redraw timer's pace, and only for the tab that is visible.
@@ -136,11 +137,13 @@ class DiagnosticsView(QWidget):
             [[(i + 0.5, f"{step:,}") for i, step in enumerate(steps) if i % every == 0]]
         )
         self.colorbar.setLevels((low, high))
+        self.plot.getAxis("left").setTicks([self.row_ticks()])
+
+    def row_ticks(self) -> list[tuple[float, str]]:
+        """The left axis's labels: every row's name, or every few when there are many (at most ~24)."""
         names = self.table.names
-        every = max(1, math.ceil(len(names) / 24))  # at most ~24 labels on the axis
-        self.plot.getAxis("left").setTicks(
-            [[(i + 0.5, name) for i, name in enumerate(names) if i % every == 0]]
-        )
+        every = max(1, math.ceil(len(names) / 24))
+        return [(i + 0.5, name) for i, name in enumerate(names) if i % every == 0]
 
     def value_at(self, x: float, y: float) -> str:
         """The readout for a point of the plot (data coordinates: column, row): part or head, step, value."""
@@ -175,6 +178,9 @@ class DiagnosticsMixin:
         self.grad_norm_view = DiagnosticsView(self.grad_norm_table, "gradient norm", log=True)
         self.update_ratio_view = DiagnosticsView(self.update_ratio_table, "update ratio", log=True)
         self.entropy_view = DiagnosticsView(self.entropy_table, "attention entropy (nats)", log=False)
+        from gptviz.qt.panes.training.weight_histograms import WeightHistogramsView
+
+        self.histogram_view = WeightHistogramsView()
         self.grad_norm_view.setToolTip(
             "L2 norm of each part's gradient at each step, before clipping (log colour). A row far darker "
             "than the others all along: a part that gets no gradient (a dead layer)"
@@ -193,13 +199,17 @@ class DiagnosticsMixin:
         self.grad_norm_table.append(step, get("grad_norms"))
         self.update_ratio_table.append(step, get("update_ratios"))
         self.entropy_table.append(step, get("attention_entropy"))
+        self.histogram_view.add(step, get("weight_histograms"))
 
     def _clear_diagnostics(self) -> None:
         for table in (self.grad_norm_table, self.update_ratio_table, self.entropy_table):
             table.clear()
+        self.histogram_view.clear()
 
     def _draw_diagnostics(self) -> None:
         """Draw the diagnostics view that is on screen (the others wait until their tab is chosen)."""
         for view in (self.grad_norm_view, self.update_ratio_view, self.entropy_view):
             if view.isVisible():
                 view.draw()
+        if self.histogram_view.isVisible():
+            self.histogram_view.draw()

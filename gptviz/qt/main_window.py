@@ -300,6 +300,11 @@ class MainWindow(QMainWindow):
         action(file_menu, "&Import GPT-2 weights…", self.import_weights_dialog)
         action(file_menu, "&Save checkpoint…", self.save_checkpoint_dialog, "Ctrl+S")
         action(file_menu, "&Follow run directory…", self.follow_dialog)
+        action(  # the Training pane's Compare tab: runs side by side
+            file_menu,
+            "Add run to co&mpare…",
+            lambda: (self.focus_pane("training"), self.training_pane.compare_run_dialog()),
+        )
         action(file_menu, "R&uns…", self.runs_dialog)  # every run trained in this window, kept on disk
         file_menu.addSeparator()
         action(file_menu, "&Export current pane as PNG…", self.export_png_dialog, "Ctrl+E")

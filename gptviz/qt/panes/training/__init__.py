@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from gptviz.errors import ConfigError, DataError
+from gptviz.qt.panes.training.compare import CompareView, RunDropFilter, ask_for_run, is_run_dir
 from gptviz.qt.panes.training.curves import (
     MAX_CURVE_POINTS,
     MAX_MARKED_POINTS,
@@ -72,8 +73,20 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
             (self.grad_norm_view, "Gradient norms"),
             (self.update_ratio_view, "Update ratios"),
             (self.entropy_view, "Attention entropy"),
+            (self.histogram_view, "Weight histograms"),
         ):
             self.views.addTab(view, title)
+        self.compare_view = CompareView()
+        self.views.addTab(self.compare_view, "Compare")
+        self.compare_view.addRequested.connect(self.compare_run_dialog)
+        # Several run folders dropped on the curves (or one on the Compare tab) go side by side.
+        self._drop_filter = RunDropFilter(
+            self.compare_runs, self, single=(self.compare_view.plot.viewport(),)
+        )
+        for plot in (self.plot, self.compare_view.plot):
+            plot.setAcceptDrops(True)
+            plot.viewport().setAcceptDrops(True)
+            plot.viewport().installEventFilter(self._drop_filter)
         self.views.currentChanged.connect(self._on_view_changed)
         self._build_probe()
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -243,6 +256,26 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
     def _on_view_changed(self, _index: int) -> None:
         self._dirty = True
         self.refresh()
+
+    def compare_runs(self, paths: list[str]) -> list[str]:
+        """Put run directories side by side on the Compare tab (and show it). The first time, the run this
+        pane shows (a history, a followed run or the window's own) joins them, to compare against."""
+        paths = [str(p) for p in paths]
+        own = self._reference_checked
+        if not self.compare_view.runs and own and is_run_dir(own) and own not in paths:
+            paths.insert(0, own)
+        problems = self.compare_view.add_runs(paths)
+        self.views.setCurrentWidget(self.compare_view)
+        return problems
+
+    def compare_run_dialog(self) -> None:
+        """File › Add run to compare…: choose a run folder (starting in the data folder's runs/)."""
+        from gptviz.engine.runs import runs_dir
+
+        start = runs_dir()
+        path = ask_for_run(self, str(start) if start.is_dir() else "")
+        if path:
+            self.compare_runs([path])
 
     def set_phase(self, text: str) -> None:
         """What starting a run is doing (the worker's words: building the model, tokenizing N tokens,

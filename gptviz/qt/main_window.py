@@ -430,6 +430,8 @@ class MainWindow(QMainWindow):
         tr.openCorpusRequested.connect(self.open_corpus_dialog)
         tr.followRequested.connect(self.follow_dialog)
         tr.unfollowRequested.connect(self.stop_following)
+        tr.kept_view.loadRequested.connect(self.open_checkpoint)  # Checkpoints tab: a kept step, every pane
+        gp.prompt.textChanged.connect(tr.kept_view.set_prompt)  # its A vs B on the current prompt
         activations = self.activations_pane
         if hasattr(activations, "mlpLayerRequested"):
             activations.mlpLayerRequested.connect(lambda layer: self.request_inspect(mlp_layer=layer))

@@ -25,6 +25,7 @@ from gptviz.qt.panes.training.curves import (
     format_duration,
 )
 from gptviz.qt.panes.training.diagnostics import DiagnosticsMixin
+from gptviz.qt.panes.training.kept import KeptCheckpointsView
 from gptviz.qt.panes.training.settings_form import CURRENT_MODEL, SettingsFormMixin, history_settings
 from gptviz.qt.panes.training.timelapse import TimeLapseMixin, sample_html
 
@@ -87,6 +88,9 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
             plot.setAcceptDrops(True)
             plot.viewport().setAcceptDrops(True)
             plot.viewport().installEventFilter(self._drop_filter)
+        self.kept_view = KeptCheckpointsView()  # the run's kept checkpoints: a time slider, A vs B
+        self.views.addTab(self.kept_view, "Checkpoints")
+        self._kept_scanned = -1  # the probe count when the kept checkpoints were last listed
         self.views.currentChanged.connect(self._on_view_changed)
         self._build_probe()
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -162,6 +166,9 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         """idle | running | paused | finished (the worker's word)."""
         self.state = "idle" if state == "finished" else state
         running, paused = state == "running", state == "paused"
+        self.kept_view.set_loading_allowed(
+            not running and not paused
+        )  # loading would replace the run's model
         self.start_button.setText("Resume" if paused else "Start")
         self.start_button.setEnabled(not running and not self.following)
         self.pause_button.setEnabled(running)
@@ -254,6 +261,8 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         self.history_label.show()
 
     def _on_view_changed(self, _index: int) -> None:
+        if self.views.currentWidget() is self.kept_view:
+            self.kept_view.rescan()
         self._dirty = True
         self.refresh()
 
@@ -293,6 +302,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         from gptviz.engine.rundir import read_settings
 
         self._reference_checked = run_dir
+        self.kept_view.set_run_dir(run_dir)
         curve = None
         if run_dir:
             try:
@@ -344,6 +354,8 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
             self.clear()
         if batch.run_dir and self.reference is None and self._reference_checked != batch.run_dir:
             self.set_run_dir(batch.run_dir)
+        elif batch.run_dir and self.kept_view.run_dir != batch.run_dir:
+            self.kept_view.set_run_dir(batch.run_dir)
         for rec in batch.records:
             self._add_point(
                 step=rec["step"],
@@ -413,6 +425,9 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
             self.progress.setRange(0, max(1, int(latest["total_steps"])))
             self.progress.setValue(int(latest["step"]))
         count = len(self.probes)
+        if count != self._kept_scanned and self.kept_view.isVisible():
+            self._kept_scanned = count  # an evaluation (a probe) may have kept another checkpoint
+            self.kept_view.rescan()
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(0, count - 1))
         if self.follow_latest.isChecked() and count:

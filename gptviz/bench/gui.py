@@ -159,7 +159,7 @@ def overview_redraw(sizes: GuiSizes) -> tuple[Stats, Stats]:
 
 def loss_plot_redraw(sizes: GuiSizes) -> Stats:
     """Live loss curve redraw with `loss_points` points: one new point, refresh(), paint; ms."""
-    from gptviz.engine.session import TrainingUpdate
+    from gptviz.engine.views import TrainingUpdate
     from gptviz.engine.trainer import StepResult
     from gptviz.qt.panes.training import TrainingPane
 

@@ -188,3 +188,8 @@ def check_fits(
             f"(set {SKIP_ENV}=1 to try anyway)"
         )
     return estimate
+
+
+def process_rss_bytes() -> int:
+    """Resident memory of this process, on every OS psutil knows (the status bar's memory figure)."""
+    return int(psutil.Process().memory_info().rss)

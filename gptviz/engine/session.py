@@ -1,141 +1,50 @@
 """The synchronous, Qt-free facade a GUI or CLI drives: one model, one tokenizer, one corpus, one generation,
 one training run.
 
-Every method returns frozen dataclasses of numpy arrays and plain values, so a GUI worker thread can hand
-the results to the GUI thread without sharing a tensor. Nothing here blocks on anything but the computation
-asked for; a GUI makes training "live" by calling `train_step()` repeatedly between other commands.
+Every method returns frozen dataclasses of numpy arrays and plain values (gptviz.engine.views), so a GUI
+worker thread can hand the results to the GUI thread without sharing a tensor. Nothing here blocks on
+anything but the computation asked for; a GUI makes training "live" by calling `train_step()` repeatedly
+between other commands. Following a run directory and reading a checkpoint's history belong to
+gptviz.engine.run_follow, process memory to gptviz.engine.memory; this class keeps the state and delegates.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 from gptviz.config import GPTConfig, preset
 from gptviz.data import BUILTIN, SlidingWindows, read_corpus_ids
 from gptviz.engine.devices import resolve_device
-from gptviz.engine.generator import Generator, GenStep
+from gptviz.engine.generator import Generator
 from gptviz.engine.memory import check_fits
+from gptviz.engine.path_kind import checkpoint_in
+from gptviz.engine.run_follow import RunFollower, history_dir_for, read_history
 from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session_causal import CausalTools
+from gptviz.engine.views import (
+    DEFAULT_PROMPT,
+    CandidateRow,
+    CorpusInfo,
+    FollowBatch,
+    GenerationView,
+    ModelInfo,
+    TokensView,
+    TrainingUpdate,
+    WindowsView,
+)
 from gptviz.errors import ConfigError, DataError, GptvizError
 from gptviz.model.gpt import GPTModel
 from gptviz.resources import DEMO_MODEL_DIR
 from gptviz.tokenizer import Tokenizer, default_tokenizer
 
-DEFAULT_PROMPT = "Every effort moves you"
 MAX_WINDOW_ROWS = 64  # windows one `windows()` call returns at most: a view shows a page, not the corpus
-
-
-# ------------------------------------------------------------------------------------------ snapshots
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the status bar and the panes need to know about the loaded model."""
-
-    name: str
-    source: str  # "demo", "preset", "checkpoint", "import", "injected"
-    path: str
-    params: int
-    bytes: int
-    device: str
-    n_layers: int
-    n_heads: int
-    emb_dim: int
-    context_length: int
-    vocab_size: int
-    note: str = ""  # e.g. "demo model not found: using a freshly initialised tiny model"
-    config: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TokensView:
-    """A text split into GPT-2 tokens: ids, display pieces, raw bytes and character spans."""
-
-    text: str
-    ids: np.ndarray  # (T,) int64
-    pieces: tuple[str, ...]
-    data: tuple[bytes, ...]
-    starts: np.ndarray  # (T,) int64, first character each token touches
-    ends: np.ndarray  # (T,) int64, one past its last character
-    special: np.ndarray  # (T,) bool, <|endoftext|>
-    complete: np.ndarray  # (T,) bool, False for a partial UTF-8 character
-
-    @property
-    def n_chars(self) -> int:
-        return len(self.text)
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.ids.shape[0])
-
-
-@dataclass(frozen=True)
-class CorpusInfo:
-    name: str
-    path: str
-    n_chars: int
-    n_tokens: int
-    replacements: int
-
-
-@dataclass(frozen=True)
-class WindowsView:
-    """A page of the book's sliding windows over the corpus: inputs (n, L) and targets shifted by one."""
-
-    corpus_name: str
-    max_length: int
-    stride: int
-    total: int  # windows in the whole corpus
-    first: int  # index of the first window in this page
-    inputs: np.ndarray  # (n, L) int64
-    targets: np.ndarray  # (n, L) int64
-    input_pieces: tuple[tuple[str, ...], ...]
-    target_pieces: tuple[tuple[str, ...], ...]
-
-
-@dataclass(frozen=True)
-class CandidateRow:
-    id: int
-    piece: str
-    prob_raw: float  # before temperature and filters
-    prob_final: float  # after them; 0 when filtered out
-    chosen: bool
-
-
-@dataclass(frozen=True)
-class GenerationView:
-    """The whole generated sequence and the last step's candidates."""
-
-    prompt_ids: np.ndarray  # (P,) int64
-    new_ids: np.ndarray  # (N,) int64
-    new_pieces: tuple[str, ...]
-    new_probs: np.ndarray  # (N,) float32, probability each generated token had when it was chosen (final)
-    new_forced: np.ndarray  # (N,) bool
-    prompt_pieces: tuple[str, ...]
-    candidates: tuple[CandidateRow, ...]  # of the last step; empty before the first
-    last: GenStep | None
-    cropped: int
-    stopped: bool
-    settings: SamplingSettings
-    # (N,) float32: the model's own probability of each chosen token (before temperature and filters)
-    new_probs_raw: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
-    # While parts are switched off: the last step with and without them (session_causal.AblationEffect)
-    ablation_effect: Any = None
-
-    @property
-    def ids(self) -> np.ndarray:
-        return np.concatenate([self.prompt_ids, self.new_ids])  # (P + N,)
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -150,42 +59,6 @@ def model_bytes(model: GPTModel) -> int:
         seen.add(id(tensor))
         total += tensor.numel() * tensor.element_size()
     return total
-
-
-def history_dir_for(checkpoint_dir: str | os.PathLike) -> Path | None:
-    """Where a checkpoint's training was recorded: the checkpoint directory itself when its run's
-    metrics.jsonl was copied beside the weights (the demo model), or the run directory around a run's
-    checkpoint/ folder; None when neither has a metrics.jsonl."""
-    from gptviz.engine.rundir import CHECKPOINT_DIR, metrics_path
-
-    path = Path(checkpoint_dir)
-    candidates = [path, path.parent] if path.name == CHECKPOINT_DIR else [path]
-    for candidate in candidates:
-        if metrics_path(candidate).is_file():
-            return candidate
-    return None
-
-
-def run_is_finished(run_dir: str | os.PathLike) -> bool:
-    """True when a run directory's checkpoint holds its last step (settings' total_steps): nothing more will
-    be written, so opening it shows the model and its history once instead of following a static folder.
-    Reads two small JSON files, never the metrics."""
-    import json
-
-    from gptviz.engine.rundir import SETTINGS_FILE, checkpoint_path
-
-    try:
-        settings = json.loads((Path(run_dir) / SETTINGS_FILE).read_text(encoding="utf-8"))
-        config = json.loads((checkpoint_path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        total, step = int(settings["total_steps"]), int(config["meta"]["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return step >= total > 0
-
-
-def process_rss_bytes() -> int:
-    """Resident memory of this process, on every OS psutil knows."""
-    return int(psutil.Process().memory_info().rss)
 
 
 # -------------------------------------------------------------------------------------------- session
@@ -286,9 +159,7 @@ class Session(CausalTools):
         """Open a gptviz checkpoint directory (or a run directory holding `checkpoint/`)."""
         from gptviz.engine.checkpoint import load_checkpoint
 
-        path = Path(directory)
-        if (path / "checkpoint" / "config.json").is_file() and not (path / "config.json").is_file():
-            path = path / "checkpoint"
+        path = checkpoint_in(directory)
         model, meta = load_checkpoint(path, self.device)
         name = str(meta.get("name") or path.name if path.name != "checkpoint" else path.parent.name)
         info = self._set_model(model, "checkpoint", str(path), name)
@@ -305,34 +176,7 @@ class Session(CausalTools):
         """
         if self.history_dir is None:
             return None
-        from gptviz.engine.rundir import MetricsFollower, read_settings
-
-        path = self.history_dir
-        try:
-            settings: dict[str, Any] = dict(read_settings(path))
-        except DataError:
-            settings = {}  # a checkpoint with metrics but no settings.json: curves without the run's totals
-        try:
-            batch = self.poll_run(RunFollower(path, MetricsFollower(path), settings))
-        except (OSError, ValueError):
-            return None
-        if batch is None:
-            return None
-        last = self._history_meta.get("step")
-        records, probes = batch.records, batch.probes
-        if isinstance(last, int):
-            records = tuple(r for r in records if r["step"] <= last)
-            probes = tuple(p for p in probes if p.step <= last)
-        if not records:
-            return None
-        steps = int(records[-1]["step"])
-        total = max(steps, int(settings.get("total_steps") or 0))
-        corpus = (settings.get("corpus") or {}).get("name") or self._history_meta.get("corpus") or ""
-        label = f"history of {self.model_name}: {steps:,}" + (f" of {total:,}" if total > steps else "")
-        label += " steps" + (f" on {corpus}" if corpus else "")
-        return dataclasses.replace(
-            batch, records=records, probes=probes, restart=False, total_steps=total, label=label
-        )
+        return read_history(self.history_dir, self._history_meta, self.model_name)
 
     def import_weights(self, source: str | os.PathLike, n_heads: int | None = None) -> ModelInfo:
         """GPT-2 weights from a Hugging Face folder/file, the book's .pth, or a gptviz checkpoint."""
@@ -733,11 +577,10 @@ class Session(CausalTools):
 
         The run's latest checkpoint, when there is one, becomes the session's model.
         """
-        from gptviz.engine.rundir import MetricsFollower, checkpoint_path, read_settings
+        from gptviz.engine.rundir import checkpoint_path
 
         path = Path(run_dir)
-        settings = read_settings(path)
-        follower = RunFollower(path, MetricsFollower(path), dict(settings))
+        follower = RunFollower.open(path)
         if (checkpoint_path(path) / "config.json").is_file():
             self.load_checkpoint(checkpoint_path(path))
             self.model_name = f"{path.name} (followed)"
@@ -746,75 +589,4 @@ class Session(CausalTools):
 
     def poll_run(self, follower: RunFollower) -> FollowBatch | None:
         """New metrics lines and probes since the last poll; None when nothing changed."""
-        from gptviz.engine.probe import load_probe_attention, read_probes
-        from gptviz.engine.rundir import RESTART_EVENT, probes_path
-
-        records = follower.metrics.poll()
-        restart = any(r.get("event") == RESTART_EVENT for r in records)
-        if restart:
-            follower.probes_seen = 0
-        steps = tuple(r for r in records if isinstance(r.get("step"), int) and "event" not in r)
-        index = read_probes(follower.run_dir, attention=False)
-        fresh = []
-        for record in index[follower.probes_seen :]:
-            file = probes_path(follower.run_dir) / f"probe-{record.step:06d}.npz"
-            attention = load_probe_attention(file)  # (L, H, T, T) or None; a lying header is not allocated
-            fresh.append(dataclasses.replace(record, attention=attention))
-        follower.probes_seen = len(index)
-        if not steps and not fresh and not restart:
-            return None
-        return FollowBatch(
-            run_dir=str(follower.run_dir),
-            records=steps,
-            probes=tuple(fresh),
-            restart=restart,
-            total_steps=int(follower.settings.get("total_steps") or 0),
-        )
-
-
-@dataclass(frozen=True)
-class TrainingUpdate:
-    """One training step as the Training pane needs it (StepResult and ProbeRecord are plain values)."""
-
-    result: Any  # gptviz.engine.trainer.StepResult
-    new_probes: tuple  # ProbeRecord, in step order (the step-0 probe arrives with step 1)
-    batch_tokens: int
-    corpus_name: str
-
-    @property
-    def step(self) -> int:
-        return self.result.step
-
-    @property
-    def total_steps(self) -> int:
-        return self.result.total_steps
-
-    @property
-    def done(self) -> bool:
-        return self.result.done
-
-    @property
-    def evaluated(self) -> bool:
-        return self.result.train_eval_loss is not None or self.result.val_loss is not None
-
-
-@dataclass
-class RunFollower:
-    """Where a followed run is and how far it has been read (lives in the worker thread only)."""
-
-    run_dir: Path
-    metrics: Any  # gptviz.engine.rundir.MetricsFollower
-    settings: dict
-    probes_seen: int = 0
-
-
-@dataclass(frozen=True)
-class FollowBatch:
-    """What a followed run appended since the last poll."""
-
-    run_dir: str
-    records: tuple  # metrics.jsonl dicts with a "step"
-    probes: tuple  # ProbeRecord
-    restart: bool  # the file was cut back or replaced: clear the curves first
-    total_steps: int
-    label: str = ""  # set for a loaded model's history (read once): "history of demo: 600 steps on …"
+        return follower.poll()

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 
 from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
-from gptviz.engine.session import process_rss_bytes, run_is_finished
+from gptviz.engine.memory import process_rss_bytes
+from gptviz.engine.run_follow import run_is_finished
 from gptviz.engine.trainer import RECIPES
 from gptviz.qt import reopen_offer
 from gptviz.qt import worker as w

@@ -152,7 +152,7 @@ def _pack_like_the_demo(run_dir, out):
 
 
 def test_a_run_directory_opened_as_a_checkpoint_brings_its_history(session, tmp_path):
-    from gptviz.engine.session import run_is_finished
+    from gptviz.engine.run_follow import run_is_finished
 
     run = _train_run(session, tmp_path / "run")
     assert run_is_finished(run)
@@ -186,7 +186,7 @@ def test_the_demo_layout_brings_its_history_up_to_the_checkpoints_step(session, 
 
 
 def test_a_checkpoint_without_run_files_or_a_followed_run_has_no_history(session, tmp_path):
-    from gptviz.engine.session import run_is_finished
+    from gptviz.engine.run_follow import run_is_finished
 
     session.load_checkpoint(session.save_checkpoint(tmp_path / "alone"))
     assert session.model_history() is None

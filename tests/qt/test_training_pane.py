@@ -235,7 +235,7 @@ def test_opening_a_finished_run_directory_shows_its_history_without_following(
 def _history(run_dir, train: dict | None, total_steps: int = 600):
     """A recorded run on disk (settings.json with `train`, two metrics records) and its FollowBatch."""
     from gptviz.engine.rundir import write_settings
-    from gptviz.engine.session import FollowBatch
+    from gptviz.engine.views import FollowBatch
 
     run_dir.mkdir()
     if train is not None:

@@ -351,7 +351,7 @@ class GenerationPane(QWidget):
 
     # ------------------------------------------------------------------------------------------ results
 
-    def set_generation(self, view) -> None:  # view: gptviz.engine.session.GenerationView
+    def set_generation(self, view) -> None:  # view: gptviz.engine.views.GenerationView
         self.view = view
         self._remember_raw(view)
         self._show_text(view)

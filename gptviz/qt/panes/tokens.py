@@ -73,7 +73,7 @@ class ChipView(QWidget):
         self.id_font.setPointSizeF(max(6.0, self.font().pointSizeF() * 0.8))
 
     # -- data
-    def set_tokens(self, view) -> None:  # view: gptviz.engine.session.TokensView
+    def set_tokens(self, view) -> None:  # view: gptviz.engine.views.TokensView
         self._view = view
         self._layout_chips()
         self.update()

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from gptviz import __version__ as GPTVIZ_VERSION  # noqa: N812
 from gptviz.config import PRESETS
 from gptviz.engine.memory import process_rss_bytes
+from gptviz.engine.path_kind import PathKind, classify
 from gptviz.engine.run_follow import run_is_finished
 from gptviz.engine.trainer import RECIPES
 from gptviz.qt import reopen_offer
@@ -58,7 +59,6 @@ from gptviz.qt.worker import WorkerHost
 REDRAW_INTERVAL_MS = 33  # ~30 Hz
 FOLLOW_POLL_MS = 1000
 DEFAULT_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 DEFAULT_SIZE = (1500, 950)
 COMPACT_HEIGHT = 860  # below this window height, the default layout tabs Tokens behind Generation  # the first window, when the screen's available geometry has room for it
 
@@ -633,39 +633,22 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------ files
 
     def open_path(self, path: Path) -> None:
-        """Open whatever the user dropped or named: a checkpoint dir, a run dir, weights, or a corpus."""
+        """Open whatever the user dropped or named; what it is comes from gptviz.engine.path_kind."""
         path = Path(path)
-        if path.is_dir():
-            if (
-                (path / "config.json").is_file()
-                and not (path / "model.safetensors").is_file()
-                and any(path.glob("*.bin"))
-            ):
-                self.import_weights(path)
-            elif (path / "settings.json").is_file() and (path / "metrics.jsonl").exists():
-                # A finished run will not change: open its model with its history, read once.
-                (self.open_checkpoint if run_is_finished(path) else self.follow)(path)
-            elif (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-                self._open_checkpoint_or_import(path)
-            elif (path / "checkpoint" / "config.json").is_file():
-                self.open_checkpoint(path)
-            elif (path / "ckpt.pt").is_file():  # a nanoGPT train.py out_dir
-                self.import_weights(path)
-            else:
-                self._on_error("open", f"{path} is neither a checkpoint, a run directory nor GPT-2 weights")
-        elif path.suffix.lower() in WEIGHT_SUFFIXES:
+        kind = classify(path)
+        if kind is PathKind.RUN_DIR:
+            # A finished run will not change: open its model with its history, read once.
+            (self.open_checkpoint if run_is_finished(path) else self.follow)(path)
+        elif kind is PathKind.CHECKPOINT:
+            self.open_checkpoint(path)
+        elif kind.is_model:  # a Hugging Face folder or file, the book's .pth, nanoGPT's ckpt.pt
             self.import_weights(path)
-        else:
+        elif kind is PathKind.CORPUS:
             self.open_corpus(path)
-
-    def _open_checkpoint_or_import(self, path: Path) -> None:
-        try:
-            import json
-
-            is_own = json.loads((path / "config.json").read_text()).get("format") == "gptviz-checkpoint"
-        except (OSError, ValueError, AttributeError):
-            is_own = False
-        (self.open_checkpoint if is_own else self.import_weights)(path)
+        elif kind is PathKind.MISSING:
+            self._on_error("open", f"{path} not found")
+        else:
+            self._on_error("open", f"{path} is neither a checkpoint, a run directory nor GPT-2 weights")
 
     def open_corpus(self, path: str | os.PathLike) -> None:
         self.host.submit("load_corpus", path=str(path))

@@ -8,66 +8,48 @@ folder instead of stepping into it (any other folder is stepped into, as usual).
 
 `model_target` says what to open for a chosen path: a file that belongs to a model folder (its config.json,
 model.safetensors or pytorch_model.bin) stands for the folder; anything else is itself. `how_to_open` says
-how: gptviz's own checkpoints and run directories load as checkpoints (a run directory with its history,
-finished or not: following a live run is File › Follow run directory), everything else is imported.
+how, from gptviz.engine.path_kind.classify (the one place that says what a path is): gptviz's own
+checkpoints and run directories load as checkpoints (a run directory with its history, finished or not:
+following a live run is File › Follow run directory), everything else is imported.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QFileInfo
 from PySide6.QtWidgets import QDialog, QFileDialog, QFileIconProvider, QWidget
 
+from gptviz.engine.path_kind import CONFIG_FILE, WEIGHTS_FILE, classify
+
 NAME_FILTERS = (
     "Models (*.safetensors *.pth *.pt *.bin config.json)",
     "All files (*)",
 )
-FOLDER_FILES = ("config.json", "model.safetensors", "pytorch_model.bin")  # they stand for their folder
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, "pytorch_model.bin")  # they stand for their folder
 
 
 def is_model_folder(path: Path) -> bool:
     """A folder gptviz opens as a model: a checkpoint or Hugging Face folder, a run directory, an out_dir."""
-    return path.is_dir() and (
-        (path / "config.json").is_file()
-        or (path / "checkpoint" / "config.json").is_file()
-        or (path / "ckpt.pt").is_file()
-        or ((path / "settings.json").is_file() and (path / "metrics.jsonl").exists())
-    )
+    return path.is_dir() and classify(path).is_model
 
 
 def model_target(path: str | Path) -> Path:
     """What to open when `path` is chosen: the folder for a file that is part of a model folder (a
     checkpoint's model.safetensors needs its config.json), otherwise `path` itself."""
     path = Path(path)
-    if path.is_file() and path.name in FOLDER_FILES and (path.parent / "config.json").is_file():
+    if path.is_file() and path.name in FOLDER_FILES and (path.parent / CONFIG_FILE).is_file():
         return path.parent
     return path
-
-
-def _is_gptviz_checkpoint(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("format") == (
-            "gptviz-checkpoint"
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def how_to_open(path: str | Path) -> str | None:
     """ "checkpoint" (gptviz's own, or a run directory around one), "import" (a Hugging Face folder or
     file, the book's .pth, nanoGPT's ckpt.pt or its out_dir), or None when `path` is no model."""
-    path = Path(path)
-    if path.is_dir():
-        run_dir = (path / "settings.json").is_file() and (path / "metrics.jsonl").exists()
-        if _is_gptviz_checkpoint(path) or (path / "checkpoint" / "config.json").is_file() or run_dir:
-            return "checkpoint"
-        return "import" if is_model_folder(path) else None
-    if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
-        return "import"
-    return None
+    kind = classify(path)
+    if kind.is_own:
+        return "checkpoint"
+    return "import" if kind.is_model else None
 
 
 class NameOnlyIcons(QFileIconProvider):

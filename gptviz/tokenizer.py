@@ -92,6 +92,14 @@ class Tokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         return self.encoding.decode_single_token_bytes(token_id)
 
+    def piece_or_id(self, token_id: int) -> str:
+        """`piece`, or "<id>" for an id this tokenizer does not have: a model whose vocabulary is padded past
+        GPT-2's (nanoGPT's 50,304) has rows no text maps to, and they still show up among its top tokens."""
+        try:
+            return self.piece(int(token_id))
+        except (KeyError, IndexError, ValueError):
+            return f"<{int(token_id)}>"
+
     def piece(self, token_id: int) -> str:
         """How one token looks on its own (a display string; partial UTF-8 shown as escaped bytes)."""
         data = self.token_bytes(token_id)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gptviz.errors import ConfigError
+from gptviz.tokenizer import Tokenizer
 
 MAX_K = 200  # neighbours one question may ask for: a table, not the vocabulary
 
@@ -47,13 +48,6 @@ class EmbeddingMap:
     in_text: np.ndarray  # (n,) bool
     of: np.ndarray  # (n,) int64
     explained: np.ndarray  # (2,) float32
-
-
-def _piece(tokenizer: object, token_id: int) -> str:
-    try:
-        return str(tokenizer.piece(int(token_id)))  # type: ignore[attr-defined]
-    except (KeyError, IndexError):  # a model vocabulary padded beyond the tokenizer's
-        return f"<{int(token_id)}>"
 
 
 def _check_k(k: int) -> int:
@@ -91,14 +85,16 @@ def cosine_neighbours_of(
     return ids.cpu(), top.cpu()
 
 
-def nearest_neighbours(model: torch.nn.Module, tokenizer: object, token_id: int, k: int = 10) -> Neighbours:
+def nearest_neighbours(
+    model: torch.nn.Module, tokenizer: Tokenizer, token_id: int, k: int = 10
+) -> Neighbours:
     """Token `token_id`'s k nearest neighbours in the model's token-embedding matrix (cosine)."""
     ids, sims = cosine_neighbours(model.tok_emb.weight, token_id, k)
     return Neighbours(
         token_id=int(token_id),
-        piece=_piece(tokenizer, token_id),
+        piece=tokenizer.piece_or_id(token_id),
         ids=ids.numpy().astype(np.int64),
-        pieces=tuple(_piece(tokenizer, i) for i in ids.tolist()),
+        pieces=tuple(tokenizer.piece_or_id(i) for i in ids.tolist()),
         cosine=sims.numpy().astype(np.float32),
     )
 
@@ -128,7 +124,7 @@ def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def embedding_map(
-    model: torch.nn.Module, tokenizer: object, ids: Sequence[int], k: int = 5, max_tokens: int = 40
+    model: torch.nn.Module, tokenizer: Tokenizer, ids: Sequence[int], k: int = 5, max_tokens: int = 40
 ) -> EmbeddingMap:
     """The text's distinct tokens (the first `max_tokens`: a map of hundreds of labels is unreadable) and
     each one's k nearest neighbours, on the 2-D PCA of their embedding rows."""
@@ -157,7 +153,7 @@ def embedding_map(
     coords, explained = pca_2d(rows)
     return EmbeddingMap(
         ids=np.array(points, dtype=np.int64),
-        pieces=tuple(_piece(tokenizer, i) for i in points),
+        pieces=tuple(tokenizer.piece_or_id(i) for i in points),
         coords=coords,
         in_text=np.array([o < 0 for o in of], dtype=bool),
         of=np.array(of, dtype=np.int64),

@@ -310,10 +310,7 @@ class Generator:
     def _piece(self, token_id: int) -> str:
         piece = self._piece_memo.get(token_id)
         if piece is None:
-            try:
-                piece = self.tokenizer.piece(token_id)
-            except KeyError:  # a model vocabulary larger than the tokenizer's
-                piece = f"<{token_id}>"
+            piece = self.tokenizer.piece_or_id(token_id)  # "<id>" past the tokenizer's vocabulary
             self._piece_memo[token_id] = piece
         return piece
 

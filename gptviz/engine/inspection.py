@@ -24,6 +24,7 @@ import torch
 
 from gptviz.errors import ConfigError
 from gptviz.model.hooks import capture
+from gptviz.tokenizer import Tokenizer
 
 THUMBNAIL_SIZE = 64  # the overview shows each head at most this many cells a side
 _NAN_CODE = 0x3FFF  # float16 bits of 1.999..., never a softmax weight: stands for NaN in the packed form
@@ -326,13 +327,6 @@ def _pack_layer(weights: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return packed, thumbs.half().numpy(), thumbs_skip.half().numpy()
 
 
-def safe_piece(tokenizer: object, token_id: int) -> str:
-    try:
-        return tokenizer.piece(token_id)  # type: ignore[attr-defined]
-    except (KeyError, ValueError):
-        return f"<{token_id}>"  # an id the tokenizer does not know (a padded vocabulary)
-
-
 def top_tokens(logits: torch.Tensor, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """(..., V) logits -> the k most probable ids (..., k) int64 and their probabilities (..., k) float32."""
     k = min(top_k, logits.shape[-1])
@@ -371,7 +365,7 @@ def _mean_var(x: torch.Tensor) -> torch.Tensor:
 
 def inspect_tokens(
     model: torch.nn.Module,
-    tokenizer: object,
+    tokenizer: Tokenizer,
     ids: Sequence[int],
     *,
     mlp_layer: int = 0,
@@ -447,7 +441,7 @@ def stream_stats(
 
 def _build_snapshot(
     model: torch.nn.Module,
-    tokenizer: object,
+    tokenizer: Tokenizer,
     ids: list[int],
     taps: dict[str, torch.Tensor],
     mlp_layer: int,
@@ -473,7 +467,7 @@ def _build_snapshot(
     next_ids, next_probs = top_tokens(logits[-1], top_k)  # (k,) each
     return InspectionSnapshot(
         token_ids=np.asarray(ids, dtype=np.int64),
-        pieces=tuple(safe_piece(tokenizer, i) for i in ids),
+        pieces=tuple(tokenizer.piece_or_id(i) for i in ids),
         attention=AttentionMaps(L, H, T, packed, thumbs, thumbs_skip),
         residual_norms=residual_norms.cpu().numpy().astype(np.float32),
         mlp_layer=mlp_layer,
@@ -482,10 +476,10 @@ def _build_snapshot(
         lens_position=position,
         lens_ids=lens_ids,
         lens_probs=lens_probs,
-        lens_pieces=tuple(tuple(safe_piece(tokenizer, int(i)) for i in row) for row in lens_ids),
+        lens_pieces=tuple(tuple(tokenizer.piece_or_id(int(i)) for i in row) for row in lens_ids),
         next_ids=next_ids,
         next_probs=next_probs,
-        next_pieces=tuple(safe_piece(tokenizer, int(i)) for i in next_ids),
+        next_pieces=tuple(tokenizer.piece_or_id(int(i)) for i in next_ids),
         cropped=cropped,
     )
 

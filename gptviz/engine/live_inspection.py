@@ -36,7 +36,6 @@ from gptviz.engine.inspection import (
     append_packed,
     block_max,
     packed_attention_nbytes,
-    safe_piece,
     skip_first_rows,
     stream_stats,
     thumbnail_block,
@@ -45,6 +44,7 @@ from gptviz.engine.inspection import (
     unpack_range,
 )
 from gptviz.model.gpt import causal_bias
+from gptviz.tokenizer import Tokenizer
 
 _LINEAGES = itertools.count()  # unique across instances: a new model's rows are never mistaken for old ones
 
@@ -73,7 +73,7 @@ class LiveInspection:
     def __init__(
         self,
         model: torch.nn.Module,
-        tokenizer: object,
+        tokenizer: Tokenizer,
         *,
         mlp_layer: int = 0,
         lens_position: int = -1,
@@ -217,7 +217,7 @@ class LiveInspection:
         self._nbytes = packed_attention_nbytes(total)
         self._ids[first:total] = new_ids
         self.ids.extend(new_ids)
-        self.pieces.extend(safe_piece(self.tokenizer, i) for i in new_ids)
+        self.pieces.extend(self.tokenizer.piece_or_id(i) for i in new_ids)
         self.n = total
 
     def _stream_rows(self, taps: dict[str, torch.Tensor], row: int, count: int) -> torch.Tensor:
@@ -365,10 +365,10 @@ class LiveInspection:
             lens_position=position,
             lens_ids=lens_ids,
             lens_probs=lens_probs,
-            lens_pieces=tuple(tuple(safe_piece(self.tokenizer, int(i)) for i in row) for row in lens_ids),
+            lens_pieces=tuple(tuple(self.tokenizer.piece_or_id(int(i)) for i in row) for row in lens_ids),
             next_ids=next_ids,
             next_probs=next_probs,
-            next_pieces=tuple(safe_piece(self.tokenizer, int(i)) for i in next_ids),
+            next_pieces=tuple(self.tokenizer.piece_or_id(int(i)) for i in next_ids),
             cropped=self.start,
             lineage=self.lineage,
         )

@@ -38,6 +38,7 @@ from gptviz.engine.memory import process_rss_bytes
 from gptviz.engine.path_kind import PathKind, classify
 from gptviz.engine.run_follow import run_is_finished
 from gptviz.engine.trainer import RECIPES
+from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.qt import reopen_offer
 from gptviz.qt import worker as w
 from gptviz.qt.causal_views import CausalViews
@@ -491,7 +492,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_ready(self) -> None:
         self.host.submit("set_sampling", settings=self.generation_pane.sampling())
-        self.set_prompt(self.generation_pane.prompt.text() or "Every effort moves you")
+        self.set_prompt(self.generation_pane.prompt.text() or DEFAULT_PROMPT)
         for _ in range(self._startup_tokens):
             self.host.submit("gen_step")
         self._startup_tokens = 0
@@ -934,7 +935,7 @@ class MainWindow(QMainWindow):
         self.tokens_pane.set_text(str(s.value("tokens/text", DEFAULT_TEXT)))
         self.tokens_pane.max_length.setValue(s.value("tokens/max_length", 4, int))
         self.tokens_pane.stride.setValue(s.value("tokens/stride", 1, int))
-        self.generation_pane.prompt.setText(str(s.value("generation/prompt", "Every effort moves you")))
+        self.generation_pane.prompt.setText(str(s.value("generation/prompt", DEFAULT_PROMPT)))
         from gptviz.engine.sampling_settings import SamplingSettings
         from gptviz.errors import ConfigError
 

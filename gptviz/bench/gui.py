@@ -231,6 +231,7 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
 
     from gptviz.engine.session import Session
     from gptviz.model.gpt import GPTModel
+    from gptviz.qt import commands as cmd
     from gptviz.qt.main_window import MainWindow
 
     def factory() -> Session:
@@ -260,7 +261,7 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
             settings = settings.replace(batch_size=sizes.train_batch)
         if sizes.train_context is not None:
             settings = settings.replace(context=sizes.train_context)
-        window.host.submit("train_start", settings=settings)
+        window.host.submit(cmd.TrainStart(settings))
         if not wait_until(lambda: bool(updates), 300):
             raise RuntimeError("training did not produce a step within 300 s")
         before = len(updates)
@@ -268,7 +269,7 @@ def _training_lag(sizes: GuiSizes) -> dict[str, Any]:
         steps = len(updates) - before
         tokens_per_s = updates[-1].result.tokens_per_s
         model = window.model_info.name if window.model_info else "?"
-        window.host.submit("train_stop")
+        window.host.submit(cmd.TrainStop())
     finally:
         window.close()
         window.deleteLater()

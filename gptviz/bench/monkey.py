@@ -255,14 +255,16 @@ class Monkey:
                 self.report.dialogs_closed += 1
 
     def keep_running(self) -> None:
+        from gptviz.qt import commands as cmd
+
         worker = getattr(self.window.host, "worker", None)
         if worker is None or getattr(worker, "session", None) is None:
             return
         if getattr(worker, "training", "") not in ("running", "paused"):
-            self.window.host.submit("train_start", settings=self.train_settings)
+            self.window.host.submit(cmd.TrainStart(self.train_settings))
             self.report.restarts += 1
         if not getattr(worker, "playing", True):
-            self.window.host.submit("play")
+            self.window.host.submit(cmd.Play())
             self.report.restarts += 1
 
     # ---- input

@@ -236,6 +236,7 @@ def _run(
     from gptviz.engine.session import Session
     from gptviz.engine.trainer import TrainSettings
     from gptviz.model.gpt import GPTModel
+    from gptviz.qt import commands as cmd
     from gptviz.qt.app import create_application
     from gptviz.qt.main_window import MainWindow
     from gptviz.qt.panes import training as training_module
@@ -279,7 +280,7 @@ def _run(
         warmup_steps=20,
         device="cpu",
     )
-    window.host.submit("train_start", settings=settings)
+    window.host.submit(cmd.TrainStart(settings))
 
     texts = ("Every effort moves you", "The for statement", "A class definition", "Hello, do you like tea?")
     pokes = [0]
@@ -289,9 +290,9 @@ def _run(
         pokes[0] += 1
         view = window.generation_pane.view
         if view is not None and (view.stopped or len(view.new_ids) >= 16):
-            window.host.submit("reset")
+            window.host.submit(cmd.Reset())
         else:
-            window.host.submit("gen_step")
+            window.host.submit(cmd.GenStep())
         window.tokens_pane.set_text(f"{texts[pokes[0] % len(texts)]} #{pokes[0]}")
 
     start = time.perf_counter()
@@ -343,7 +344,7 @@ def _run(
     loop.exec()
     poke_timer.stop()
     sample_timer.stop()
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     window.close()
     result.wall_s = time.perf_counter() - start
     result.worker_stopped = not window.host.is_running()

@@ -113,6 +113,7 @@ def _run(sizes: StepSizes) -> BenchResult:
     from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.session import Session
     from gptviz.model.gpt import GPTModel
+    from gptviz.qt import commands as cmd
     from gptviz.qt.main_window import MainWindow
     from gptviz.tokenizer import default_tokenizer
 
@@ -146,7 +147,7 @@ def _run(sizes: StepSizes) -> BenchResult:
     try:
         if not wait_until(lambda: bool(ready), 300):
             raise RuntimeError("the app's worker did not become ready within 300 s")
-        window.host.submit("set_sampling", settings=greedy)
+        window.host.submit(cmd.SetSampling(greedy))
         window.set_prompt(prompt)
         first_ready = time.perf_counter()
         if not wait_until(lambda: panes_hold(prompt_tokens), 600):
@@ -160,7 +161,7 @@ def _run(sizes: StepSizes) -> BenchResult:
         n = prompt_tokens
         for _ in range(sizes.steps + 1):  # the first pair is a warm-up
             t0 = time.perf_counter()
-            window.host.submit("gen_step")
+            window.host.submit(cmd.GenStep())
             if not wait_until(lambda n=n + 1: panes_hold(n), 120):
                 raise RuntimeError("a step did not reach every pane within 120 s")
             ours_ms.append((time.perf_counter() - t0) * 1000)
@@ -254,6 +255,7 @@ def _play(window, model, tokenizer, greedy, tokens: int, panes_hold, wait_until)
     """Play `tokens` tokens from "<|endoftext|>" with every pane live, then the generator alone over the same
     tokens; the rate of each, and Play's rate in its first and last tenth (does it slow as the context grows?)."""
     from gptviz.engine.generator import Generator
+    from gptviz.qt import commands as cmd
 
     counts: list[tuple[float, int]] = []
     window.host.resultReady.connect(
@@ -266,11 +268,11 @@ def _play(window, model, tokenizer, greedy, tokens: int, panes_hold, wait_until)
         raise RuntimeError("the panes did not show the one-token prompt")
     counts.clear()
     t0 = time.perf_counter()
-    window.host.submit("play", interval_ms=0, limit=tokens)
+    window.host.submit(cmd.Play(interval_ms=0, limit=tokens))
     if not wait_until(lambda: bool(counts) and counts[-1][1] >= tokens, 3600):
         raise RuntimeError("Play did not finish")
     play_seconds = time.perf_counter() - t0
-    window.host.submit("pause_play")
+    window.host.submit(cmd.PausePlay())
     alone = Generator(model, tokenizer, [tokenizer.eot_id], greedy)
     t0 = time.perf_counter()
     alone.generate(tokens)

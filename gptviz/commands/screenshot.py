@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gptviz.engine.session import Session
     from gptviz.engine.trainer import TrainSettings
-    from gptviz.qt import worker as w
+    from gptviz.qt import commands as cmd
     from gptviz.qt.app import create_application
     from gptviz.qt.main_window import MainWindow
     from gptviz.qt.settings import ENV_SETTINGS_DIR, AppSettings
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     ready: list[bool] = []
     window.host.ready.connect(lambda: ready.append(True))  # after the window's own start-up requests
     runs_written: list[str] = []
-    window.host.resultReady.connect(lambda ch, p: runs_written.append(str(p)) if ch == w.RUN_DIR else None)
+    window.host.resultReady.connect(lambda ch, p: runs_written.append(str(p)) if ch == cmd.RUN_DIR else None)
     window.show()
     # After show: the first show fits the window to the (offscreen, 800-pixel) screen.
     size = getattr(args, "size", None)
@@ -132,17 +132,17 @@ def run(args: argparse.Namespace) -> int:
             device=args.device if args.device != "auto" else "auto",
         )
         window.training_pane.apply_settings(settings)
-        window.host.submit("train_start", settings=settings)
+        window.host.submit(cmd.TrainStart(settings))
         wait_until(lambda: window.training_pane.state == "running", "training to start")
         wait_until(lambda: window.training_pane.state == "idle", "training to finish")
         for run_dir in runs_written:
             print(f"gptviz screenshot: the training run is kept in {run_dir}", file=sys.stderr)
 
     # Then generation, one step at a time, as a user pressing Step would.
-    window.host.submit("set_prompt", prompt=args.prompt)
+    window.host.submit(cmd.SetPrompt(args.prompt))
     wait_until(lambda: len(window.generation_pane.view.new_ids) == 0, "the prompt")
     for n in range(1, args.tokens + 1):
-        window.host.submit("gen_step")
+        window.host.submit(cmd.GenStep())
         wait_until(
             lambda n=n: (
                 window.generation_pane.view is not None
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             ),
             "a generation step",
         )
-    window.host.submit("inspect", w.INSPECTION, lens_position=-1)
+    window.host.submit(cmd.Inspect(lens_position=-1))
     wanted = len(window.generation_pane.view.ids)
     attention = window.attention_pane
     wait_until(

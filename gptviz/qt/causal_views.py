@@ -16,6 +16,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QMenu, QPushButton
 
 from gptviz.engine.ablation_spec import Ablation
+from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 from gptviz.qt.ablations_view import AblationsView
 from gptviz.qt.attention_steps_view import AttentionStepsView
@@ -139,7 +140,7 @@ class CausalViews(QObject):
         self._menu = menu
 
     def request_ablations(self, wanted: tuple) -> None:
-        self.window.host.submit("set_ablations", ablations=tuple(wanted))
+        self.window.host.submit(cmd.SetAblations(tuple(wanted)))
 
     # ------------------------------------------------------------------ opening
 
@@ -162,7 +163,7 @@ class CausalViews(QObject):
         if playing or view is None or not view.isVisible() or view.request is None:
             return
         layer, head, query = view.request
-        self.window.host.submit("attention_steps", w.ATTENTION_STEPS, layer=layer, head=head, query=query)
+        self.window.host.submit(cmd.AttentionSteps(layer, head, query))
 
     def show_patching(self) -> PatchingView:
         """Model › Activation patching…: two prompts, an answer, a wrong token; the worker fills two maps."""
@@ -170,12 +171,7 @@ class CausalViews(QObject):
             view = self.patching_view = PatchingView(self.window)
             view.runRequested.connect(
                 lambda clean, corrupt, answer, wrong: self.window.host.submit(
-                    "patch",
-                    clean=clean,
-                    corrupt=corrupt,
-                    answer=answer,
-                    wrong=wrong,
-                    cancel=view.cancel_event,
+                    cmd.Patch(clean, corrupt, answer, wrong, cancel=view.cancel_event)
                 )
             )
         self.patching_view.show()
@@ -204,9 +200,7 @@ class CausalViews(QObject):
         if self.embeddings_view is None:
             view = self.embeddings_view = EmbeddingsView(self.window)
             view.tokenRequested.connect(
-                lambda t, k: self.window.host.submit(
-                    "embeddings", w.EMBEDDINGS, token=t, k=k, ids=self.embeddings_view.ids_for_map
-                )
+                lambda t, k: self.window.host.submit(cmd.Embeddings(t, k, self.embeddings_view.ids_for_map))
             )
         view = self.embeddings_view
         view.ids_for_map = tuple(int(i) for i in ids) if ids is not None else None
@@ -220,7 +214,7 @@ class CausalViews(QObject):
 
     def show_why(self, token_id: int, against_id: int = -1) -> None:
         """Generation pane › right-click a candidate › Why…: its logit split into the model's parts."""
-        self.window.host.submit("why", w.WHY, token_id=int(token_id), against_id=int(against_id))
+        self.window.host.submit(cmd.Why(int(token_id), int(against_id)))
 
     # ------------------------------------------------------------------ the worker's answers
 
@@ -253,7 +247,7 @@ class CausalViews(QObject):
                 view = self.why_view = WhyView(self.window)
                 view.integratedRequested.connect(
                     lambda token: self.window.host.submit(
-                        "integrated_gradients", w.INPUTS, token_id=token, cancel=view.cancel_event
+                        cmd.IntegratedGradients(token, cancel=view.cancel_event)
                     )
                 )
             self.why_view.set_result(*payload)

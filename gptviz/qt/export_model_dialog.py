@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.qt import worker as w
+from gptviz.qt.commands import ExportModel
 
 _HINTS = {
     "hf": "A new or empty folder. transformers.GPT2LMHeadModel.from_pretrained(folder) loads it.",
@@ -113,7 +114,7 @@ def _safe_stem(name: str) -> str:
 
 def request_export(window: Any, fmt: str, path: str) -> int:
     """Queue the export in the model worker; its answer comes back on the `exported` channel."""
-    return window.host.submit("export_model", fmt=fmt, path=path)
+    return window.host.submit(ExportModel(fmt, path))
 
 
 def open_export_dialog(window: Any) -> None:

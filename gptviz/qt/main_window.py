@@ -7,6 +7,7 @@ run or Play never queues one redraw per step. Nothing here runs the model.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import os
 import time
@@ -39,8 +40,10 @@ from gptviz.engine.path_kind import PathKind, classify
 from gptviz.engine.run_follow import run_is_finished
 from gptviz.engine.trainer import RECIPES
 from gptviz.engine.views import DEFAULT_PROMPT
+from gptviz.qt import commands as cmd
 from gptviz.qt import reopen_offer
 from gptviz.qt import worker as w
+from gptviz.qt.app_state import TrainState
 from gptviz.qt.causal_views import CausalViews
 from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
@@ -141,6 +144,7 @@ class MainWindow(QMainWindow):
         self.last_error = ""
         self.errors: list[str] = []
         self._pending: dict[str, Any] = {}
+        self.inspection = cmd.Inspect()  # the Activations pane's MLP layer and lens position, sent whole
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
         self.causal = CausalViews(self)  # attention steps, Why this token?, activation patching
         self.gc = GuiThreadGarbageCollector(self)  # Qt objects are never destroyed in the worker thread
@@ -153,7 +157,8 @@ class MainWindow(QMainWindow):
         self.host = WorkerHost(session_factory, self)
         self.host.resultReady.connect(self._on_result)
         self.host.errorRaised.connect(self._on_error)
-        self.host.activityChanged.connect(self._on_activity)
+        self.state = self.host.state  # what is loaded and what runs: the status bar and buttons follow it
+        self.state.changed.connect(self._on_state_changed)
         self.host.progressChanged.connect(self._on_progress)
         self.host.ready.connect(self._on_ready)
 
@@ -361,22 +366,22 @@ class MainWindow(QMainWindow):
             action(
                 model_menu,
                 f"New untrained {name}",
-                lambda _=False, n=name: self.host.submit("new_model", preset=n),
+                lambda _=False, n=name: self.host.submit(cmd.NewModel(n)),
             )
         model_menu.addSeparator()
         self.train_action = action(
             model_menu, "Start / resume training", self.training_pane._on_start, "Ctrl+T"
         )
-        action(model_menu, "Pause training", lambda: self.host.submit("train_pause"), "Ctrl+Shift+T")
+        action(model_menu, "Pause training", lambda: self.host.submit(cmd.TrainPause()), "Ctrl+Shift+T")
         self.stop_train_action = action(
-            model_menu, "Stop training", lambda: self.host.submit("train_stop"), "Ctrl+Shift+X"
+            model_menu, "Stop training", lambda: self.host.submit(cmd.TrainStop()), "Ctrl+Shift+X"
         )
         recipes = model_menu.addMenu("Train a &recipe")
         for recipe in RECIPES.values():
             act = action(
                 recipes,
                 recipe.title,
-                lambda _=False, n=recipe.name: self.host.submit("train_recipe", recipe_name=n),
+                lambda _=False, n=recipe.name: self.host.submit(cmd.TrainRecipe(n)),
             )
             act.setStatusTip(recipe.description)
         model_menu.addSeparator()
@@ -385,7 +390,7 @@ class MainWindow(QMainWindow):
         action(
             model_menu,
             "Switch all parts back on",
-            lambda: self.host.submit("set_ablations", ablations=()),
+            lambda: self.host.submit(cmd.SetAblations(())),
         )
 
         help_menu = bar.addMenu("&Help")
@@ -414,20 +419,20 @@ class MainWindow(QMainWindow):
         tp.textChanged.connect(self.request_tokens)
         tp.windowsRequested.connect(self.request_windows)
         gp.promptSubmitted.connect(self.set_prompt)
-        gp.stepRequested.connect(lambda: self.host.submit("gen_step"))
+        gp.stepRequested.connect(lambda: self.host.submit(cmd.GenStep()))
         self.attention_pane.ablationsRequested.connect(
-            lambda wanted: self.host.submit("set_ablations", ablations=tuple(wanted))
+            lambda wanted: self.host.submit(cmd.SetAblations(tuple(wanted)))
         )
         self.attention_pane.queryClicked.connect(self.show_attention_steps)
         gp.whyRequested.connect(self.show_why)
-        gp.undoRequested.connect(lambda: self.host.submit("undo"))
-        gp.resetRequested.connect(lambda: self.host.submit("reset"))
-        gp.forceRequested.connect(lambda token_id: self.host.submit("force", token_id=token_id))
+        gp.undoRequested.connect(lambda: self.host.submit(cmd.Undo()))
+        gp.resetRequested.connect(lambda: self.host.submit(cmd.Reset()))
+        gp.forceRequested.connect(lambda token_id: self.host.submit(cmd.Force(token_id)))
         gp.playToggled.connect(self._on_play_toggled)
         gp.samplingChanged.connect(self._on_sampling_changed)
         tr.startRequested.connect(self._on_train_start)
-        tr.pauseRequested.connect(lambda: self.host.submit("train_pause"))
-        tr.stopRequested.connect(lambda: self.host.submit("train_stop"))
+        tr.pauseRequested.connect(lambda: self.host.submit(cmd.TrainPause()))
+        tr.stopRequested.connect(lambda: self.host.submit(cmd.TrainStop()))
         tr.saveRequested.connect(self.save_checkpoint_dialog)
         tr.openCorpusRequested.connect(self.open_corpus_dialog)
         tr.followRequested.connect(self.follow_dialog)
@@ -444,30 +449,31 @@ class MainWindow(QMainWindow):
 
     def request_tokens(self, text: str | None = None) -> int:
         text = self.tokens_pane.text() if text is None else text
-        return self.host.submit("tokenize", w.TOKENS, text=text)
+        return self.host.submit(cmd.Tokenize(text))
 
     def request_windows(self, max_length: int, stride: int, first: int, count: int) -> int:
-        return self.host.submit(
-            "windows", w.WINDOWS, max_length=max_length, stride=stride, first=first, count=count
-        )
+        return self.host.submit(cmd.Windows(max_length, stride, first, count))
 
     def request_inspect(self, **args: int) -> int:
-        return self.host.submit("inspect", w.INSPECTION, **args)
+        """The Activations pane's MLP layer or lens position changed: the window keeps its choices (the
+        worker inspects again with the last Inspect it received after every step)."""
+        self.inspection = dataclasses.replace(self.inspection, **args)
+        return self.host.submit(self.inspection)
 
     def set_prompt(self, prompt: str) -> None:
         self.generation_pane.prompt.setText(prompt)
-        self.host.submit("set_prompt", prompt=prompt)
+        self.host.submit(cmd.SetPrompt(prompt))
 
     def _on_sampling_changed(self, settings) -> None:
-        self.host.submit("set_sampling", settings=settings)
+        self.host.submit(cmd.SetSampling(settings))
 
     def _on_play_toggled(self, playing: bool) -> None:
-        self.host.submit("play" if playing else "pause_play")
+        self.host.submit(cmd.Play() if playing else cmd.PausePlay())
 
     def _on_train_start(self, settings, preset: str) -> None:
         if self._follow_dir:
             self.stop_following()
-        self.host.submit("train_start", settings=settings, preset=preset or None)
+        self.host.submit(cmd.TrainStart(settings, preset or None))
 
     def focus_pane(self, key: str) -> None:
         dock = self.docks[key]
@@ -491,10 +497,10 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_ready(self) -> None:
-        self.host.submit("set_sampling", settings=self.generation_pane.sampling())
+        self.host.submit(cmd.SetSampling(self.generation_pane.sampling()))
         self.set_prompt(self.generation_pane.prompt.text() or DEFAULT_PROMPT)
         for _ in range(self._startup_tokens):
-            self.host.submit("gen_step")
+            self.host.submit(cmd.GenStep())
         self._startup_tokens = 0
         self.request_tokens()
         self.tokens_pane.request_windows()
@@ -514,24 +520,8 @@ class MainWindow(QMainWindow):
             self.training_pane.set_phase(str(payload))
         elif channel == w.RUN_DIR:
             self.training_pane.set_run_dir(str(payload))  # the book's printed curve behind a book-ch5 run
-        elif channel == w.TRAIN_STATE:
-            was = self.training_pane.state
-            self.training_pane.set_state(str(payload))
-            self._busy_training = payload == "running"
-            if payload in ("idle", "finished"):
-                self.progress.hide()  # Stop sends no last progress: the bar would stay
-                latest = self.training_pane.latest
-                if was in ("running", "paused") and latest and latest.get("step"):
-                    corpus = self.training_pane.corpus_label.text().split(":")[0]
-                    self._trained_note = f"trained {latest['step']:,} steps on {corpus}"
-                    if self.model_info is not None:
-                        self._set_model_info(self.model_info)
-            self._on_activity("" if payload != "paused" else "training paused")
-        elif channel == w.PLAY_STATE:
-            self.generation_pane.set_playing(bool(payload))
-            self._busy_playing = bool(payload)
-            if not payload:
-                self.causal.refresh_attention_steps(playing=False)
+        elif channel in (w.TRAIN_STATE, w.PLAY_STATE):
+            pass  # kept by the application state (self.state), which the window observes
         elif channel == w.SAVED:
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
@@ -549,7 +539,7 @@ class MainWindow(QMainWindow):
             self._pending[channel] = payload
             if channel == w.INSPECTION:
                 self.redraw()  # a lone Step shows at once, not at the timer's next tick
-                self.causal.refresh_attention_steps(playing=getattr(self, "_busy_playing", False))
+                self.causal.refresh_attention_steps(playing=self.state.playing)
 
     def redraw(self) -> None:
         """Draw the newest snapshot of each kind (the redraw timer, ~30 Hz, or a step's inspection).
@@ -558,8 +548,7 @@ class MainWindow(QMainWindow):
         the timer's interval): the panes then take at most a third of the GUI thread, and the worker, which
         shares the two cores and the Python interpreter lock, keeps generating near its own speed."""
         started = time.monotonic()
-        busy = getattr(self, "_busy_playing", False) or getattr(self, "_busy_training", False)
-        if busy and started - self._last_redraw < self._redraw_gap:
+        if self.state.busy and started - self._last_redraw < self._redraw_gap:
             return
         self._last_redraw = started
         self._redraw_now()
@@ -616,11 +605,27 @@ class MainWindow(QMainWindow):
         if command in ("follow", "poll_follow"):
             self._set_following(None)
 
-    @Slot(str)
-    def _on_activity(self, text: str) -> None:
-        if not text and self.training_pane.state == "paused":
-            text = "training paused"  # not "idle": Resume goes on from here
-        self.activity_label.setText(text or "idle")
+    @Slot(object)
+    def _on_state_changed(self, what: frozenset[str]) -> None:
+        """The application state changed: the status bar, Play and the Training pane's buttons follow."""
+        state = self.state
+        if "training" in what:
+            was = self.training_pane.state
+            self.training_pane.set_state(str(state.training))
+            if state.training in (TrainState.IDLE, TrainState.FINISHED):
+                self.progress.hide()  # Stop sends no last progress: the bar would stay
+                latest = self.training_pane.latest
+                if was in ("running", "paused") and latest and latest.get("step"):
+                    corpus = self.training_pane.corpus_label.text().split(":")[0]
+                    self._trained_note = f"trained {latest['step']:,} steps on {corpus}"
+                    if self.model_info is not None:
+                        self._set_model_info(self.model_info)
+        if "playing" in what:
+            self.generation_pane.set_playing(state.playing)
+            if not state.playing:
+                self.causal.refresh_attention_steps(playing=False)
+        if "activity" in what or "training" in what:
+            self.activity_label.setText(state.status_text())
 
     @Slot(int, int)
     def _on_progress(self, done: int, total: int) -> None:
@@ -652,32 +657,32 @@ class MainWindow(QMainWindow):
             self._on_error("open", f"{path} is neither a checkpoint, a run directory nor GPT-2 weights")
 
     def open_corpus(self, path: str | os.PathLike) -> None:
-        self.host.submit("load_corpus", path=str(path))
+        self.host.submit(cmd.LoadCorpus(str(path)))
         self.recent.opening("corpus", path)
         self._rebuild_recent()
 
     def open_checkpoint(self, path: str | os.PathLike) -> None:
         if self._follow_dir:
             self.stop_following()  # the followed run's model is being replaced
-        self.host.submit("load_checkpoint", path=str(path))
+        self.host.submit(cmd.LoadCheckpoint(str(path)))
         self.recent.opening("checkpoint", path)
         self._rebuild_recent()
 
     def import_weights(self, path: str | os.PathLike) -> None:
         if self._follow_dir:
             self.stop_following()
-        self.host.submit("import_weights", path=str(path))
+        self.host.submit(cmd.ImportWeights(str(path)))
         self.recent.opening("import", path)
         self._rebuild_recent()
 
     def follow(self, path: str | os.PathLike) -> None:
         self._set_following(str(path))
-        self.host.submit("follow", path=str(path))
+        self.host.submit(cmd.Follow(str(path)))
         self.recent.opening("rundir", path)
         self._rebuild_recent()
 
     def stop_following(self) -> None:
-        self.host.submit("follow", path=None)
+        self.host.submit(cmd.Follow(None))
         self._set_following(None)
 
     def _set_following(self, path: str | None) -> None:
@@ -696,7 +701,7 @@ class MainWindow(QMainWindow):
 
     def _poll_follow(self, *_args) -> None:
         if self._follow_dir:
-            self.host.submit("poll_follow", w.FOLLOW)
+            self.host.submit(cmd.PollFollow())
             metrics = str(Path(self._follow_dir) / "metrics.jsonl")
             if metrics not in self.watcher.files() and Path(metrics).exists():
                 self.watcher.addPath(metrics)
@@ -749,7 +754,7 @@ class MainWindow(QMainWindow):
         path = QFileDialog.getSaveFileName(self, "Save checkpoint (a directory)", self._start_dir())[0]
         if path:
             self._remember_dir(path)
-            self.host.submit("save_checkpoint", path=path)
+            self.host.submit(cmd.SaveCheckpoint(path))
 
     def follow_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(
@@ -785,7 +790,7 @@ class MainWindow(QMainWindow):
         """File › Runs…: open, resume, reveal or delete a run this window trained (non-modal)."""
         dialog = RunsDialog(self)
         dialog.openRequested.connect(self.open_checkpoint)
-        dialog.resumeRequested.connect(lambda path: self.host.submit("resume_run", path=path))
+        dialog.resumeRequested.connect(lambda path: self.host.submit(cmd.ResumeRun(path)))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.runs_window = dialog

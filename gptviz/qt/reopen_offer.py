@@ -25,6 +25,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QToolBar, QToolButton, QWidget
 
 from gptviz.engine import runs
+from gptviz.qt.commands import ResumeRun
 from gptviz.qt.runs_dialog import last_run_message
 
 STYLE = (
@@ -121,7 +122,7 @@ class ReopenOffer(QToolBar):
     def resume(self) -> None:
         run = self._answer()
         if run is not None:
-            self.window.host.submit("resume_run", path=str(run.path))
+            self.window.host.submit(ResumeRun(str(run.path)))
 
     def show_runs(self) -> None:
         self._answer()

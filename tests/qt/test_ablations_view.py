@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from gptviz.engine.ablation_spec import Ablation  # noqa: E402
 from gptviz.engine.embeddings import embedding_map, nearest_neighbours  # noqa: E402
 from gptviz.model.hooks import hook_points  # noqa: E402
+from gptviz.qt import commands as cmd  # noqa: E402
 
 
 def _wait_ablations(qtbot, window, wanted):
@@ -31,7 +32,7 @@ def idle(qtbot, window):
 def test_the_list_adds_removes_and_undoes_ablations(qtbot, main_window):
     window = main_window
     window.set_prompt("Every effort moves you")
-    window.host.submit("gen_step")
+    window.host.submit(cmd.GenStep())
     qtbot.waitUntil(
         lambda: window.generation_pane.view is not None and window.generation_pane.view.last, timeout=30_000
     )

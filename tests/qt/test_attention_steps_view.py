@@ -9,6 +9,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from gptviz.qt import commands as cmd  # noqa: E402
+
 
 def test_clicking_a_query_row_opens_its_steps_and_they_follow_a_step(qtbot, main_window):
     window = main_window
@@ -31,6 +33,6 @@ def test_clicking_a_query_row_opens_its_steps_and_they_follow_a_step(qtbot, main
 
     pane.heatmap.cellClicked.emit(4, 0)  # the last token: the view follows the last token from now on
     qtbot.waitUntil(lambda: view.steps.query_position == 4, timeout=30_000)
-    window.host.submit("gen_step")
+    window.host.submit(cmd.GenStep())
     qtbot.waitUntil(lambda: view.steps.query_position == 5 and view.table.rowCount() == 6, timeout=30_000)
     view.close()

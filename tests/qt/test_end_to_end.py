@@ -3,12 +3,14 @@ training runs, close during training -- the worker thread stops and nothing is l
 
 from __future__ import annotations
 
+from gptviz.qt import commands as cmd
+
 
 def test_train_generate_and_close_while_training(main_window, qtbot, train_settings):
     window = main_window
     qtbot.waitUntil(lambda: window.generation_pane.view is not None, timeout=20_000)
     training = window.training_pane
-    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=1_000))
+    window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=1_000)))
     qtbot.waitUntil(lambda: training.state == "running", timeout=20_000)
     qtbot.waitUntil(lambda: training.train_curve_data.n >= 3, timeout=60_000)
 
@@ -41,6 +43,7 @@ from gptviz.engine.session import Session
 from gptviz.engine.trainer import TrainSettings
 from gptviz.model.gpt import GPTModel
 from gptviz.qt import app as gui
+from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 
 cfg = GPTConfig(context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
@@ -50,8 +53,8 @@ from gptviz.qt import main_window
 class ClosingWindow(main_window.MainWindow):
     def _on_ready(self):
         super()._on_ready()
-        self.host.submit("train_start", settings=TrainSettings(steps=100000, batch_size=2, context=16,
-                                                               eval_freq=100000, eval_iter=1, device="cpu"))
+        self.host.submit(cmd.TrainStart(TrainSettings(steps=100000, batch_size=2, context=16,
+                                                                     eval_freq=100000, eval_iter=1, device="cpu")))
     def _on_result(self, channel, payload):
         super()._on_result(channel, payload)
         if channel == w.TRAINING and payload.step == 2:

@@ -30,6 +30,7 @@ from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, save_c
 from gptviz.engine.rundir import metrics_path, read_jsonl, truncate_jsonl
 from gptviz.engine.trainer import Trainer, TrainSettings
 from gptviz.model.gpt import GPTModel
+from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 
 HOLD_S = 30  # a held call gives up after this long, so a failing test cannot hang the suite
@@ -114,7 +115,7 @@ def test_closing_in_the_middle_of_a_training_step(main_window, qtbot, monkeypatc
     entered, calls = threading.Event(), []
     monkeypatch.setattr(session, "train_step", _held(session.train_step, entered, worker.abort, calls, at=3))
     shutdowns = _record_shutdown(window, monkeypatch)
-    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=1_000))
+    window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=1_000)))
     qtbot.waitUntil(entered.is_set, timeout=30_000)  # the worker is inside step 3
 
     window.close()
@@ -132,7 +133,7 @@ def test_closing_in_the_middle_of_a_save_finishes_the_save(main_window, qtbot, m
     monkeypatch.setattr(W, "save_checkpoint", _held(W.save_checkpoint, entered, window.host.worker.abort))
     shutdowns = _record_shutdown(window, monkeypatch)
     ckpt = tmp_path / "ckpt"
-    window.host.submit("save_checkpoint", path=str(ckpt))
+    window.host.submit(cmd.SaveCheckpoint(str(ckpt)))
     qtbot.waitUntil(entered.is_set, timeout=20_000)
     assert not ckpt.exists()  # nothing written yet: the save is held at its start
 
@@ -179,7 +180,7 @@ def test_stop_in_the_middle_of_a_training_step(main_window, qtbot, monkeypatch, 
     training = window.training_pane
     entered, release, calls = threading.Event(), threading.Event(), []
     monkeypatch.setattr(session, "train_step", _held(session.train_step, entered, release, calls, at=3))
-    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=1_000))
+    window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=1_000)))
     qtbot.waitUntil(lambda: entered.is_set() and training.state == "running", timeout=30_000)
     assert training.stop_button.isEnabled()
 
@@ -239,7 +240,7 @@ def test_an_exception_in_a_training_step_ends_the_run_cleanly(
 
     monkeypatch.setattr(session, "train_step", train_step)
     with qtbot.waitSignal(window.host.errorRaised, timeout=30_000) as error:
-        window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=1_000))
+        window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=1_000)))
     assert error.args == ["training", "RuntimeError: injected fault in step 2"]
     qtbot.waitUntil(lambda: training.state == "idle", timeout=20_000)
     assert "injected fault in step 2" in window.banner.label.full_text()
@@ -247,7 +248,7 @@ def test_an_exception_in_a_training_step_ends_the_run_cleanly(
     assert session.trainer is None and not session.model.training  # the run was ended, eval mode again
     qtbot.waitUntil(window.progress.isHidden, timeout=5_000)
 
-    window.host.submit("train_start", settings=train_settings(steps=2, eval_freq=1_000))  # a new run works
+    window.host.submit(cmd.TrainStart(train_settings(steps=2, eval_freq=1_000)))  # a new run works
     qtbot.waitUntil(lambda: training.train_curve_data.n >= 2 and training.state == "idle", timeout=30_000)
     assert calls == [1, 2, 3, 4] and len(window.errors) == 1
 
@@ -266,22 +267,22 @@ def test_save_while_paused_then_disk_full_keeps_the_previous_checkpoint(
     window = main_window
     session = _ready(window, qtbot)
     training = window.training_pane
-    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=1_000))
+    window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=1_000)))
     qtbot.waitUntil(lambda: training.train_curve_data.n >= 2, timeout=30_000)
-    window.host.submit("train_pause")
+    window.host.submit(cmd.TrainPause())
     qtbot.waitUntil(lambda: training.state == "paused", timeout=20_000)
     step = session.trainer.step_count
 
     ckpt = tmp_path / "ckpt"
     with _wait_result(qtbot, window, w.SAVED):  # saving a paused run: weights plus the trainer's state
-        window.host.submit("save_checkpoint", path=str(ckpt))
+        window.host.submit(cmd.SaveCheckpoint(str(ckpt)))
     assert load_trainer_state(ckpt)["step"] == step
     assert _state_equal(load_checkpoint(ckpt, "cpu")[0], session.model)
     before = _digest(tmp_path)
 
     monkeypatch.setattr(W, "save_file", _half_written_then_full)
     with qtbot.waitSignal(window.host.errorRaised, timeout=20_000) as error:
-        window.host.submit("save_checkpoint", path=str(ckpt))
+        window.host.submit(cmd.SaveCheckpoint(str(ckpt)))
     message = error.args[1]
     assert error.args[0] == "save_checkpoint"
     assert message == f"could not save the checkpoint to {ckpt}: No space left on device"
@@ -289,9 +290,9 @@ def test_save_while_paused_then_disk_full_keeps_the_previous_checkpoint(
     assert _digest(tmp_path) == before  # the previous checkpoint byte for byte, no staging folder
     monkeypatch.undo()
 
-    window.host.submit("train_start")  # the paused run resumes: the app is still usable
+    window.host.submit(cmd.TrainStart())  # the paused run resumes: the app is still usable
     qtbot.waitUntil(lambda: training.train_curve_data.n >= step + 1, timeout=30_000)
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: training.state == "idle", timeout=20_000)
 
 
@@ -349,7 +350,7 @@ with open(path, "ab", buffering=0) as out:
 
 def _sync(window, qtbot) -> None:
     """Poll the run now and wait until the worker has handled it (commands run in order)."""
-    window.host.submit("poll_follow", w.FOLLOW)
+    window.host.submit(cmd.PollFollow())
     with _wait_result(qtbot, window, w.TOKENS):
         window.request_tokens("sync")
     window.redraw()
@@ -421,8 +422,8 @@ def test_curve_history_is_bounded_and_uniformly_downsampled():
 
 
 def test_training_pane_keeps_a_bounded_number_of_points(qtbot):
-    from gptviz.engine.views import TrainingUpdate
     from gptviz.engine.trainer import StepResult
+    from gptviz.engine.views import TrainingUpdate
     from gptviz.qt.panes.training import MAX_CURVE_POINTS, TrainingPane
 
     pane = TrainingPane()

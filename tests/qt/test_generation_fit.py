@@ -9,6 +9,8 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QRect
 from PySide6.QtWidgets import QApplication
 
+from gptviz.qt import commands as cmd
+
 
 def _rect_in(widget, ancestor) -> QRect:
     return QRect(widget.mapTo(ancestor, QPoint(0, 0)), widget.size())
@@ -17,7 +19,7 @@ def _rect_in(widget, ancestor) -> QRect:
 def _generate(window, qtbot, n: int) -> None:
     for _ in range(n):
         before = len(window.generation_pane.view.new_ids)
-        window.host.submit("gen_step")
+        window.host.submit(cmd.GenStep())
         qtbot.waitUntil(lambda b=before: len(window.generation_pane.view.new_ids) > b, timeout=20_000)
 
 

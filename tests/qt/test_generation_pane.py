@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHeaderView, QLabel
 
 from gptviz.engine.sampling_settings import SamplingSettings
+from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.token_labels import token_label
@@ -74,9 +75,9 @@ def test_clicking_a_candidate_forces_it(pane, qtbot, session_factory):
     views = []
     host.resultReady.connect(lambda ch, payload: views.append(payload) if ch == w.GENERATION else None)
     host.resultReady.connect(lambda ch, payload: pane.set_generation(payload) if ch == w.GENERATION else None)
-    pane.forceRequested.connect(lambda token_id: host.submit("force", token_id=token_id))
-    pane.stepRequested.connect(lambda: host.submit("gen_step"))
-    pane.undoRequested.connect(lambda: host.submit("undo"))
+    pane.forceRequested.connect(lambda token_id: host.submit(cmd.Force(token_id)))
+    pane.stepRequested.connect(lambda: host.submit(cmd.GenStep()))
+    pane.undoRequested.connect(lambda: host.submit(cmd.Undo()))
     try:
         with qtbot.waitSignal(host.ready, timeout=30_000):
             host.start()

@@ -9,6 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from gptviz.engine import runs, trainer  # noqa: E402
 from gptviz.engine.rundir import read_metrics  # noqa: E402
+from gptviz.qt import commands as cmd  # noqa: E402
 
 
 def test_a_recipe_trains_its_corpus_and_model_on_disk(qtbot, main_window, monkeypatch):
@@ -32,7 +33,7 @@ def test_a_recipe_trains_its_corpus_and_model_on_disk(qtbot, main_window, monkey
     window = main_window
     states = []
     window.host.resultReady.connect(lambda ch, p: states.append(p) if ch == "train_state" else None)
-    window.host.submit("train_recipe", recipe_name="book-small")
+    window.host.submit(cmd.TrainRecipe("book-small"))
     session = window.host.worker.session
     qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 2, timeout=60_000)
     assert session.corpus.name.startswith("the-verdict")
@@ -40,7 +41,7 @@ def test_a_recipe_trains_its_corpus_and_model_on_disk(qtbot, main_window, monkey
     assert session.trainer.settings.split == "chars" and session.trainer.settings.eval_protocol == "book"
     run_dir = session.run_dir
     assert run_dir.parent == runs.runs_dir()
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states[states.index("running") :], timeout=60_000)
     steps = [r["step"] for r in read_metrics(run_dir)]
     assert steps[:2] == [0, 1]  # the untrained model, then the book's evaluation after the first update

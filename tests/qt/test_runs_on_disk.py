@@ -16,12 +16,13 @@ from PySide6.QtCore import Qt  # noqa: E402
 from gptviz.engine import runs  # noqa: E402
 from gptviz.engine.rundir import read_metrics  # noqa: E402
 from gptviz.errors import ConfigError  # noqa: E402
+from gptviz.qt import commands as cmd  # noqa: E402
 
 
 def _start(qtbot, window, settings):
     states = []
     window.host.resultReady.connect(lambda ch, p: states.append(p) if ch == "train_state" else None)
-    window.host.submit("train_start", settings=settings)
+    window.host.submit(cmd.TrainStart(settings))
     return states
 
 
@@ -39,7 +40,7 @@ def test_a_window_run_lands_in_the_data_folder_with_checkpoints_at_pause_and_sto
     )
     run_dir = window.host.worker.session.run_dir
     assert run_dir is not None and run_dir.parent == runs.runs_dir()
-    window.host.submit("train_pause")
+    window.host.submit(cmd.TrainPause())
     qtbot.waitUntil(lambda: "paused" in states, timeout=30_000)
     qtbot.waitUntil(
         lambda: runs.summarize(run_dir) is not None and runs.summarize(run_dir).steps >= 3, timeout=30_000
@@ -50,9 +51,9 @@ def test_a_window_run_lands_in_the_data_folder_with_checkpoints_at_pause_and_sto
     assert summary.model == "qt-tiny" and summary.corpus and summary.total_steps == 40
     assert not summary.finished and summary.size_bytes > 0
     assert runs.last_run() is not None and runs.last_run().path == run_dir
-    window.host.submit("train_start")  # resume
+    window.host.submit(cmd.TrainStart())  # resume
     qtbot.waitUntil(lambda: window.host.worker.session.trainer.step_count >= paused_at + 2, timeout=30_000)
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
     stopped = runs.summarize(run_dir)
     assert stopped.steps >= paused_at + 2
@@ -66,7 +67,7 @@ def test_closing_mid_run_finishes_the_step_and_writes_a_checkpoint(qtbot, sessio
     qtbot.addWidget(window)
     with qtbot.waitSignal(window.host.ready, timeout=30_000):
         window.show()
-    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=10_000))
+    window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=10_000)))
     session = window.host.worker.session
     qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 2, timeout=30_000)
     run_dir = session.run_dir
@@ -100,7 +101,7 @@ def test_runs_dialog_lists_opens_resumes_and_deletes(qtbot, main_window, train_s
     states = _start(qtbot, window, train_settings(steps=50, eval_freq=2))
     session = window.host.worker.session
     qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 3, timeout=30_000)
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
     run_dir = runs.list_runs()[0].path
     stopped_at = runs.summarize(run_dir).steps
@@ -125,7 +126,7 @@ def test_runs_dialog_lists_opens_resumes_and_deletes(qtbot, main_window, train_s
     )
     assert window.host.worker.session.run_dir == run_dir
     states.clear()  # loading the run said "idle" before it said "running"
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
     steps = [r["step"] for r in read_metrics(run_dir)]
     assert steps == sorted(steps) and steps[-1] >= stopped_at + 2  # one run, continued, no step twice
@@ -171,7 +172,7 @@ def _train_and_close(qtbot, session_factory, train_settings, steps=3):
     """A first launch that trains a few steps and is closed mid-run; the run directory."""
     window = _new_window(qtbot, session_factory)
     assert not window.reopen_offer.isVisible()  # an empty data folder: nothing to offer
-    window.host.submit("train_start", settings=train_settings(steps=10_000, eval_freq=10_000))
+    window.host.submit(cmd.TrainStart(train_settings(steps=10_000, eval_freq=10_000)))
     session = window.host.worker.session
     qtbot.waitUntil(
         lambda: session.trainer is not None and session.trainer.step_count >= steps, timeout=30_000
@@ -247,7 +248,7 @@ def test_a_run_cut_off_by_a_crash_is_offered_and_resume_trains_on_in_the_same_fo
     assert worker_session.run_dir == run_dir
     assert runs.summarize(run_dir).state == runs.RUNNING  # running again: a second crash is offered again
     states.clear()
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
     assert runs.summarize(run_dir).state == runs.STOPPED
     _close(window)
@@ -269,7 +270,7 @@ def test_dismissing_the_offer_hides_it_for_good_and_a_stopped_run_is_only_noted(
     states = _start(qtbot, window, train_settings(steps=40, eval_freq=50))
     session = window.host.worker.session
     qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 2, timeout=30_000)
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
     _close(window)
     second = _new_window(qtbot, session_factory)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
+from gptviz.qt import commands as cmd
+
 
 def _ready(window, qtbot):
     qtbot.waitUntil(lambda: window.generation_pane.view is not None, timeout=20_000)
@@ -62,9 +64,9 @@ def test_stop_training_menu_item_and_key(main_window, qtbot):
     generate = [a.text().replace("&", "") for a in _menu(window, "Generate").actions()]
     assert generate == ["Step one token", "Play / pause", "Undo the last token", "Reset to the prompt"]
     sent = []
-    window.host.submit = lambda command, *a, **k: sent.append(command)
+    window.host.submit = lambda command: sent.append(command)
     stop.trigger()
-    assert sent == ["train_stop"]
+    assert sent == [cmd.TrainStop()]
 
 
 def test_model_menu_lists_the_demo_model_by_name(main_window):

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gptviz.engine.inspection import inspect_tokens  # noqa: E402
+from gptviz.qt import commands as cmd  # noqa: E402
 
 
 def _settled(qtbot, window, n_tokens: int, timeout: int = 60_000) -> None:
@@ -37,7 +38,7 @@ def test_a_storm_of_steps_ends_with_every_pane_on_the_engines_state(qtbot, main_
     window.set_prompt("Every effort moves you")
     _settled(qtbot, window, 4)
     for _ in range(200):
-        window.host.submit("gen_step")
+        window.host.submit(cmd.GenStep())
     _settled(qtbot, window, 204)
     session = window.host.worker.session
     ids = session.current_ids()
@@ -62,12 +63,12 @@ def test_a_new_prompt_skips_the_steps_queued_before_it(qtbot, main_window):
     original = session.gen_step
     session.gen_step = lambda *a, **k: (ran.append(1), original(*a, **k))[1]
     for _ in range(300):
-        window.host.submit("gen_step")
+        window.host.submit(cmd.GenStep())
     window.set_prompt("A new prompt")
     _settled(qtbot, window, 3)
     assert window.generation_pane.view.new_ids.size == 0
     assert len(ran) < 300  # the steps still queued when the prompt came were skipped
-    window.host.submit("gen_step")
+    window.host.submit(cmd.GenStep())
     _settled(qtbot, window, 4)  # and steps asked for after it run as usual
 
 
@@ -98,7 +99,7 @@ def test_prompt_edits_during_training_never_draw_an_older_prompt_nor_wait_for_it
 
     states = []
     window.host.resultReady.connect(lambda ch, p: states.append(p) if ch == "train_state" else None)
-    window.host.submit("train_start", settings=train_settings(steps=100_000, eval_freq=1))
+    window.host.submit(cmd.TrainStart(train_settings(steps=100_000, eval_freq=1)))
     qtbot.waitUntil(lambda: session.trainer is not None and session.trainer.step_count >= 2, timeout=30_000)
     text = "Every effort moves you toward the end of it"
     prompts = [text[:n] for n in range(len(text) - 29, len(text) + 1)]
@@ -122,7 +123,7 @@ def test_prompt_edits_during_training_never_draw_an_older_prompt_nor_wait_for_it
         assert n_asked == 0 or prompt == asked[n_asked - 1], "a prompt older than the newest was drawn"
 
     states.clear()
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: "idle" in states, timeout=30_000)
     _settled(qtbot, window, len(final))
     qtbot.wait(200)  # anything still queued would be drawn by now

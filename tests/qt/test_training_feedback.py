@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QApplication
 
+from gptviz.qt import commands as cmd
+
 
 def _start(window, qtbot, settings):
     pane = window.training_pane
@@ -55,7 +57,7 @@ def test_start_names_each_phase_and_shows_the_untrained_validation_loss_first(
     first = updates[0].result
     assert first.step == 0 and first.val_loss is not None and first.train_eval_loss is not None
     assert updates[1].result.step == 1
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: pane.state == "idle", timeout=20_000)
 
 
@@ -68,12 +70,12 @@ def test_paused_is_shown_as_paused_and_stop_clears_the_bar_and_names_the_model(
     _start(window, qtbot, train_settings(steps=500, eval_freq=400))
     qtbot.waitUntil(lambda: pane.latest is not None and pane.latest["step"] >= 2, timeout=60_000)
     assert not pane.message.text().startswith("starting")  # the first step replaced the notice
-    window.host.submit("train_pause")
+    window.host.submit(cmd.TrainPause())
     qtbot.waitUntil(lambda: pane.state == "paused", timeout=20_000)
     # The worker may first say what it does on pausing (saving the run's checkpoint), then goes quiet.
     qtbot.waitUntil(lambda: window.activity_label.text() == "training paused", timeout=20_000)
     assert pane.message.text().startswith("paused")
-    window.host.submit("train_stop")
+    window.host.submit(cmd.TrainStop())
     qtbot.waitUntil(lambda: pane.state == "idle", timeout=20_000)
     QApplication.processEvents()
     assert window.progress.isHidden()

@@ -7,6 +7,7 @@ import pytest
 
 from gptviz.data import split_ids
 from gptviz.engine.trainer import Trainer
+from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 from gptviz.qt.panes.training import CurveBuffer, TrainingPane, format_duration, history_settings
 from gptviz.qt.worker import WorkerHost
@@ -71,7 +72,7 @@ def test_curves_after_training_steps_through_the_worker(pane, qtbot, session_fac
     states = []
     host.resultReady.connect(lambda ch, p: pane.add_update(p) if ch == w.TRAINING else None)
     host.resultReady.connect(lambda ch, p: states.append(p) if ch == w.TRAIN_STATE else None)
-    pane.startRequested.connect(lambda settings, preset: host.submit("train_start", settings=settings))
+    pane.startRequested.connect(lambda settings, preset: host.submit(cmd.TrainStart(settings)))
     try:
         with qtbot.waitSignal(host.ready, timeout=30_000):
             host.start()
@@ -226,7 +227,7 @@ def test_opening_a_finished_run_directory_shows_its_history_without_following(
     assert window.model_info.source == "checkpoint" and pane.following is None
     assert not window.follow_timer.isActive()
     # A model without a record (a new preset) takes the history down.
-    window.host.submit("new_model", preset="tiny")
+    window.host.submit(cmd.NewModel("tiny"))
     qtbot.waitUntil(lambda: pane.history is None, timeout=30_000)
     window.redraw()
     assert pane.point_counts() == {"train": 0, "train_eval": 0, "val": 0} and pane.slider.maximum() == 0

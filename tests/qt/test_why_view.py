@@ -9,13 +9,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from gptviz.qt import commands as cmd  # noqa: E402
+
 
 def test_why_splits_a_candidates_logit_and_the_parts_add_up(qtbot, main_window):
     window = main_window
     pane = window.generation_pane
     window.set_prompt("Every effort moves you")
     qtbot.waitUntil(lambda: pane.view is not None, timeout=30_000)
-    window.host.submit("gen_step")
+    window.host.submit(cmd.GenStep())
     qtbot.waitUntil(
         lambda: pane.view is not None and pane.view.last is not None and pane.table.rowCount() > 2,
         timeout=30_000,
@@ -52,7 +54,7 @@ def test_why_colours_the_input_tokens_and_runs_integrated_gradients_on_demand(qt
     pane = window.generation_pane
     window.set_prompt("Every effort moves you")
     qtbot.waitUntil(lambda: pane.view is not None, timeout=30_000)
-    window.host.submit("gen_step")
+    window.host.submit(cmd.GenStep())
     qtbot.waitUntil(lambda: pane.view is not None and pane.view.last is not None, timeout=30_000)
     token = int(pane.view.last.chosen_id)
     window.show_why(token)

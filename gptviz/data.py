@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gptviz.errors import DataError, GptvizError
-from gptviz.resources import VERDICT_FILE
+from gptviz.resources import VERDICT, VERDICT_FILE
 from gptviz.tokenizer import END_OF_TEXT, Tokenizer
 
 BUILTIN = "builtin"
@@ -28,7 +28,6 @@ BUILTIN_DESCRIPTION = (
     "about 465k characters of the documentation's own prose and examples, PSF licence)"
 )
 # The book's chapter 2 and 5 text, bundled in resources/ (public domain; see its README there).
-VERDICT = "the-verdict"
 VERDICT_NAME = "the-verdict (Edith Wharton, 1908)"
 VERDICT_DESCRIPTION = (
     'Edith Wharton\'s short story "The Verdict" (1908, public domain), 20,479 characters, 5,145 GPT-2 '

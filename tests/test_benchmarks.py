@@ -309,7 +309,7 @@ def test_gpu_machine_row_and_kept_section(tmp_path) -> None:
 
 
 def test_amp_setting_is_checked_and_off_by_default() -> None:
-    from gptviz.engine.trainer import RESUME_OVERRIDES, TrainSettings
+    from gptviz.engine.train_settings import RESUME_OVERRIDES, TrainSettings
 
     assert TrainSettings().amp == "off"
     assert TrainSettings(amp="bf16").amp == "bf16"
@@ -325,7 +325,8 @@ def test_amp_setting_is_checked_and_off_by_default() -> None:
 def test_amp_bf16_trains_a_tiny_model_on_cpu_like_fp32() -> None:
     """The autocast path the GPU bench uses, at a size where CPU bfloat16 is cheap: same first loss to
     bf16 rounding, weights stay float32, and the bench's training section runs with it."""
-    from gptviz.engine.trainer import Trainer, TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
+    from gptviz.engine.trainer import Trainer
 
     ids = torch.randint(0, TINY.vocab_size, (2000,), generator=torch.Generator().manual_seed(0))  # (N,)
     losses = {}

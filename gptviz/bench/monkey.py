@@ -584,7 +584,7 @@ def _run(minutes: float, seed: int, interval_ms: int, model: str, progress: bool
 
     from gptviz.config import preset
     from gptviz.engine.session import Session
-    from gptviz.engine.trainer import TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
     from gptviz.model.gpt import GPTModel
     from gptviz.qt.app import create_application
     from gptviz.qt.main_window import MainWindow

@@ -139,7 +139,8 @@ def generation_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tupl
 
 
 def training_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, Stats, Stats]:
-    from gptviz.engine.trainer import Trainer, TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
+    from gptviz.engine.trainer import Trainer
     from gptviz.tokenizer import default_tokenizer
 
     B, T = sizes.train_batch, sizes.train_context

@@ -234,7 +234,7 @@ def _run(
     from gptviz.config import preset
     from gptviz.data import BUILTIN
     from gptviz.engine.session import Session
-    from gptviz.engine.trainer import TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
     from gptviz.model.gpt import GPTModel
     from gptviz.qt import commands as cmd
     from gptviz.qt.app import create_application

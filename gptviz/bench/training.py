@@ -33,7 +33,8 @@ from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, device_sy
 from gptviz.bench.models import make_pair
 from gptviz.config import GPTConfig, preset
 from gptviz.data import BUILTIN, encode_corpus, load_corpus, split_ids
-from gptviz.engine.trainer import Trainer, TrainSettings
+from gptviz.engine.train_settings import TrainSettings
+from gptviz.engine.trainer import Trainer
 from gptviz.tokenizer import default_tokenizer
 
 SPEEDUP_TARGET = 1.3
@@ -160,7 +161,7 @@ def run_case(
     book_model.train()
     k = case.steps_per_round
     needed = (1 + case.repeats) * k
-    batches = [trainer.batch_for_step(i) for i in range(needed)]  # the same batches, in the same order
+    batches = [trainer.batches.for_step(i) for i in range(needed)]  # the same batches, in the same order
     book_opt = torch.optim.AdamW(book_model.parameters(), lr=0.0004, weight_decay=0.1)
     position = {"book": 0}
     first: dict[str, float] = {}

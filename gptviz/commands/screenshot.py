@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtWidgets import QApplication
 
     from gptviz.engine.session import Session
-    from gptviz.engine.trainer import TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
     from gptviz.qt import commands as cmd
     from gptviz.qt.app import create_application
     from gptviz.qt.main_window import MainWindow

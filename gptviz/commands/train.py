@@ -1,6 +1,6 @@
 """`gptviz train --corpus (PATH|builtin|the-verdict) --preset NAME --out RUN_DIR [--steps N | --epochs N] ...`.
 
-`gptviz train --recipe book-ch5 --out RUN_DIR` is the book's chapter 5 run (`gptviz.engine.trainer.BOOK_CH5`);
+`gptviz train --recipe book-ch5 --out RUN_DIR` is the book's chapter 5 run (`gptviz.engine.train_settings.BOOK_CH5`);
 any option given beside a recipe changes that one setting. Runs the step-wise Trainer in a loop with a
 progress line on stderr (under the book's evaluation protocol, also the book's "Ep 1 (Step 000000)" lines). Under `torchrun` it trains with DDP
 (one process a rank); rank 0 alone prints and writes the run directory. Ctrl-C (or SIGTERM) finishes the
@@ -270,10 +270,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gptviz.data import BUILTIN, VERDICT, read_split_ids
+    from gptviz.engine.devices import process_device
     from gptviz.engine.distributed import any_rank, barrier, init_distributed, shutdown
     from gptviz.engine.memory import check_fits
     from gptviz.engine.rundir import ensure_fresh_run_dir
-    from gptviz.engine.trainer import Trainer, TrainSettings, recipe, resolve_device
+    from gptviz.engine.train_settings import TrainSettings, recipe
+    from gptviz.engine.trainer import Trainer
     from gptviz.model.gpt import GPTModel
     from gptviz.tokenizer import default_tokenizer
 
@@ -335,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
                 training=True,
                 batch_size=settings.batch_size,
                 context=settings.context_for(cfg),
-                device=resolve_device(settings.device, info),
+                device=process_device(settings.device, info),
             )
             corpus = read_split_ids(
                 corpus_source, tokenizer, settings.val_ratio, settings.split, lenient=args.lenient

@@ -65,7 +65,7 @@ def printed_curve(note: str | Path | None = None, tokens_per_step: int = 2 * 256
 def is_book_run(settings: dict[str, Any]) -> bool:
     """Whether a run's settings.json describes the book's chapter 5 run (`--recipe book-ch5`, or the same
     switches spelled out): its corpus, model shape and training settings, however long it runs."""
-    from gptviz.engine.trainer import BOOK_CH5
+    from gptviz.engine.train_settings import BOOK_CH5
 
     corpus = settings.get("corpus") or {}
     if corpus.get("source") != VERDICT and not str(corpus.get("name", "")).startswith(VERDICT):

@@ -1,12 +1,13 @@
 """One answer to "which device did the user mean": `auto`, `cpu`, `cuda`, `cuda:N`, with one-line errors.
 
-The window, `gptviz generate`, `gptviz train` and the benchmarks each used to resolve the name themselves,
+The window, `gptviz generate`, `gptviz train` and the trainer each used to resolve the name themselves,
 with three wordings of the same errors."""
 
 from __future__ import annotations
 
 import torch
 
+from gptviz.engine.distributed import DistInfo
 from gptviz.errors import ConfigError
 
 
@@ -26,3 +27,9 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         if device.index is None:
             return torch.device("cuda", local_rank if local_rank is not None else torch.cuda.current_device())
     return device
+
+
+def process_device(name: str, dist_info: DistInfo) -> torch.device:
+    """The device this process trains on: under torchrun a plain `cuda` is the rank's own GPU (LOCAL_RANK),
+    in one process the current one."""
+    return resolve_device(name, dist_info.local_rank if dist_info.enabled else None)

@@ -423,7 +423,8 @@ class Session(CausalTools):
     ) -> dict[str, Any]:
         """Start a training run of the current model on the current corpus (in memory unless `run_dir`)."""
         from gptviz.data import split_ids
-        from gptviz.engine.trainer import Trainer, TrainSettings
+        from gptviz.engine.train_settings import TrainSettings
+        from gptviz.engine.trainer import Trainer
 
         if self.corpus is None:
             raise DataError("no corpus loaded; open a text file (or the built-in corpus) first")
@@ -453,9 +454,9 @@ class Session(CausalTools):
         return self.trainer.model_summary()
 
     def start_recipe(self, name: str) -> Path:
-        """A named run (gptviz.engine.trainer.RECIPES, e.g. the book's chapter 5 run) in the window: its
+        """A named run (gptviz.engine.train_settings.RECIPES, e.g. the book's chapter 5 run) in the window: its
         corpus, a fresh model of its shape, its settings; written to the data folder like any window run."""
-        from gptviz.engine.trainer import TrainSettings, recipe
+        from gptviz.engine.train_settings import TrainSettings, recipe
 
         chosen = recipe(name)
         self.load_corpus(chosen.corpus)

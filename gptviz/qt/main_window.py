@@ -38,7 +38,7 @@ from gptviz.config import PRESETS
 from gptviz.engine.memory import process_rss_bytes
 from gptviz.engine.path_kind import PathKind, classify
 from gptviz.engine.run_follow import run_is_finished
-from gptviz.engine.trainer import RECIPES
+from gptviz.engine.train_settings import RECIPES
 from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.qt import commands as cmd
 from gptviz.qt import reopen_offer

@@ -19,7 +19,9 @@ from gptviz.config import count_params
 from gptviz.data import VERDICT, encode_corpus, load_corpus, read_split_ids, split_text
 from gptviz.engine.export import book_state_dict
 from gptviz.engine.rundir import read_metrics, read_settings
-from gptviz.engine.trainer import BOOK_CH5, Trainer, TrainSettings, build_optimizer, recipe
+from gptviz.engine.train_batches import TrainBatches
+from gptviz.engine.train_settings import BOOK_CH5, TrainSettings, recipe
+from gptviz.engine.trainer import Trainer, build_optimizer
 from gptviz.errors import ConfigError
 from gptviz.model import book_reference as br
 from gptviz.model.book_init import book_init_rng_state
@@ -110,9 +112,9 @@ def test_the_untrained_models_losses_are_the_books_before_training(tokenizer, sh
     10.988 / 10.981 at full size), on the book's own model from the same seed; it draws no random numbers,
     so the steps after it keep the book's losses (test_recipe_equals_the_books_own_loop runs with it)."""
     trainer = small_trainer(tokenizer, short_text, epochs=1)
-    rng_before = trainer._cpu_rng.clone()
+    rng_before = trainer.rng.cpu.clone()
     first = trainer.start()
-    assert torch.equal(trainer._cpu_rng, rng_before)
+    assert torch.equal(trainer.rng.cpu, rng_before)
     assert first.step == 0 and math.isnan(first.train_loss) and trainer.start() is None
     cfg = {"vocab_size": 50257, "drop_rate": 0.1, "qkv_bias": False, **SMALL}
     train_text, val_text = split_text(short_text, 0.1)
@@ -132,14 +134,14 @@ def test_the_untrained_models_losses_are_the_books_before_training(tokenizer, sh
 
 def test_one_random_draw_out_of_place_breaks_the_match(tokenizer, short_text, book_losses, monkeypatch):
     """The comparison above can fail: one extra draw before the first epoch changes the losses by ~1e-2."""
-    drawn = Trainer._book_epoch_order
+    drawn = TrainBatches.book_epoch_order
 
     def with_extra_draw(self):
-        with self._own_rng():
+        with self.rng.active():
             torch.empty((), dtype=torch.int64).random_()
         return drawn(self)
 
-    monkeypatch.setattr(Trainer, "_book_epoch_order", with_extra_draw)
+    monkeypatch.setattr(TrainBatches, "book_epoch_order", with_extra_draw)
     mine = evaluations(small_trainer(tokenizer, short_text, epochs=2))
     worst = max(abs(m[1] - b) for m, b in zip(mine, book_losses[0], strict=True))
     assert worst > 1e-3
@@ -155,7 +157,7 @@ def test_a_resumed_book_run_continues_with_the_same_losses(tokenizer, short_text
     while first.step_count < 10:  # a checkpoint at step 10
         first.step()
     first.close()
-    train, val = first.train_ids, first.val_ids
+    train, val = first.batches.train_ids, first.batches.val_ids
     del first
     resumed = Trainer.resume(run, tokenizer=tokenizer, train_ids=train, val_ids=val)
     assert resumed.step_count == 10
@@ -234,9 +236,9 @@ def test_recipe_settings_and_refusals():
 def test_book_protocol_refuses_asking_ahead_for_an_undrawn_epoch(tokenizer, short_text):
     trainer = small_trainer(tokenizer, short_text, epochs=2)
     trainer.step()
-    trainer.batch_for_step(3)  # this epoch's order exists
+    trainer.batches.for_step(3)  # this epoch's order exists
     with pytest.raises(ConfigError, match="drawn when training reaches it"):
-        trainer.batch_for_step(trainer.batches_per_epoch)
+        trainer.batches.for_step(trainer.batches_per_epoch)
 
 
 def test_cli_recipe_is_the_sum_of_its_switches(tmp_path, capsys):

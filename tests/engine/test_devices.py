@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gptviz.engine.devices import resolve_device
+from gptviz.engine.devices import process_device, resolve_device
+from gptviz.engine.distributed import SINGLE, DistInfo
 from gptviz.errors import ConfigError
 
 
@@ -32,3 +33,11 @@ def test_plain_cuda_is_this_processs_gpu_in_a_distributed_run(monkeypatch):
     assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 3)
     assert resolve_device("cuda") == torch.device("cuda", 0)
     assert resolve_device("cuda:2", local_rank=3) == torch.device("cuda", 2)
+
+
+def test_a_training_process_takes_its_ranks_gpu_only_under_torchrun(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert process_device("cuda", DistInfo(rank=2, world_size=4, local_rank=2)) == torch.device("cuda", 2)
+    assert process_device("cuda", SINGLE) == torch.device("cuda", 1)  # one process: the current GPU
+    assert process_device("cpu", DistInfo(rank=1, world_size=2, local_rank=1)) == torch.device("cpu")

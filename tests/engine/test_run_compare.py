@@ -78,7 +78,8 @@ def test_two_trained_runs_differ_in_the_one_setting_changed(tmp_path):
     import torch
 
     from gptviz.config import GPTConfig
-    from gptviz.engine.trainer import Trainer, TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
+    from gptviz.engine.trainer import Trainer
     from gptviz.model.gpt import GPTModel
 
     cfg = GPTConfig(vocab_size=512, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)

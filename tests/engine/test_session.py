@@ -11,7 +11,7 @@ import torch
 from gptviz.data import SlidingWindows, builtin_text
 from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session import Session
-from gptviz.engine.trainer import TrainSettings
+from gptviz.engine.train_settings import TrainSettings
 from gptviz.errors import ConfigError, DataError
 from gptviz.model.gpt import GPTModel
 

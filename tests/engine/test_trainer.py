@@ -14,7 +14,8 @@ from gptviz.data import builtin_text, encode_corpus, split_ids
 from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, read_checkpoint_meta
 from gptviz.engine.probe import read_probes
 from gptviz.engine.rundir import read_metrics, read_settings
-from gptviz.engine.trainer import Trainer, TrainingDiverged, TrainSettings, build_optimizer
+from gptviz.engine.train_settings import TrainSettings
+from gptviz.engine.trainer import Trainer, TrainingDiverged, build_optimizer
 from gptviz.errors import ConfigError, DataError
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import default_tokenizer
@@ -154,30 +155,30 @@ def test_step_results_count_tokens_and_evaluate_on_schedule(tokenizer, short_ids
     assert all(r.total_steps == 6 and r.lr == 3e-3 for r in results)
     with pytest.raises(ConfigError, match="finished"):
         trainer.step()
-    trainer.extend(7)
-    assert trainer.step().step == 7
 
 
 def test_epochs_set_the_length_of_the_run(tokenizer, short_ids):
     trainer = make_trainer(tokenizer, short_ids, steps=None, epochs=2, batch_size=64)
-    windows = len(trainer.train_windows)
+    windows = len(trainer.batches.train_windows)
     assert trainer.batches_per_epoch == windows // 64
     assert trainer.total_steps == 2 * (windows // 64)
 
 
 def test_one_epoch_visits_every_window_once_in_shuffled_order(tokenizer, short_ids):
     trainer = make_trainer(tokenizer, short_ids, batch_size=4)
-    order = trainer._epoch_order(0)
-    assert torch.equal(order.sort().values, torch.arange(len(trainer.train_windows)))
-    assert not torch.equal(order, torch.arange(len(trainer.train_windows)))
-    assert not torch.equal(order, trainer._epoch_order(1))  # a new order every epoch
+    order = trainer.batches.epoch_order(0)
+    assert torch.equal(order.sort().values, torch.arange(len(trainer.batches.train_windows)))
+    assert not torch.equal(order, torch.arange(len(trainer.batches.train_windows)))
+    assert not torch.equal(order, trainer.batches.epoch_order(1))  # a new order every epoch
     for step in (0, 5):
-        inputs, targets = trainer.batch_for_step(step)  # (4, 16), (4, 16)
+        inputs, targets = trainer.batches.for_step(step)  # (4, 16), (4, 16)
         for row in range(4):
-            x, y = trainer.train_windows[int(order[step * 4 + row])]
+            x, y = trainer.batches.train_windows[int(order[step * 4 + row])]
             assert torch.equal(inputs[row], x) and torch.equal(targets[row], y)
-    first_of_epoch_1 = trainer.batch_for_step(trainer.batches_per_epoch)[0]  # (4, 16)
-    assert torch.equal(first_of_epoch_1[0], trainer.train_windows[int(trainer._epoch_order(1)[0])][0])
+    first_of_epoch_1 = trainer.batches.for_step(trainer.batches_per_epoch)[0]  # (4, 16)
+    assert torch.equal(
+        first_of_epoch_1[0], trainer.batches.train_windows[int(trainer.batches.epoch_order(1)[0])][0]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- resume

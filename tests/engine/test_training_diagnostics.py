@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from gptviz.config import GPTConfig
 from gptviz.engine import training_diagnostics
 from gptviz.engine.rundir import MetricsFollower, read_metrics
-from gptviz.engine.trainer import Trainer, TrainSettings
+from gptviz.engine.train_settings import TrainSettings
+from gptviz.engine.trainer import Trainer
 from gptviz.engine.training_diagnostics import PartNorms, attention_entropy, part_of, uniform_entropy
 from gptviz.model.gpt import GPTModel
 
@@ -48,7 +49,7 @@ def test_grad_norms_add_up_to_grad_norm_and_are_each_parts_own(clip):
     """Root-sum-square of the parts = grad_norm (1e-5 relative); each part = the norm of its gradients
     computed by hand before the clipping; the clipping itself is clip_grad_norm_'s, bit for bit."""
     trainer = _trainer(tie=False, grad_clip=clip)
-    inputs, targets = trainer.batch_for_step(0)  # (B, T)
+    inputs, targets = trainer.batches.for_step(0)  # (B, T)
     model = trainer.model
     loss = F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())  # ()
     loss.backward()

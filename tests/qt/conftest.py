@@ -93,7 +93,7 @@ def session(session_factory):
 @pytest.fixture
 def train_settings():
     """Tiny, fast training settings for the Qt tests: train_settings(steps=3, eval_freq=2)."""
-    from gptviz.engine.trainer import TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
 
     def make(steps: int = 3, eval_freq: int = 2) -> TrainSettings:
         return TrainSettings(

@@ -40,7 +40,7 @@ import torch
 from PySide6.QtWidgets import QApplication
 from gptviz.config import GPTConfig
 from gptviz.engine.session import Session
-from gptviz.engine.trainer import TrainSettings
+from gptviz.engine.train_settings import TrainSettings
 from gptviz.model.gpt import GPTModel
 from gptviz.qt import app as gui
 from gptviz.qt import commands as cmd

@@ -28,7 +28,8 @@ import gptviz.engine.importers as importers
 from gptviz.data import split_ids
 from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
 from gptviz.engine.rundir import metrics_path, read_jsonl, truncate_jsonl
-from gptviz.engine.trainer import Trainer, TrainSettings
+from gptviz.engine.train_settings import TrainSettings
+from gptviz.engine.trainer import Trainer
 from gptviz.model.gpt import GPTModel
 from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w

@@ -7,14 +7,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from gptviz.engine import runs, trainer  # noqa: E402
+from gptviz.engine import runs, train_settings  # noqa: E402
 from gptviz.engine.rundir import read_metrics  # noqa: E402
 from gptviz.qt import commands as cmd  # noqa: E402
 
 
 def test_a_recipe_trains_its_corpus_and_model_on_disk(qtbot, main_window, monkeypatch):
     small = dataclasses.replace(
-        trainer.BOOK_CH5,
+        train_settings.BOOK_CH5,
         name="book-small",
         title="Book ch. 5, small",
         preset="tiny",
@@ -27,9 +27,9 @@ def test_a_recipe_trains_its_corpus_and_model_on_disk(qtbot, main_window, monkey
             "emb_dim": 32,
             "n_heads": 2,
         },
-        train={**trainer.BOOK_CH5.train, "context": 32, "stride": 32, "epochs": 1, "eval_iter": 1},
+        train={**train_settings.BOOK_CH5.train, "context": 32, "stride": 32, "epochs": 1, "eval_iter": 1},
     )
-    monkeypatch.setitem(trainer.RECIPES, small.name, small)
+    monkeypatch.setitem(train_settings.RECIPES, small.name, small)
     window = main_window
     states = []
     window.host.resultReady.connect(lambda ch, p: states.append(p) if ch == "train_state" else None)
@@ -51,4 +51,4 @@ def test_a_recipe_trains_its_corpus_and_model_on_disk(qtbot, main_window, monkey
 def test_the_book_recipe_is_in_the_model_menu(main_window):
     model = next(a.menu() for a in main_window.menuBar().actions() if a.text().replace("&", "") == "Model")
     recipes = next(a.menu() for a in model.actions() if a.menu() is not None and "recipe" in a.text())
-    assert [a.text() for a in recipes.actions()] == [trainer.BOOK_CH5.title]
+    assert [a.text() for a in recipes.actions()] == [train_settings.BOOK_CH5.title]

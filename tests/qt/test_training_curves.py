@@ -11,7 +11,7 @@ import pytest
 
 from gptviz.engine.book_curve import is_book_run, printed_curve
 from gptviz.engine.rundir import write_settings
-from gptviz.engine.trainer import BOOK_CH5
+from gptviz.engine.train_settings import BOOK_CH5
 from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.panes.training.curves import debiased_ema
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gptviz.config import GPTConfig
-from gptviz.engine.trainer import Trainer, TrainSettings
+from gptviz.engine.train_settings import TrainSettings
+from gptviz.engine.trainer import Trainer
 from gptviz.model.gpt import GPTModel
 from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.panes.training.diagnostics import SeriesTable

@@ -33,7 +33,7 @@ def history_settings(run_dir: str):
     missing, unreadable or describes settings this version cannot make. A run counted in epochs gets its
     total steps instead, so the Steps box shows how long that run was."""
     from gptviz.engine.rundir import read_settings
-    from gptviz.engine.trainer import TrainSettings
+    from gptviz.engine.train_settings import TrainSettings
 
     try:
         data = read_settings(run_dir)
@@ -155,7 +155,7 @@ class SettingsFormMixin:
 
     def settings(self):
         """The TrainSettings the controls describe (raises ConfigError with the reason when they cannot work)."""
-        from gptviz.engine.trainer import TrainSettings
+        from gptviz.engine.train_settings import TrainSettings
 
         return TrainSettings(
             steps=self.steps.value(),

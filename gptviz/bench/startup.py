@@ -2,8 +2,10 @@
 
 Each repeat launches a fresh Python running `gptviz.bench.startup_probe` (the app's own `main()`, offscreen,
 settings in a temporary folder), which prints wall-clock times when the window first paints and when the
-worker reports the model ready. Interleaved with it, the same interpreter importing torch, PySide6 and
-pyqtgraph and nothing else: the floor no amount of laziness inside gptviz can go below.
+worker reports the model ready: once on a quiet machine, and once while another process keeps one core
+busy (a user's compile or browser tab; the targets hold for both). Interleaved with them, the same
+interpreter importing torch, PySide6 and pyqtgraph and nothing else: what start-up cost before the window
+painted first and torch loaded in the worker thread behind it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from gptviz.bench.harness import BenchResult, Figure, Stats, at_most, interleave
 
-PAINT_TARGET_S = 3.0
-READY_TARGET_S = 5.0
+PAINT_TARGET_S = 1.5  # issue 10: first paint <= 1.5 s and model ready <= 3 s, with or without a busy core
+READY_TARGET_S = 3.0
+BUSY_CODE = "while True: pass"  # one core kept busy by another process
 FLOOR_CODE = "import torch, numpy, PySide6.QtWidgets, pyqtgraph"
 
 
@@ -71,21 +76,54 @@ def launch_floor(timeout_s: float = 120.0) -> float:
     return time.time() - started
 
 
+@contextmanager
+def busy_core() -> Iterator[None]:
+    """Another process spinning on one core for as long as the block runs."""
+    spinner = subprocess.Popen([sys.executable, "-c", BUSY_CODE])
+    try:
+        time.sleep(0.2)  # let it reach its loop
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def run(sizes: StartupSizes = FULL) -> BenchResult:
     started = time.perf_counter()
-    painted: list[float] = []
-    ready: list[float] = []
+    marks: dict[str, list[float]] = {"painted": [], "ready": [], "busy painted": [], "busy ready": []}
     floor: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gptviz-bench-startup-") as settings_dir:
 
         def app() -> None:
             p, r = launch_app(settings_dir)
-            painted.append(p)
-            ready.append(r)
+            marks["painted"].append(p)
+            marks["ready"].append(r)
 
-        interleave({"app": app, "floor": lambda: floor.append(launch_floor())}, sizes.repeats)
+        def app_busy() -> None:
+            with busy_core():
+                p, r = launch_app(settings_dir)
+            marks["busy painted"].append(p)
+            marks["busy ready"].append(r)
+
+        interleave(
+            {"app": app, "app, busy core": app_busy, "floor": lambda: floor.append(launch_floor())},
+            sizes.repeats,
+        )
     # interleave's warm-up call is the first entry of each list: a cold disk cache, not a start-up figure.
-    paint_s, ready_s, floor_s = Stats.of(painted[1:]), Stats.of(ready[1:]), Stats.of(floor[1:])
+    stats = {name: Stats.of(values[1:]) for name, values in marks.items()}
+    floor_s = Stats.of(floor[1:])
+    paint_s = stats["painted"]
+
+    def figure(name: str, label: str, target_s: float) -> Figure:
+        return Figure(
+            label,
+            stats[name].median,
+            "s",
+            stats[name],
+            f"<= {target_s:g} s",
+            at_most(stats[name].median, target_s),
+        )
+
     return BenchResult(
         name="startup",
         ours=paint_s.median,
@@ -99,18 +137,14 @@ def run(sizes: StartupSizes = FULL) -> BenchResult:
         ours_stats=paint_s,
         baseline_stats=floor_s,
         figures=[
-            Figure(
-                "process start -> model ready",
-                ready_s.median,
-                "s",
-                ready_s,
-                f"<= {READY_TARGET_S:g} s",
-                at_most(ready_s.median, READY_TARGET_S),
-            )
+            figure("ready", "process start -> model ready", READY_TARGET_S),
+            figure("busy painted", "one core busy: process start -> first painted window", PAINT_TARGET_S),
+            figure("busy ready", "one core busy: process start -> model ready", READY_TARGET_S),
         ],
         setup=(
-            f"{sizes.repeats} launches of `python -m gptviz.bench.startup_probe` (the app's main(), offscreen, "
-            "fresh settings), interleaved with the import floor, after one untimed warm-up launch each. "
+            f"{sizes.repeats} launches each of `python -m gptviz.bench.startup_probe` (the app's main(), offscreen, "
+            f"fresh settings) on the machine as it is and with another process running `{BUSY_CODE}`, "
+            "interleaved with the import floor, after one untimed warm-up launch each. "
             "'Model ready' is the worker's ready signal: the model loaded (the bundled demo, or a fresh tiny "
             "model when there is none), the built-in corpus tokenized and the first inspection sent."
         ),

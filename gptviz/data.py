@@ -279,20 +279,29 @@ def read_corpus_ids(
             VERDICT_FILE, tokenizer, chunk_bytes=chunk_bytes, progress=progress, cancel=cancel, dtype=dtype
         )
         return dataclasses.replace(result, name=VERDICT_NAME)
-    path = Path(source)
-    total = _check_corpus_path(path)
     max_carry = max_carry if max_carry is not None else 4 * chunk_bytes
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace" if lenient else "strict")
-    store = _IdStore(tokenizer.vocab_size)
-    carry = ""
-    done = n_chars = replacements = forced = 0
-    seen_text = False
-    tail = b""  # the last two bytes read: a U+FFFD written in the file and split across chunks still counts
+    return _read_file_ids(Path(source), tokenizer, lenient, chunk_bytes, max_carry, progress, cancel, dtype)
+
+
+def _read_file_ids(
+    path: Path,
+    tokenizer: Tokenizer,
+    lenient: bool,
+    chunk_bytes: int,
+    max_carry: int,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+    dtype: torch.dtype,
+) -> CorpusIds:
+    """read_corpus_ids for a file: read a chunk, decode it, encode what can be cut, until the end."""
+    total = _check_corpus_path(path)
+    text = _Utf8Chunks(path, lenient)
+    encoder = _CarryingEncoder(tokenizer, max_carry)
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
+    with handle:
         while True:
             _check_cancel(cancel)
             try:
@@ -300,39 +309,76 @@ def read_corpus_ids(
             except OSError as exc:
                 raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
             final = not raw
-            if done < BINARY_SNIFF_BYTES and b"\x00" in raw[: BINARY_SNIFF_BYTES - done]:
-                raise _binary_error(path)
-            seen_text = seen_text or bool(raw.strip())
-            pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous chunk
-            try:
-                piece = decoder.decode(raw, final=final)
-            except UnicodeDecodeError as exc:
-                raise _utf8_error(path, done - pending + exc.start) from None
-            if lenient:
-                genuine = (tail + raw).count(b"\xef\xbf\xbd")
-                replacements += piece.count("\ufffd") - genuine
-                tail = (tail + raw)[-2:]
-            if n_chars == 0 and piece.startswith("\ufeff"):
-                piece = piece[1:]
-            n_chars += len(piece)
-            done += len(raw)
-            carry += piece
-            end = len(carry) if final else last_safe_cut(carry)
-            if end < 0 and len(carry) > max_carry:
-                end = len(carry)
-                forced += 1
-            if end > 0:
-                store.add(_encode_array(tokenizer, carry[:end]))
-                carry = carry[end:]
+            encoder.add(text.decode(raw, final), final)
             if progress is not None and raw:
-                progress(done, max(total, done))
+                progress(text.done, max(total, text.done))
             if final:
                 break
-    finally:
-        handle.close()
-    if not seen_text:
+    if not text.seen_text:
         raise DataError(f"{path} is empty")
-    return CorpusIds(store.tensor(dtype), path.name, done, n_chars, max(0, replacements), forced)
+    replacements = max(0, text.replacements)
+    return CorpusIds(
+        encoder.store.tensor(dtype), path.name, text.done, text.chars, replacements, encoder.forced
+    )
+
+
+class _Utf8Chunks:
+    """A file's bytes, a chunk at a time, as text: refuses a binary file and invalid UTF-8 (naming the byte
+    offset), drops a byte-order mark and, when `lenient`, counts the bytes it replaced."""
+
+    def __init__(self, path: Path, lenient: bool) -> None:
+        self.path = path
+        self.lenient = lenient
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace" if lenient else "strict")
+        self.done = 0  # bytes decoded
+        self.chars = 0  # characters returned
+        self.replacements = 0
+        self.seen_text = False  # anything besides whitespace
+        self._tail = (
+            b""  # the last two bytes read: a U+FFFD written in the file and split across chunks counts
+        )
+
+    def decode(self, raw: bytes, final: bool) -> str:
+        if self.done < BINARY_SNIFF_BYTES and b"\x00" in raw[: BINARY_SNIFF_BYTES - self.done]:
+            raise _binary_error(self.path)
+        self.seen_text = self.seen_text or bool(raw.strip())
+        pending = len(self.decoder.getstate()[0])  # bytes of a character cut by the previous chunk
+        try:
+            piece = self.decoder.decode(raw, final=final)
+        except UnicodeDecodeError as exc:
+            raise _utf8_error(self.path, self.done - pending + exc.start) from None
+        if self.lenient:
+            # Replacement characters the file itself holds are text, not replaced bytes.
+            genuine = (self._tail + raw).count(b"\xef\xbf\xbd")
+            self.replacements += piece.count("\ufffd") - genuine
+            self._tail = (self._tail + raw)[-2:]
+        if self.chars == 0 and piece.startswith("\ufeff"):
+            piece = piece[1:]
+        self.chars += len(piece)
+        self.done += len(raw)
+        return piece
+
+
+class _CarryingEncoder:
+    """Text encoded up to its last safe cut, the rest carried into the next piece, so the ids equal the whole
+    text's. A carry longer than `max_carry` with no safe cut is encoded as it stands (counted in `forced`)."""
+
+    def __init__(self, tokenizer: Tokenizer, max_carry: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_carry = max_carry
+        self.store = _IdStore(tokenizer.vocab_size)
+        self.carry = ""
+        self.forced = 0
+
+    def add(self, piece: str, final: bool) -> None:
+        self.carry += piece
+        end = len(self.carry) if final else last_safe_cut(self.carry)
+        if end < 0 and len(self.carry) > self.max_carry:
+            end = len(self.carry)
+            self.forced += 1
+        if end > 0:
+            self.store.add(_encode_array(self.tokenizer, self.carry[:end]))
+            self.carry = self.carry[end:]
 
 
 class SlidingWindows(Dataset):

@@ -16,38 +16,43 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from gptviz.config import PRESETS, preset
+from gptviz.config import PRESETS, GPTConfig, preset
+from gptviz.engine.train_settings import RESUME_OVERRIDES, Recipe, TrainSettings
 from gptviz.errors import ConfigError
 
-# Options that may change on --resume (the rest decide which data the run sees and stay as recorded).
-RESUMABLE_OPTIONS = {
+if TYPE_CHECKING:
+    from gptviz.engine.distributed import DistInfo
+    from gptviz.engine.trainer import Trainer
+    from gptviz.tokenizer import Tokenizer
+
+# Options that set a TrainSettings field: {option dest: field}.
+SETTING_OPTIONS = {
     "steps": "steps",
     "epochs": "epochs",
+    "batch_size": "batch_size",
+    "stride": "stride",
     "lr": "lr",
     "weight_decay": "weight_decay",
     "eval_freq": "eval_freq",
     "eval_iter": "eval_iter",
+    "val_ratio": "val_ratio",
+    "seed": "seed",
     "device": "device",
     "warmup": "warmup_steps",
+    "grad_clip": "grad_clip",
     "save_dtype": "save_dtype",
+    "context": "context",
+    "split": "split",
+    "init": "init",
+    "decay": "decay",
+    "eval_protocol": "eval_protocol",
 }
-FIXED_ON_RESUME = (
-    "corpus",
-    "preset",
-    "recipe",
-    "context",
-    "batch_size",
-    "stride",
-    "val_ratio",
-    "seed",
-    "lenient",
-    "untied_head",
-    "split",
-    "init",
-    "decay",
-    "eval_protocol",
+# Options a resumed run keeps as recorded (with a note when given): the ones that decide which data it sees,
+# i.e. every setting outside RESUME_OVERRIDES, and the corpus and model options.
+FIXED_ON_RESUME = ("corpus", "preset", "recipe", "lenient", "untied_head") + tuple(
+    opt for opt, field in SETTING_OPTIONS.items() if field not in RESUME_OVERRIDES
 )
 
 
@@ -151,28 +156,8 @@ def _given(args: argparse.Namespace, name: str) -> bool:
 
 
 def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    mapping = {
-        "steps": "steps",
-        "epochs": "epochs",
-        "batch_size": "batch_size",
-        "stride": "stride",
-        "lr": "lr",
-        "weight_decay": "weight_decay",
-        "eval_freq": "eval_freq",
-        "eval_iter": "eval_iter",
-        "val_ratio": "val_ratio",
-        "seed": "seed",
-        "device": "device",
-        "warmup": "warmup_steps",
-        "grad_clip": "grad_clip",
-        "save_dtype": "save_dtype",
-        "context": "context",
-        "split": "split",
-        "init": "init",
-        "decay": "decay",
-        "eval_protocol": "eval_protocol",
-    }
-    kwargs = {field: getattr(args, opt) for opt, field in mapping.items() if _given(args, opt)}
+    """The TrainSettings fields the command line gives (the rest keep their defaults, or the recipe's)."""
+    kwargs = {field: getattr(args, opt) for opt, field in SETTING_OPTIONS.items() if _given(args, opt)}
     if args.cosine:
         kwargs["cosine"] = True
     if getattr(args, "no_diagnostics", False):
@@ -267,16 +252,7 @@ class StopRequest:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from gptviz.data import BUILTIN, VERDICT, read_split_ids
-    from gptviz.engine.devices import process_device
-    from gptviz.engine.distributed import any_rank, barrier, init_distributed, shutdown
-    from gptviz.engine.memory import check_fits
-    from gptviz.engine.rundir import ensure_fresh_run_dir
-    from gptviz.engine.train_settings import TrainSettings, recipe
-    from gptviz.engine.trainer import Trainer
-    from gptviz.model.gpt import GPTModel
+    from gptviz.engine.distributed import init_distributed, shutdown
     from gptviz.tokenizer import default_tokenizer
 
     out = Path(args.out)
@@ -287,116 +263,151 @@ def run(args: argparse.Namespace) -> int:
     try:
         tokenizer = default_tokenizer()
         if args.resume:
-            ignored = [f"--{name.replace('_', '-')}" for name in FIXED_ON_RESUME if _given(args, name)]
-            if ignored:
-                progress.message(
-                    f"gptviz train: note: {', '.join(ignored)} ignored on --resume (the run keeps "
-                    "its recorded corpus and data settings)"
-                )
-            overrides = {
-                field: getattr(args, opt) for opt, field in RESUMABLE_OPTIONS.items() if _given(args, opt)
-            }
-            if args.cosine:
-                overrides["cosine"] = True
-            if _given(args, "grad_clip"):
-                overrides["grad_clip"] = args.grad_clip
-            if args.no_diagnostics:
-                overrides["diagnostics"] = False
-            trainer = Trainer.resume(out, tokenizer=tokenizer, dist_info=info, **overrides)
-            progress.message(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}")
+            trainer = _resumed_trainer(args, out, tokenizer, info, progress)
         else:
-            base = recipe(args.recipe) if args.recipe else None
-            corpus_source = args.corpus or (base.corpus if base else None)
-            preset_name = args.preset or (base.preset if base else None)
-            if not corpus_source or not preset_name:
-                raise ConfigError(
-                    "--corpus and --preset are needed to start a run (or pass --recipe, or --resume)"
-                )
-            ensure_fresh_run_dir(out)
-            barrier(info)  # every rank has looked before rank 0 writes anything
-            if base is not None:
-                settings = base.settings(**_settings_kwargs(args))
-                cfg = preset(preset_name).replace(**base.model)
-            else:
-                settings = TrainSettings(**_settings_kwargs(args))
-                cfg = preset(preset_name)
-            if args.untied_head:
-                cfg = cfg.replace(tie_weights=False)
-            if args.context is not None:
-                if args.context > preset(preset_name).context_length:
-                    raise ConfigError(
-                        f"--context {args.context} is longer than the {preset_name} preset's context length "
-                        f"{preset(preset_name).context_length}"
-                    )
-                if args.context <= 0:
-                    raise ConfigError(f"--context must be a positive integer, got {args.context}")
-                cfg = cfg.replace(context_length=args.context)
-            # Refuse a model that cannot fit before reading the corpus or allocating anything.
-            check_fits(
-                cfg,
-                training=True,
-                batch_size=settings.batch_size,
-                context=settings.context_for(cfg),
-                device=process_device(settings.device, info),
-            )
-            corpus = read_split_ids(
-                corpus_source, tokenizer, settings.val_ratio, settings.split, lenient=args.lenient
-            )
-            if corpus.replacements:
-                progress.message(f"gptviz train: note: {corpus.replacements} undecodable bytes replaced")
-            train_ids, val_ids = corpus.train, corpus.val  # (N_train,), (N_val,)
-            torch.manual_seed(settings.seed)
-            model = GPTModel(cfg)  # with --init book the trainer re-draws the book's weights from the seed
-            named = corpus_source in (BUILTIN, VERDICT)
-            source = corpus_source if named else str(Path(corpus_source).resolve())
-            trainer = Trainer(
-                model,
-                tokenizer,
-                train_ids,
-                val_ids,
-                settings,
-                out,
-                corpus={"source": source, "name": corpus.name, "lenient": bool(args.lenient)},
-                dist_info=info,
-            )
+            trainer = _fresh_trainer(args, out, tokenizer, info, progress)
         progress.book_lines = trainer.book_protocol
-        summary = trainer.model_summary()
-        progress.message(
-            f"training {trainer.cfg.name} ({summary['params']:,} parameters, context {summary['context']}) on "
-            f"{summary['train_tokens']:,} tokens ({summary['train_windows']:,} windows, "
-            f"{summary['val_tokens']:,} held out) for {summary['total_steps']:,} steps, batch "
-            f"{trainer.settings.batch_size} x {summary['world_size']} process(es), {summary['device']}"
-        )
+        progress.message(_start_line(trainer))
         if args.tensorboard and info.is_main:
             from gptviz.engine.tensorboard_log import TensorBoardLog
 
             tensorboard = TensorBoardLog(args.tensorboard)
         stop.install()
-        first = trainer.start()  # step 0, the untrained model (None on --resume)
-        if tensorboard is not None and first is not None:
-            tensorboard.write(first)
-        result = None
-        while not trainer.done:
-            result = trainer.step()
-            progress.update(result)
-            if tensorboard is not None:
-                tensorboard.write(result)
-            if any_rank(stop.requested, info, trainer.device):
-                trainer.save()
-                trainer.close()
-                progress.message(
-                    f"gptviz train: interrupted at step {trainer.step_count}; checkpoint saved to "
-                    f"{out / 'checkpoint'}; continue with --resume"
-                )
-                return 130
-        trainer.close()
-        if info.is_main:
-            val = f", val loss {trainer.last_val_loss:.4f}" if trainer.last_val_loss is not None else ""
-            train = f"train loss {trainer.last_train_loss:.4f}" if trainer.last_train_loss is not None else ""
-            print(f"done: step {trainer.step_count}, {train}{val}; checkpoint {out / 'checkpoint'}")
-        return 0
+        return _train(trainer, out, info, progress, tensorboard, stop)
     finally:
         if tensorboard is not None:
             tensorboard.close()
         stop.restore()
         shutdown(info)
+
+
+def _resumed_trainer(
+    args: argparse.Namespace, out: Path, tokenizer: Tokenizer, info: DistInfo, progress: Progress
+) -> Trainer:
+    """The run in OUT, continued with the options a resume may change; a note names the ones it ignores."""
+    from gptviz.engine.trainer import Trainer
+
+    ignored = [f"--{name.replace('_', '-')}" for name in FIXED_ON_RESUME if _given(args, name)]
+    if ignored:
+        progress.message(
+            f"gptviz train: note: {', '.join(ignored)} ignored on --resume (the run keeps "
+            "its recorded corpus and data settings)"
+        )
+    overrides = {k: v for k, v in _settings_kwargs(args).items() if k in RESUME_OVERRIDES}
+    trainer = Trainer.resume(out, tokenizer=tokenizer, dist_info=info, **overrides)
+    progress.message(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}")
+    return trainer
+
+
+def _fresh_trainer(
+    args: argparse.Namespace, out: Path, tokenizer: Tokenizer, info: DistInfo, progress: Progress
+) -> Trainer:
+    """A new run in OUT: settings and model shape from the options (over a recipe's), checked to fit before
+    the corpus is read, then a freshly initialised model."""
+    import torch
+
+    from gptviz.data import BUILTIN, VERDICT, read_split_ids
+    from gptviz.engine.devices import process_device
+    from gptviz.engine.distributed import barrier
+    from gptviz.engine.memory import check_fits
+    from gptviz.engine.rundir import ensure_fresh_run_dir
+    from gptviz.engine.train_settings import recipe
+    from gptviz.engine.trainer import Trainer
+    from gptviz.model.gpt import GPTModel
+
+    base = recipe(args.recipe) if args.recipe else None
+    corpus_source = args.corpus or (base.corpus if base else None)
+    preset_name = args.preset or (base.preset if base else None)
+    if not corpus_source or not preset_name:
+        raise ConfigError("--corpus and --preset are needed to start a run (or pass --recipe, or --resume)")
+    ensure_fresh_run_dir(out)
+    barrier(info)  # every rank has looked before rank 0 writes anything
+    settings, cfg = _settings_and_model(args, base, preset_name)
+    # Refuse a model that cannot fit before reading the corpus or allocating anything.
+    device = process_device(settings.device, info)
+    check_fits(
+        cfg, training=True, batch_size=settings.batch_size, context=settings.context_for(cfg), device=device
+    )
+    corpus = read_split_ids(
+        corpus_source, tokenizer, settings.val_ratio, settings.split, lenient=args.lenient
+    )
+    if corpus.replacements:
+        progress.message(f"gptviz train: note: {corpus.replacements} undecodable bytes replaced")
+    torch.manual_seed(settings.seed)
+    model = GPTModel(cfg)  # with --init book the trainer re-draws the book's weights from the seed
+    named = corpus_source in (BUILTIN, VERDICT)
+    source = corpus_source if named else str(Path(corpus_source).resolve())
+    return Trainer(
+        model,
+        tokenizer,
+        corpus.train,  # (N_train,)
+        corpus.val,  # (N_val,)
+        settings,
+        out,
+        corpus={"source": source, "name": corpus.name, "lenient": bool(args.lenient)},
+        dist_info=info,
+    )
+
+
+def _settings_and_model(
+    args: argparse.Namespace, base: Recipe | None, preset_name: str
+) -> tuple[TrainSettings, GPTConfig]:
+    """The training settings and model shape the options ask for, each option over the recipe's value."""
+    if base is not None:
+        settings = base.settings(**_settings_kwargs(args))
+        cfg = preset(preset_name).replace(**base.model)
+    else:
+        settings = TrainSettings(**_settings_kwargs(args))
+        cfg = preset(preset_name)
+    if args.untied_head:
+        cfg = cfg.replace(tie_weights=False)
+    if args.context is not None:
+        longest = preset(preset_name).context_length
+        if args.context > longest:
+            raise ConfigError(
+                f"--context {args.context} is longer than the {preset_name} preset's context length {longest}"
+            )
+        if args.context <= 0:
+            raise ConfigError(f"--context must be a positive integer, got {args.context}")
+        cfg = cfg.replace(context_length=args.context)
+    return settings, cfg
+
+
+def _start_line(trainer: Trainer) -> str:
+    summary = trainer.model_summary()
+    return (
+        f"training {trainer.cfg.name} ({summary['params']:,} parameters, context {summary['context']}) on "
+        f"{summary['train_tokens']:,} tokens ({summary['train_windows']:,} windows, "
+        f"{summary['val_tokens']:,} held out) for {summary['total_steps']:,} steps, batch "
+        f"{trainer.settings.batch_size} x {summary['world_size']} process(es), {summary['device']}"
+    )
+
+
+def _train(
+    trainer: Trainer, out: Path, info: DistInfo, progress: Progress, tensorboard: Any, stop: StopRequest
+) -> int:
+    """Step to the end (0), or until a stop request, after which the step is saved (130)."""
+    from gptviz.engine.distributed import any_rank
+
+    first = trainer.start()  # step 0, the untrained model (None on --resume)
+    if tensorboard is not None and first is not None:
+        tensorboard.write(first)
+    while not trainer.done:
+        result = trainer.step()
+        progress.update(result)
+        if tensorboard is not None:
+            tensorboard.write(result)
+        if any_rank(stop.requested, info, trainer.device):
+            trainer.save()
+            trainer.close()
+            progress.message(
+                f"gptviz train: interrupted at step {trainer.step_count}; checkpoint saved to "
+                f"{out / 'checkpoint'}; continue with --resume"
+            )
+            return 130
+    trainer.close()
+    if info.is_main:
+        val = f", val loss {trainer.last_val_loss:.4f}" if trainer.last_val_loss is not None else ""
+        train = f"train loss {trainer.last_train_loss:.4f}" if trainer.last_train_loss is not None else ""
+        print(f"done: step {trainer.step_count}, {train}{val}; checkpoint {out / 'checkpoint'}")
+    return 0

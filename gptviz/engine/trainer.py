@@ -327,10 +327,6 @@ class Trainer:
         return self.step_count >= self.total_steps
 
     @property
-    def epoch(self) -> int:
-        return self.step_count // self.batches_per_epoch
-
-    @property
     def book_protocol(self) -> bool:
         return self.settings.eval_protocol == "book"
 

@@ -58,7 +58,8 @@ from gptviz.qt.commands import (  # noqa: F401 - the channels, re-exported: the 
 )
 
 if TYPE_CHECKING:
-    from gptviz.engine.session import RunFollower, Session
+    from gptviz.engine.run_follow import RunFollower
+    from gptviz.engine.session import Session
 
 
 class Worker(QObject):

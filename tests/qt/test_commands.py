@@ -65,7 +65,9 @@ def test_actions_that_keep_the_sequence_leave_queued_steps_alone():
 
 def test_newest_wins_per_channel_and_channels_do_not_interfere():
     newest = Newest()
-    t1, i1, t2, w1 = _noted(newest, cmd.Tokenize("a"), cmd.Inspect(mlp_layer=1), cmd.Tokenize("ab"), cmd.Windows(4, 1))
+    t1, i1, t2, w1 = _noted(
+        newest, cmd.Tokenize("a"), cmd.Inspect(mlp_layer=1), cmd.Tokenize("ab"), cmd.Windows(4, 1)
+    )
     assert newest.superseded(cmd.Tokenize("a"), t1)
     assert not newest.superseded(cmd.Tokenize("ab"), t2)
     assert not newest.superseded(cmd.Inspect(mlp_layer=1), i1)  # a tokenize does not replace an inspection

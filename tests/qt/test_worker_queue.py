@@ -44,7 +44,10 @@ def test_the_worker_skips_a_step_queued_before_a_new_prompt(qtbot, session_facto
     assert [r[1] for r in results[:2]] == [cmd.SEQUENCE_REACHED, cmd.PLAY_STATE]
     assert results[0][2] == 2  # the worker says which sequence it holds before any view of it
     views = [p for _, ch, p in results if ch == cmd.GENERATION]
-    assert len(views) == 1 and views[0].prompt_ids.tolist() == worker.session.tokenize("Hello there").ids.tolist()
+    assert (
+        len(views) == 1
+        and views[0].prompt_ids.tolist() == worker.session.tokenize("Hello there").ids.tolist()
+    )
     worker.newest.note(cmd.GenStep(), 3)
     worker.run_command(3, cmd.GenStep())  # asked for after the prompt: runs
     assert len(worker.session.generation_view().new_ids) == 1
@@ -134,7 +137,10 @@ def test_the_window_follows_the_state(main_window, qtbot):
     state = window.host.state
     qtbot.waitUntil(lambda: window.activity_label.text() == "idle", timeout=20_000)
     state.update(playing=True)
-    assert window.generation_pane.play_button.isChecked() and window.generation_pane.play_button.text() == "Pause"
+    assert (
+        window.generation_pane.play_button.isChecked()
+        and window.generation_pane.play_button.text() == "Pause"
+    )
     state.update(playing=False)
     assert not window.generation_pane.play_button.isChecked()
     state.set_training("paused")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gptviz.config import PRESETS, GPTConfig, preset
+from gptviz.engine.kept_checkpoints import parse_keep
 from gptviz.engine.train_settings import RESUME_OVERRIDES, Recipe, TrainSettings
 from gptviz.errors import ConfigError
 
@@ -48,6 +49,7 @@ SETTING_OPTIONS = {
     "init": "init",
     "decay": "decay",
     "eval_protocol": "eval_protocol",
+    "keep_checkpoints": "keep_checkpoints",
 }
 # Options a resumed run keeps as recorded (with a note when given): the ones that decide which data it sees,
 # i.e. every setting outside RESUME_OVERRIDES, and the corpus and model options.
@@ -132,6 +134,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint weight type (float16 halves the file; resume still continues from fp32)",
     )
     parser.add_argument(
+        "--keep-checkpoints",
+        type=_keep_count,
+        metavar="N|all",
+        help="also keep each evaluation's weights under OUT/checkpoints/step-NNNNNN/ (in --save-dtype), the "
+        "newest N of them or all; the window's Checkpoints tab scrubs through them (0: none)",
+    )
+    parser.add_argument(
         "--lenient", action="store_true", help="read a corpus that is not valid UTF-8, replacing bad bytes"
     )
     parser.add_argument(
@@ -148,6 +157,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "log in DIR; needs pip install 'gptviz[tensorboard]'",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _keep_count(text: str) -> int:
+    try:
+        return parse_keep(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _given(args: argparse.Namespace, name: str) -> bool:

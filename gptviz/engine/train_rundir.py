@@ -31,6 +31,7 @@ from gptviz.engine.checkpoint import (
     model_state_for_saving,
     save_checkpoint,
 )
+from gptviz.engine.kept_checkpoints import drop_after
 from gptviz.engine.probe import truncate_probes, write_probe
 from gptviz.engine.rundir import (
     JsonlWriter,
@@ -78,7 +79,7 @@ def metrics_record(result: StepResult, world_size: int) -> dict[str, Any]:
     if result.step == 0:
         for key in ("train_loss", "grad_norm", "tokens_per_s"):
             del record[key]
-    for key in ("grad_norms", "update_ratios", "attention_entropy"):
+    for key in ("grad_norms", "update_ratios", "attention_entropy", "weight_histograms"):
         if getattr(result, key) is not None:
             record[key] = getattr(result, key)
     if result.train_eval_loss is not None:
@@ -104,9 +105,10 @@ class RunWriter:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def cut_back_to(self, step: int) -> None:
-        """On resume: drop the metrics lines and probes written after the checkpoint's step."""
+        """On resume: drop the metrics lines, probes and kept checkpoints written after the checkpoint's step."""
         truncate_jsonl(metrics_path(self.run_dir), step)
         truncate_probes(self.run_dir, step)
+        drop_after(self.run_dir, step)  # kept checkpoints of steps the resumed run trains again
 
     def write_settings(
         self,

@@ -52,6 +52,7 @@ RESUME_OVERRIDES = frozenset(
         "probe_prompt",
         "probe_tokens",
         "diagnostics",
+        "keep_checkpoints",
     }
 )
 
@@ -101,6 +102,9 @@ class TrainSettings:
     # Per-part gradient norms are measured whenever the gradients are (free); True adds each part's update
     # ratio ‖Δw‖/‖w‖, which keeps a copy of the weights from before each step (gptviz.engine.training_diagnostics).
     diagnostics: bool = True
+    # Keep each evaluation's weights under RUN_DIR/checkpoints/step-NNNNNN/ as well: the newest N, -1 every
+    # one (--keep-checkpoints all), 0 none (gptviz.engine.kept_checkpoints).
+    keep_checkpoints: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -157,6 +161,9 @@ class TrainSettings:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     def _check_probe(self) -> None:
+        from gptviz.engine.kept_checkpoints import parse_keep  # torch-free
+
+        parse_keep(self.keep_checkpoints)
         if not self.probe_prompt:
             raise ConfigError("the probe prompt is empty")
         if not isinstance(self.probe_tokens, int) or self.probe_tokens < 0:

@@ -34,6 +34,7 @@ from torch import nn
 
 from gptviz.engine.devices import process_device
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, barrier
+from gptviz.engine.kept_checkpoints import keep_checkpoint
 from gptviz.engine.memory import check_fits
 from gptviz.engine.probe import ProbeRecord, make_probe, probe_prompt_ids
 from gptviz.engine.rundir import checkpoint_path
@@ -41,6 +42,7 @@ from gptviz.engine.train_batches import TrainBatches
 from gptviz.engine.train_eval import evaluation_losses, initial_losses, probe_entropy, written_out_attention
 from gptviz.engine.train_rng import PrivateRng
 from gptviz.engine.train_rundir import (
+    SAVE_DTYPES,
     MemorySnapshot,
     RunWriter,
     ids_digest,
@@ -49,7 +51,7 @@ from gptviz.engine.train_rundir import (
     save_training_checkpoint,
 )
 from gptviz.engine.train_settings import DECAYS, TrainSettings
-from gptviz.engine.training_diagnostics import PartNorms
+from gptviz.engine.training_diagnostics import PartNorms, weight_histograms
 from gptviz.errors import ConfigError, DataError, GptvizError, WeightsError
 from gptviz.model.book_init import book_init_rng_state
 from gptviz.model.gpt import GPTModel
@@ -88,6 +90,7 @@ class StepResult:
     grad_norms: dict[str, float] | None = None  # {part: norm before clipping}; root-sum-square = grad_norm
     update_ratios: dict[str, float] | None = None  # {part: ‖w_after − w_before‖ / ‖w_before‖}
     attention_entropy: list[list[float]] | None = None  # [layer][head] on the probe prompt, at evaluations
+    weight_histograms: dict[str, list[int]] | None = None  # {part: counts} at evaluations (fixed bins)
 
 
 def build_optimizer(
@@ -353,6 +356,7 @@ class Trainer:
         # eval_freq steps and at the end: the step-0 checkpoint already covers the start.
         save_now = self.step_count % self.settings.eval_freq == 0 or self.done
         evaluation = self._evaluate_if_due(save_now, lr)
+        histograms = weight_histograms(self.model) if evaluation.probe is not None else None
         step_time = time.perf_counter() - started
         self.elapsed_s += step_time
         self._session_steps += 1
@@ -377,6 +381,7 @@ class Trainer:
             grad_norms=update.grad_norms,
             update_ratios=update.update_ratios,
             attention_entropy=probe_entropy(evaluation.probe),
+            weight_histograms=histograms,
         )
         self._record(result)
         if save_now:
@@ -449,6 +454,12 @@ class Trainer:
         """The step's metrics line and probe into the run directory (rank 0, with a run directory)."""
         if self.writer is not None:
             self.writer.write_step(result)
+            if result.probe is not None and self.settings.keep_checkpoints:  # an evaluation's weights
+                keep_checkpoint(
+                    self.model, self.writer.run_dir, result.step, self.settings.keep_checkpoints,
+                    meta={"name": f"{self.writer.run_dir.name} step {result.step}", "source": "gptviz train"},
+                    dtype=SAVE_DTYPES[self.settings.save_dtype],
+                )  # fmt: skip
 
     def start(self) -> StepResult | None:
         """Before the first step of a fresh run: evaluate the untrained model (the book prints these losses
@@ -493,6 +504,7 @@ class Trainer:
             probe=probe,
             checkpoint_saved=self.writer is not None,
             attention_entropy=probe_entropy(probe),
+            weight_histograms=weight_histograms(self.model) if probe is not None else None,
         )
         self._record(result)
         self._phase("first step")

@@ -99,3 +99,41 @@ def test_a_minus_b_is_the_difference_of_each_steps_own_attention(tmp_path):
     assert on_prompt.tokens == ("Every", " effort", " moves", " you") and on_prompt.steps == (3, 9)
     with pytest.raises(ConfigError):
         compare_attention(a.path, b.path, ids, layer=2, head=0)
+
+
+def test_train_keeps_the_newest_evaluations_weights_and_resume_drops_the_future(tmp_path, capsys):
+    """gptviz train --keep-checkpoints 2: the newest two evaluations' weights, the last equal to the run's
+    own checkpoint; a resume keeps going; cutting a run back to a step drops the kept steps after it."""
+    from gptviz.cli import main
+    from gptviz.data import builtin_text
+    from gptviz.engine.rundir import read_metrics, read_settings
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(builtin_text()[:20000], encoding="utf-8")
+    run = tmp_path / "run"
+    argv = ["train", "--corpus", str(corpus), "--preset", "tiny", "--context", "16", "--batch-size", "2",
+            "--eval-iter", "1", "--eval-freq", "2", "--out", str(run), "--quiet"]  # fmt: skip
+    assert main([*argv, "--steps", "6", "--keep-checkpoints", "2"]) == 0
+    evaluated = [r["step"] for r in read_metrics(run) if "val_loss" in r]
+    assert evaluated == [0, 1, 2, 4, 6]
+    assert [k.step for k in list_kept(run)] == [4, 6]
+    assert read_settings(run)["train"]["keep_checkpoints"] == 2
+    last, meta = load_checkpoint(list_kept(run)[-1].path)
+    final, _ = load_checkpoint(run / "checkpoint")
+    assert meta["step"] == 6 and meta["name"] == "run step 6"
+    for key, tensor in final.state_dict().items():
+        assert torch.equal(last.state_dict()[key], tensor), key
+    # A resume goes on keeping (here every one); the steps already kept stay, they are the same run's.
+    assert (
+        main(["train", "--resume", "--out", str(run), "--steps", "8", "--keep-checkpoints", "all", "--quiet"])
+        == 0
+    )
+    assert [k.step for k in list_kept(run)] == [4, 6, 8]
+    # A resume from an earlier checkpoint drops the kept steps after it (they are trained again).
+    from gptviz.engine.train_rundir import RunWriter
+
+    RunWriter(run, 1).cut_back_to(6)
+    assert [k.step for k in list_kept(run)] == [4, 6]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--steps", "1", "--keep-checkpoints", "some"])
+    assert exit_info.value.code == 2 and "--keep-checkpoints takes" in capsys.readouterr().err

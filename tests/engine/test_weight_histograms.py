@@ -80,3 +80,35 @@ def test_a_metrics_lines_counts_are_checked_before_use():
     assert wh.valid_counts({"a": 1}) is None
     ticks = dict(wh.tick_bins())
     assert ticks[wh.CENTRE] == "0" and "1" in ticks.values() and "−1" in ticks.values()
+
+
+def test_each_evaluations_histograms_are_the_weights_it_kept(tmp_path):
+    """A run's metrics line at every evaluation carries weight_histograms equal to numpy's histogram of that
+    step's weights (as --keep-checkpoints kept them); lines between evaluations carry none."""
+    from gptviz.engine.checkpoint import load_checkpoint
+    from gptviz.engine.kept_checkpoints import KEEP_ALL, list_kept
+    from gptviz.engine.rundir import read_metrics
+    from gptviz.engine.train_settings import TrainSettings
+    from gptviz.engine.trainer import Trainer
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 512, (800,), generator=torch.Generator().manual_seed(0))  # (800,)
+    settings = TrainSettings(
+        steps=5, batch_size=4, context=16, lr=3e-2, eval_freq=2, eval_iter=1, probe_tokens=1,
+        probe_prompt="a b", device="cpu", keep_checkpoints=KEEP_ALL,
+    )  # fmt: skip
+    trainer = Trainer(GPTModel(CFG), None, ids[:600], ids[600:], settings, tmp_path / "run")
+    results = [trainer.start()] + [trainer.step() for _ in range(5)]
+    records = read_metrics(tmp_path / "run")
+    with_histograms = [r["step"] for r in records if "weight_histograms" in r]
+    assert with_histograms == [r["step"] for r in records if "val_loss" in r] == [0, 1, 2, 4, 5]
+    assert [r.step for r in results if r.weight_histograms is not None] == with_histograms
+    kept = {k.step: k.path for k in list_kept(tmp_path / "run")}
+    assert sorted(kept) == with_histograms
+    histograms_by_step = {r["step"]: r["weight_histograms"] for r in records if "weight_histograms" in r}
+    for step, histograms in histograms_by_step.items():
+        model, _ = load_checkpoint(kept[step])
+        for part, w in _weights_by_part(model).items():
+            numpy_counts, _ = np.histogram(w, bins=wh.EDGES)  # (N_BINS,)
+            assert histograms[part] == numpy_counts.tolist(), (step, part)
+    assert histograms_by_step[0] != histograms_by_step[5]  # the weights moved

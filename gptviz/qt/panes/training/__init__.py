@@ -166,9 +166,8 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         """idle | running | paused | finished (the worker's word)."""
         self.state = "idle" if state == "finished" else state
         running, paused = state == "running", state == "paused"
-        self.kept_view.set_loading_allowed(
-            not running and not paused
-        )  # loading would replace the run's model
+        # Loading a kept step would replace the model a run is training.
+        self.kept_view.set_loading_allowed(not running and not paused)
         self.start_button.setText("Resume" if paused else "Start")
         self.start_button.setEnabled(not running and not self.following)
         self.pause_button.setEnabled(running)

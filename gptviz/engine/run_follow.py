@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gptviz.engine.kept_checkpoints import KEPT_DIR
 from gptviz.engine.path_kind import CONFIG_FILE
 from gptviz.engine.rundir import (
     CHECKPOINT_DIR,
@@ -83,9 +84,12 @@ class RunFollower:
 def history_dir_for(checkpoint_dir: str | os.PathLike) -> Path | None:
     """Where a checkpoint's training was recorded: the checkpoint directory itself when its run's
     metrics.jsonl was copied beside the weights (the demo model), or the run directory around a run's
-    checkpoint/ folder; None when neither has a metrics.jsonl."""
+    checkpoint/ folder, or the run around a kept step (RUN/checkpoints/step-N, gptviz.engine.kept_checkpoints:
+    its history up to that step); None when none has a metrics.jsonl."""
     path = Path(checkpoint_dir)
     candidates = [path, path.parent] if path.name == CHECKPOINT_DIR else [path]
+    if path.parent.name == KEPT_DIR:
+        candidates.append(path.parent.parent)
     for candidate in candidates:
         if metrics_path(candidate).is_file():
             return candidate

@@ -9,6 +9,7 @@ import torch
 from gptviz.config import GPTConfig
 from gptviz.engine.checkpoint import load_checkpoint
 from gptviz.engine.kept_checkpoints import KEEP_ALL, compare_on_prompt, keep_checkpoint, list_kept
+from gptviz.engine.rundir import JsonlWriter, metrics_path
 from gptviz.model.gpt import GPTModel
 from gptviz.qt.panes.training import TrainingPane
 
@@ -23,6 +24,12 @@ def _kept_run(run_dir, steps=(2, 4, 6)):
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 0.05)  # (same shape) the weights move between evaluations
         keep_checkpoint(model, run_dir, step, KEEP_ALL, meta={"name": "kept"})
+    writer = JsonlWriter(metrics_path(run_dir))
+    for step in range(7):  # the run's record: a loss a step
+        writer.write(
+            {"step": step, "tokens_seen": 64 * step, "train_loss": 10.0 - step, "val_loss": 10.5 - step}
+        )
+    writer.close()
     return run_dir
 
 
@@ -45,8 +52,10 @@ def test_the_slider_loads_exactly_the_kept_weights(main_window, qtbot, tmp_path)
     loaded = session.model.state_dict()
     for key, tensor in expected.state_dict().items():
         assert torch.equal(loaded[key].cpu(), tensor), key
-    # The pane's history went (a kept folder has none); the slider keeps its run.
-    assert view.run_dir == str(run) and len(view.kept) == 3
+    # The pane shows the run's history up to the kept step (the model as it was then); the slider stays.
+    qtbot.waitUntil(lambda: pane.history is not None, timeout=10_000)
+    assert pane.train_curve_data.view()[0].tolist() == [0, 1, 2, 3, 4]  # not 5 and 6
+    assert view.run_dir == str(run) and len(view.kept) == 3 and view.selected().step == 4
     # While a run trains in the window, loading would replace its model: refused, said so.
     pane.set_state("running")
     assert not view.load_button.isEnabled()

@@ -8,7 +8,7 @@ The book's chapter 5 run (`RECIPES["book-ch5"]`, `gptviz train --recipe book-ch5
 that each work with any model: `split` "chars" (cut the text, then tokenize each part), `init` "book"
 (PyTorch's default initialisation in the book's module order, gptviz.model.book_init), `decay` "all"
 (weight decay on every parameter, as `AdamW(model.parameters(), weight_decay=0.1)`), `grad_clip` 0 and
-`eval_protocol` "book" (the book's loaders and `evaluate_model`, see `Trainer._book_batches`). Together,
+`eval_protocol` "book" (the book's loaders and `evaluate_model`, see `TrainBatches.book_batches`). Together,
 and with the book's sizes, they reproduce the book's own loop (gptviz.model.book_reference.book_ch5_run):
 the same weights, batches, dropout masks and evaluation batches.
 """

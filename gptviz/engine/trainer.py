@@ -94,7 +94,7 @@ class StepResult:
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, device: torch.device, decay: str = "matrices"
+    model: nn.Module, lr: float, weight_decay: float, decay: str = "matrices"
 ) -> torch.optim.AdamW:
     """AdamW (betas 0.9, 0.999, eps 1e-8: PyTorch's defaults, as the book uses them).
 
@@ -243,9 +243,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
         settings = self.settings
-        self.optimizer = build_optimizer(
-            self.model, settings.lr, settings.weight_decay, self.device, settings.decay
-        )
+        self.optimizer = build_optimizer(self.model, settings.lr, settings.weight_decay, settings.decay)
         self.fused_optimizer = bool(self.optimizer.defaults.get("fused"))
         self.parts = PartNorms(self.model)
         return book_rng
@@ -268,8 +266,9 @@ class Trainer:
     def _open_run(self, resume_state: dict[str, Any] | None) -> None:
         """Load a resumed run's state, or claim the run directory of a fresh one; then (rank 0) write the
         settings."""
-        writing = self.run_dir is not None and self.is_writer
-        self.writer = RunWriter(self.run_dir, self.dist.world_size) if writing and self.run_dir else None
+        self.writer = None
+        if self.run_dir is not None and self.is_writer:
+            self.writer = RunWriter(self.run_dir, self.dist.world_size)
         if resume_state is not None:
             self._load_state(resume_state)
             self._started = True

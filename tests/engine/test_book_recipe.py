@@ -207,10 +207,10 @@ def test_the_trainer_draws_the_book_init_only_for_a_fresh_run(tokenizer, short_t
 
 def test_decay_all_is_one_group_and_matrices_two():
     model = GPTModel(BOOK_CH5.config(**SMALL))
-    every = build_optimizer(model, 4e-4, 0.1, torch.device("cpu"), decay="all")
+    every = build_optimizer(model, 4e-4, 0.1, decay="all")
     assert len(every.param_groups) == 1 and every.param_groups[0]["weight_decay"] == 0.1
     assert len(every.param_groups[0]["params"]) == len(list(model.parameters()))
-    split = build_optimizer(model, 4e-4, 0.1, torch.device("cpu"))
+    split = build_optimizer(model, 4e-4, 0.1)
     assert [g["weight_decay"] for g in split.param_groups] == [0.1, 0.0]
     assert all(p.dim() < 2 for p in split.param_groups[1]["params"])
 

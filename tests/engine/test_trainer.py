@@ -102,7 +102,7 @@ def test_warmup_and_cosine_schedule():
 
 def test_weight_decay_only_on_matrices_and_fused_on_cpu():
     model = GPTModel(SMALL)
-    opt = build_optimizer(model, 1e-3, 0.1, torch.device("cpu"))
+    opt = build_optimizer(model, 1e-3, 0.1)
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])

@@ -13,9 +13,10 @@ fixed protocol: a smooth curve), or the first `eval_iter` batches of the book's 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from gptviz.data import SlidingWindows
 from gptviz.engine.distributed import DistInfo, shard
@@ -110,8 +111,10 @@ class TrainBatches:
         which then permutes with a generator of its own. Iterating a DataLoader over range(count) here, under
         the trainer's generator, makes exactly those draws: the windows are gathered by index afterwards.
         """
-        loader = DataLoader(
-            range(count), batch_size=self.settings.batch_size, shuffle=shuffle, drop_last=drop_last
+        # A range is a map-style dataset (a length and indexing), all the loader reads of one.
+        indices = cast("Dataset[int]", range(count))
+        loader: DataLoader[int] = DataLoader(
+            indices, batch_size=self.settings.batch_size, shuffle=shuffle, drop_last=drop_last
         )
         batches = []
         with self.rng.active():

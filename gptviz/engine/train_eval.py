@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ from gptviz.engine.distributed import DistInfo, all_reduce_sum
 from gptviz.engine.probe import ProbeRecord
 from gptviz.engine.train_batches import Batch, TrainBatches
 from gptviz.engine.training_diagnostics import attention_entropy
-from gptviz.model.gpt import GPTModel
+from gptviz.model.gpt import GPTModel, MultiHeadAttention
 
 Autocast = Callable[[], AbstractContextManager[object]]  # the trainer's precision for forward and loss
 
@@ -46,14 +47,14 @@ def written_out_attention(model: GPTModel, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    blocks = list(model.blocks)
-    saved = [block.attn.use_fused for block in blocks]
+    attentions = [cast(MultiHeadAttention, block.attn) for block in model.blocks]
+    saved = [attn.use_fused for attn in attentions]
     model.set_fused_attention(False)
     try:
         yield
     finally:
-        for block, fused in zip(blocks, saved, strict=True):
-            block.attn.use_fused = fused
+        for attn, fused in zip(attentions, saved, strict=True):
+            attn.use_fused = fused
 
 
 @torch.no_grad()
@@ -74,8 +75,8 @@ def token_mean_loss(
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum")  # ()
         total += float(loss)
         count += targets.numel()
-    total, count = all_reduce_sum([total, float(count)], dist_info, device)
-    return total / count if count else None
+    all_total, all_count = all_reduce_sum([total, float(count)], dist_info, device)
+    return all_total / all_count if all_count else None
 
 
 @torch.no_grad()

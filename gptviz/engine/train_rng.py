@@ -38,15 +38,16 @@ class PrivateRng:
         """Draw from this generator inside the block; the process-wide state is put back after, and this
         one keeps where the block left it."""
         saved_cpu = torch.get_rng_state()
-        saved_cuda = torch.cuda.get_rng_state(self.device) if self.cuda is not None else None
-        torch.set_rng_state(self.cpu)
+        saved_cuda = None
         if self.cuda is not None:
+            saved_cuda = torch.cuda.get_rng_state(self.device)
             torch.cuda.set_rng_state(self.cuda, self.device)
+        torch.set_rng_state(self.cpu)
         try:
             yield
         finally:
             self.cpu = torch.get_rng_state()
             torch.set_rng_state(saved_cpu)
-            if self.cuda is not None:
+            if saved_cuda is not None:
                 self.cuda = torch.cuda.get_rng_state(self.device)
                 torch.cuda.set_rng_state(saved_cuda, self.device)

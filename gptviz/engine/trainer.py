@@ -447,7 +447,8 @@ class Trainer:
         shown = val_loss if val_loss is not None else train_eval
         self.last_val_loss = val_loss
         probe = self.probe() if self.is_writer else None
-        return _Evaluation(train_eval, val_loss, math.exp(min(shown, 700.0)), probe)
+        perplexity = math.exp(min(shown, 700.0)) if shown is not None else None
+        return _Evaluation(train_eval, val_loss, perplexity, probe)
 
     def _record(self, result: StepResult) -> None:
         """The step's metrics line and probe into the run directory (rank 0, with a run directory)."""

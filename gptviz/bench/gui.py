@@ -159,8 +159,8 @@ def overview_redraw(sizes: GuiSizes) -> tuple[Stats, Stats]:
 
 def loss_plot_redraw(sizes: GuiSizes) -> Stats:
     """Live loss curve redraw with `loss_points` points: one new point, refresh(), paint; ms."""
-    from gptviz.engine.views import TrainingUpdate
     from gptviz.engine.trainer import StepResult
+    from gptviz.engine.views import TrainingUpdate
     from gptviz.qt.panes.training import TrainingPane
 
     rng = np.random.default_rng(0)

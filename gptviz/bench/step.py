@@ -311,8 +311,8 @@ def scale_rows(
 
     import torch
 
-    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.memory import process_rss_bytes
+    from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.engine.session import Session
     from gptviz.model.gpt import GPTModel
     from gptviz.tokenizer import default_tokenizer

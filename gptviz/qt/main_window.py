@@ -58,7 +58,7 @@ from gptviz.qt.settings import AppSettings
 from gptviz.qt.start_here import install as install_start_here
 from gptviz.qt.widgets.error_banner import ErrorBanner
 from gptviz.qt.widgets.fit import PaneScroll
-from gptviz.qt.worker import WorkerHost
+from gptviz.qt.worker_host import WorkerHost
 
 REDRAW_INTERVAL_MS = 33  # ~30 Hz
 FOLLOW_POLL_MS = 1000

@@ -14,7 +14,7 @@ from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.token_labels import token_label
-from gptviz.qt.worker import WorkerHost
+from gptviz.qt.worker_host import WorkerHost
 
 
 @pytest.fixture

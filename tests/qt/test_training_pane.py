@@ -10,7 +10,7 @@ from gptviz.engine.trainer import Trainer
 from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
 from gptviz.qt.panes.training import CurveBuffer, TrainingPane, format_duration, history_settings
-from gptviz.qt.worker import WorkerHost
+from gptviz.qt.worker_host import WorkerHost
 
 
 @pytest.fixture

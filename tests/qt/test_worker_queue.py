@@ -10,7 +10,8 @@ import pytest
 
 from gptviz.qt import commands as cmd
 from gptviz.qt.app_state import AppState, Running, TrainState
-from gptviz.qt.worker import Worker, WorkerHost
+from gptviz.qt.worker import Worker
+from gptviz.qt.worker_host import WorkerHost
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ machine's own limit.
   greedy; both must choose the same ids.
 * training_hf: `Trainer.step()` vs a plain loop over `GPT2LMHeadModel` with `torch.optim.AdamW` (fused where
   the build has it), the same batches.
-* capture_hf: a forward pass with every tap the panes use (`inspect_tokens`'s taps) vs transformers with
+* capture_hf: the panes' forward pass (`inspect_tokens`'s `tapped_pass`: every tap they use, and the output
+  head only at the two positions they read) vs transformers with
   `output_attentions=True, output_hidden_states=True` (eager attention), in time; in memory, what stays
   afterwards: the panes' packed `InspectionSnapshot` against transformers' attentions, hidden states and
   logits. TransformerLens
@@ -195,8 +196,7 @@ def training_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[
 
 def capture_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, dict, Stats, Stats]:
     """Time and bytes: our taps (as the panes ask for them) vs transformers' attentions + hidden states."""
-    from gptviz.engine.inspection import _needed_taps
-    from gptviz.model.hooks import capture
+    from gptviz.engine.inspection import _needed_taps, tapped_pass
 
     T = sizes.capture_tokens
     idx = torch.randint(0, 50000, (1, T), generator=torch.Generator().manual_seed(1))  # (1, T)
@@ -204,8 +204,7 @@ def capture_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[d
     kept: dict[str, int] = {}
 
     def ours() -> None:
-        with torch.no_grad(), capture(model, names) as taps:
-            model(idx)  # (1, T, V)
+        taps, _logits = tapped_pass(model, idx, names, T - 1)  # the panes' pass: logits where they look
         kept["ours"] = sum(t.numel() * t.element_size() for t in taps.values())
 
     def theirs() -> None:

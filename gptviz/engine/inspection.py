@@ -346,7 +346,7 @@ def logit_lens(
 
 
 def _needed_taps(n_layers: int, mlp_layer: int) -> set[str]:
-    names = {"hook_embed", "hook_logits", f"blocks.{mlp_layer}.ff.hook_post"}
+    names = {"hook_embed", f"blocks.{mlp_layer}.ff.hook_post"}
     for i in range(n_layers):
         names |= {
             f"blocks.{i}.attn.hook_weights",
@@ -361,6 +361,20 @@ def _needed_taps(n_layers: int, mlp_layer: int) -> set[str]:
 def _mean_var(x: torch.Tensor) -> torch.Tensor:
     """(T, D) -> (2, T): mean and biased variance over the features, as LayerNorm computes them."""
     return torch.stack([x.mean(dim=-1), x.var(dim=-1, unbiased=False)])  # (2, T)
+
+
+def tapped_pass(
+    model: torch.nn.Module, idx: torch.Tensor, names: set[str], position: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One pass over idx (1, T) with the taps `names`; logits only at `position` and the last token (2, V).
+
+    The panes read the logits at two positions (the lens position and the next-token prediction), so the
+    output head, a third of a 124M model's work at 1,024 tokens, runs on two rows instead of T."""
+    with torch.no_grad(), capture(model, names) as taps:
+        hidden = model.hidden(idx)  # (1, T, D)
+    with torch.no_grad():
+        logits = model.head(hidden[0, [position, idx.shape[1] - 1]])  # (2, V)
+    return taps, logits
 
 
 def inspect_tokens(
@@ -401,11 +415,12 @@ def inspect_tokens(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), capture(model, _needed_taps(L, mlp_layer)) as taps:
-            idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
-            model(idx)  # (1, T, V), read back through hook_logits
+        idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+        taps, logits = tapped_pass(model, idx, _needed_taps(L, mlp_layer), position)
         with torch.no_grad():
-            return _build_snapshot(model, tokenizer, ids, taps, mlp_layer, position, lens_top_k, cropped)
+            return _build_snapshot(
+                model, tokenizer, ids, taps, logits, mlp_layer, position, lens_top_k, cropped
+            )
     finally:
         model.train(was_training)
 
@@ -444,11 +459,13 @@ def _build_snapshot(
     tokenizer: Tokenizer,
     ids: list[int],
     taps: dict[str, torch.Tensor],
+    logits: torch.Tensor,
     mlp_layer: int,
     position: int,
     top_k: int,
     cropped: int,
 ) -> InspectionSnapshot:
+    """`logits` (2, V): the model's output at `position` and at the last token (`tapped_pass`)."""
     L, H, T = model.cfg.n_layers, model.cfg.n_heads, len(ids)
     size = thumbnail_side(T)
     packed = np.empty((L, H, packed_attention_nbytes(T)), dtype=np.uint8)
@@ -461,10 +478,9 @@ def _build_snapshot(
 
     resid, residual_norms, ln_stats = stream_stats(taps, L)  # L+1 x (T, D), (L+1, T), (L, 2, 2, 2, T)
 
-    logits = taps["hook_logits"][0].float()  # (T, V)
     rows = torch.stack([r[position] for r in resid[:-1]])  # (L, D): embeddings, after blocks 0..L-2
-    lens_ids, lens_probs = logit_lens(model, rows, logits[position], top_k)  # (L+1, k) each
-    next_ids, next_probs = top_tokens(logits[-1], top_k)  # (k,) each
+    lens_ids, lens_probs = logit_lens(model, rows, logits[0], top_k)  # (L+1, k) each
+    next_ids, next_probs = top_tokens(logits[1], top_k)  # (k,) each
     return InspectionSnapshot(
         token_ids=np.asarray(ids, dtype=np.int64),
         pieces=tuple(tokenizer.piece_or_id(i) for i in ids),
@@ -496,4 +512,5 @@ __all__ = [
     "mib",
     "packed_attention_nbytes",
     "snapshot_nbytes",
+    "tapped_pass",
 ]

@@ -46,6 +46,8 @@ GPT_CONFIG_124M: dict[str, Any] = {
 class MultiHeadAttention(nn.Module):
     """Causal multi-head attention with separate query/key/value projections (book ch. 3.6)."""
 
+    mask: torch.Tensor  # the buffer registered below; declared so a type checker reads it as a tensor
+
     def __init__(
         self,
         d_in: int,

@@ -8,6 +8,8 @@ to see its intermediate tensors, so capture changes what is visible, never what 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, overload
 
 import torch
 import torch.nn.functional as F
@@ -180,6 +182,26 @@ class TransformerBlock(nn.Module):
         return self.hook_resid_post(x + self.drop_shortcut(fed))  # (B, T, D)
 
 
+if TYPE_CHECKING:
+
+    class Blocks(nn.ModuleList):
+        """What a type checker sees of `GPTModel.blocks`: an nn.ModuleList whose items are TransformerBlocks.
+
+        nn.ModuleList types its items as plain Modules, so `model.blocks[i].attn` would read as an unknown
+        attribute; at run time `Blocks` is nn.ModuleList itself (below), so nothing about the model changes.
+        """
+
+        @overload
+        def __getitem__(self, idx: slice) -> Blocks: ...
+        @overload
+        def __getitem__(self, idx: int) -> TransformerBlock: ...
+        def __getitem__(self, idx: int | slice) -> TransformerBlock | Blocks: ...
+        def __iter__(self) -> Iterator[TransformerBlock]: ...
+
+else:
+    Blocks = nn.ModuleList
+
+
 class GPTModel(nn.Module):
     """Token + position embeddings, n_layers blocks, final norm, output head (tied to tok_emb if asked)."""
 
@@ -189,7 +211,7 @@ class GPTModel(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
-        self.blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
+        self.blocks = Blocks([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QScrollArea, QSplitter, QVBoxLayout, QWidget
@@ -28,6 +29,9 @@ from gptviz.qt.panes.training.diagnostics import DiagnosticsMixin
 from gptviz.qt.panes.training.kept import KeptCheckpointsView
 from gptviz.qt.panes.training.settings_form import CURRENT_MODEL, SettingsFormMixin, history_settings
 from gptviz.qt.panes.training.timelapse import TimeLapseMixin, sample_html
+
+if TYPE_CHECKING:
+    from gptviz.engine.probe import ProbeRecord
 
 __all__ = [
     "CURRENT_MODEL",
@@ -61,10 +65,10 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         self.val_curve_data = CurveBuffer()
         self.tokens_data = CurveBuffer()  # x = step, y = tokens seen
         self.elapsed_data = CurveBuffer()  # x = step, y = seconds of training (the wall-time axis)
-        self.probes: list = []
-        self.latest = None  # newest StepResult-like record
+        self.probes: list[ProbeRecord] = []
+        self.latest: dict[str, Any] | None = None  # newest StepResult-like record
         self._dirty = False
-        self._drawn_versions: dict[int, tuple[int, int]] = {}  # curve -> (buffer, version) last drawn
+        self._drawn_versions: dict[int, tuple[int, ...]] = {}  # curve -> its last drawn key
         self._probe_shown = -1
         self._reference_checked: str | None = None  # the run directory whose settings were last looked at
         self._build_controls()
@@ -365,7 +369,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
                 elapsed_s=rec.get("elapsed_s"),
             )
             self._add_diagnostics(rec["step"], rec)
-            last = dict(self.latest or {})
+            last: dict[str, Any] = dict(self.latest or {})
             last.update(
                 step=rec["step"],
                 total_steps=max(batch.total_steps, rec["step"]),
@@ -415,9 +419,7 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
                 "perplexity": _num(latest.get("perplexity"), "{:.1f}"),
                 "lr": _num(latest.get("lr"), "{:.2e}"),
                 "tokens/s": _num(latest.get("tokens_per_s"), "{:,.0f}"),
-                "ETA": format_duration(
-                    latest.get("eta_s") if latest.get("eta_s") is not None else float("nan")
-                ),
+                "ETA": format_duration(eta if (eta := latest.get("eta_s")) is not None else float("nan")),
             }
             for name, text in fmt.items():
                 self.stats[name].setText(text)

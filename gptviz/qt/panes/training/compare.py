@@ -12,11 +12,12 @@ dashed, and optionally every batch's loss, faint), so two runs' points can be re
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -145,7 +146,7 @@ class CompareView(QWidget):
 
     # ---------------------------------------------------------------------------------------- runs
 
-    def add_runs(self, paths: list[str | os.PathLike]) -> list[str]:
+    def add_runs(self, paths: Sequence[str | os.PathLike]) -> list[str]:
         """Read and draw each run (one already listed is read again); returns the problems, also shown."""
         problems = []
         for path in paths:
@@ -295,6 +296,8 @@ class RunDropFilter(QObject):
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         kind = event.type()
+        if not isinstance(event, QDropEvent):  # drag enter and drag move events are drop events too
+            return False
         if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
             if self._runs(watched, event):
                 event.acceptProposedAction()

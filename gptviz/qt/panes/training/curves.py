@@ -14,6 +14,7 @@ hover readout gives the numbers under the mouse instead of reading them off the 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -30,6 +31,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from gptviz.qt.panes.training.mixin_base import PaneMixin
 
 MAX_CURVE_POINTS = 10_000  # a curve keeps at most this many points, however long the run
 
@@ -180,9 +183,20 @@ def _num(value, fmt: str) -> str:
     return fmt.format(value)
 
 
-class CurvesMixin:
+class CurvesMixin(PaneMixin):
     """Builds the loss plot, its controls and its hover readout, draws the curves, exports their data
     (part of TrainingPane)."""
+
+    if TYPE_CHECKING:  # the pane's state these methods read (set in TrainingPane.__init__)
+        train_curve_data: CurveBuffer
+        eval_curve_data: CurveBuffer
+        val_curve_data: CurveBuffer
+        tokens_data: CurveBuffer
+        elapsed_data: CurveBuffer
+        _dirty: bool
+        _drawn_versions: dict[int, tuple[int, ...]]
+
+        def refresh(self) -> None: ...
 
     def _build_plot(self) -> None:
         self.plot_box = QWidget()
@@ -453,9 +467,9 @@ class CurvesMixin:
 
     def export_table(self) -> tuple[list[str], list[list[object]]]:
         steps, tokens = self.tokens_data.view()
-        train = dict(zip(*self.train_curve_data.view(), strict=True))
-        val = dict(zip(*self.val_curve_data.view(), strict=True))
-        rows = [
+        train: dict[float, float] = dict(zip(*self.train_curve_data.view(), strict=True))
+        val: dict[float, float] = dict(zip(*self.val_curve_data.view(), strict=True))
+        rows: list[list[object]] = [
             [int(s), int(t), train.get(s, ""), val.get(s, "")] for s, t in zip(steps, tokens, strict=True)
         ]
         return ["step", "tokens_seen", "train_loss", "val_loss"], rows

@@ -59,7 +59,7 @@ class SeriesTable:
                 self.names.append(name)
                 self.columns = [np.append(c, np.nan) for c in self.columns]  # a part that appears later
         column = np.array(
-            [np.nan if values.get(n) is None else float(values[n]) for n in self.names], dtype=np.float64
+            [np.nan if (v := values.get(n)) is None else float(v) for n in self.names], dtype=np.float64
         )  # (M,)
         self.steps.append(int(step))
         self.columns.append(column)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.engine.kept_checkpoints import KeptCheckpoint, list_kept
+from gptviz.engine.kept_checkpoints import AttentionComparison, KeptCheckpoint, list_kept
 from gptviz.engine.path_kind import CONFIG_FILE
 from gptviz.qt.token_labels import axis_labels
 from gptviz.qt.widgets.heatmap import HeatmapView
@@ -43,7 +43,7 @@ class _CompareJob(QThread):
     def __init__(self, a: KeptCheckpoint, b: KeptCheckpoint, prompt: str, layer: int, head: int) -> None:
         super().__init__()
         self.args = (a, b, prompt, layer, head)
-        self.result = None
+        self.result: AttentionComparison | None = None
         self.error = ""
 
     def run(self) -> None:

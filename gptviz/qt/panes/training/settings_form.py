@@ -7,6 +7,7 @@ back as a TrainSettings), kept apart so the pane's file holds the wiring and not
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -24,6 +25,10 @@ from PySide6.QtWidgets import (
 
 from gptviz.config import PRESETS
 from gptviz.errors import ConfigError, DataError
+from gptviz.qt.panes.training.mixin_base import PaneMixin
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import Signal
 
 CURRENT_MODEL = "current model"
 
@@ -53,8 +58,17 @@ def history_settings(run_dir: str):
         return None
 
 
-class SettingsFormMixin:
+class SettingsFormMixin(PaneMixin):
     """Builds and reads the settings form (part of TrainingPane)."""
+
+    if TYPE_CHECKING:  # the pane's signals and slots its buttons connect to (defined on TrainingPane)
+        openCorpusRequested: Signal
+        pauseRequested: Signal
+        stopRequested: Signal
+        saveRequested: Signal
+
+        def _on_start(self) -> None: ...
+        def _on_follow(self) -> None: ...
 
     def _build_controls(self) -> None:
         self.controls = QWidget()

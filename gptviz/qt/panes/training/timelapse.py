@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -24,12 +25,20 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.qt.panes.training.curves import _short
+from gptviz.qt.panes.training.mixin_base import PaneMixin
 from gptviz.qt.widgets.heatmap import HeatmapView
 from gptviz.qt.widgets.labels import display_token as token_label
 
+if TYPE_CHECKING:
+    from gptviz.engine.probe import ProbeRecord
 
-class TimeLapseMixin:
+
+class TimeLapseMixin(PaneMixin):
     """Builds and draws the probe time-lapse (part of TrainingPane)."""
+
+    if TYPE_CHECKING:  # the pane's state this reads (set in TrainingPane.__init__)
+        probes: list[ProbeRecord]
+        _probe_shown: int
 
     def _build_probe(self) -> None:
         self.probe_box = QWidget()

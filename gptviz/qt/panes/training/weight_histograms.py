@@ -45,6 +45,8 @@ class HistogramTable(SeriesTable):
 class HistogramHeatmap(DiagnosticsView):
     """A DiagnosticsView with the bins' value ticks and a readout that gives the share and the count."""
 
+    table: HistogramTable
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(HistogramTable(), "share of weights", log=True, parent=parent)
         self.part = ""

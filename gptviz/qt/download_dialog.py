@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import threading
 from pathlib import Path
+from typing import TypedDict
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
@@ -38,10 +39,22 @@ COLUMNS = ("Size", "Hub repo", "Download", "Memory to run", "This machine")
 _RUNNING: set[DownloadJob] = set()  # jobs whose thread runs: kept alive until it ends, whatever closes
 
 
-def size_rows(free_ram: int | None = None, models: Path | None = None) -> list[dict[str, object]]:
+class SizeRow(TypedDict):
+    """One OpenAI size in the dialog's table (bytes throughout)."""
+
+    size: str
+    repo: str
+    download: int
+    memory: int
+    fits: bool
+    room: int
+    downloaded: bool
+
+
+def size_rows(free_ram: int | None = None, models: Path | None = None) -> list[SizeRow]:
     """One row per OpenAI size: download bytes, memory to run at full context, whether it fits, if present."""
     room = available_ram() if free_ram is None else free_ram
-    rows = []
+    rows: list[SizeRow] = []
     for size, repo in dl.GPT2_REPOS.items():
         cfg = dl.openai_config(size)
         need = estimate_memory(cfg, training=False, batch_size=1, context=cfg.context_length).total
@@ -110,28 +123,28 @@ class DownloadJob(QObject):
     def __init__(self, name: str, out: Path | None = None, revision: str | None = None) -> None:
         super().__init__()
         self.cancel = threading.Event()
-        self.thread = QThread()
-        self.thread.setObjectName("gptviz-download")
+        self.download_thread = QThread()
+        self.download_thread.setObjectName("gptviz-download")
         self.runner = _Runner(name, out, revision, self.cancel)
-        self.runner.moveToThread(self.thread)
-        self.thread.started.connect(self.runner.run)
+        self.runner.moveToThread(self.download_thread)
+        self.download_thread.started.connect(self.runner.run)
         for name_ in ("progressed", "succeeded", "failed", "cancelled"):
             getattr(self.runner, name_).connect(getattr(self, name_))
-        self.runner.finished.connect(self.thread.quit)
-        self.thread.finished.connect(self._on_thread_finished)
+        self.runner.finished.connect(self.download_thread.quit)
+        self.download_thread.finished.connect(self._on_thread_finished)
 
     def start(self) -> None:
         _RUNNING.add(self)
-        self.thread.start()
+        self.download_thread.start()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
         """Cancel and wait for the thread (it stops at the next chunk); True when it has ended."""
         self.cancel.set()
-        return self.thread.wait(timeout_ms) if self.thread.isRunning() else True
+        return self.download_thread.wait(timeout_ms) if self.download_thread.isRunning() else True
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        self.thread.wait()  # finished is emitted just before the thread returns: let it return
+        self.download_thread.wait()  # finished is emitted just before the thread returns: let it return
         _RUNNING.discard(self)
         self.finished.emit()
 
@@ -150,7 +163,7 @@ class DownloadDialog(QDialog):
         self.setWindowTitle("Get GPT-2")
         self.setObjectName("downloadDialog")
         self.job: DownloadJob | None = None
-        self.result: dl.DownloadResult | None = None
+        self.download_result: dl.DownloadResult | None = None
         self.messages: list[str] = []
         self._closing = False
         layout = QVBoxLayout(self)
@@ -272,7 +285,7 @@ class DownloadDialog(QDialog):
             self.modelReady.emit(str(existing))
             self.accept()
             return
-        self.result = None
+        self.download_result = None
         self.job = DownloadJob(name)
         self.job.progressed.connect(self._on_progress)
         self.job.succeeded.connect(self._on_succeeded)
@@ -308,7 +321,7 @@ class DownloadDialog(QDialog):
 
     @Slot(object)
     def _on_succeeded(self, result: dl.DownloadResult) -> None:
-        self.result = result
+        self.download_result = result
         self.progress.setValue(1000)
         self.status.setText(f"saved {result.path}; loading it")
         self.messages.append(f"downloaded {result.repo_id} -> {result.path}")
@@ -332,7 +345,7 @@ class DownloadDialog(QDialog):
         self.repo_edit.setEnabled(True)
         self.fill_table()
         self._selection_changed()
-        if self.result is not None and not self._closing:
+        if self.download_result is not None and not self._closing:
             self.accept()
 
     def shutdown(self, timeout_ms: int = 30_000) -> None:

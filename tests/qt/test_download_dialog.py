@@ -167,7 +167,7 @@ def test_closing_during_a_stalled_download_returns_at_once(qtbot, main_window, m
     dialog = main_window.model_switcher.open_download_dialog()
     dialog.repo_edit.setText("someone/gpt2-like")
     dialog.download_button.click()
-    qtbot.waitUntil(lambda: dialog.job is not None and dialog.job.thread.isRunning(), timeout=5_000)
+    qtbot.waitUntil(lambda: dialog.job is not None and dialog.job.download_thread.isRunning(), timeout=5_000)
     started = time.monotonic()
     dialog.close()
     assert time.monotonic() - started < 1.0

@@ -9,6 +9,7 @@ entering each block, and layer x head for each head's output. Progress and Cance
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -27,6 +28,9 @@ from PySide6.QtWidgets import (
 from gptviz.qt.widgets.heatmap import HeatmapView
 from gptviz.qt.widgets.labels import display_token
 
+if TYPE_CHECKING:  # annotations only: importing it at run time would load torch before the window paints
+    from gptviz.engine.patching import PatchResult
+
 EXAMPLE = ("x = 1\ny = x", "z = 1\ny = x", " +", ")")  # the README's worked example on the demo model
 
 
@@ -38,7 +42,7 @@ class PatchingView(QDialog):
         self.setWindowTitle("Activation patching")
         self.resize(900, 560)
         self.cancel_event = threading.Event()  # the worker checks it between batches
-        self.result = None
+        self.patch_result: PatchResult | None = None  # (not `result`: that would hide QDialog.result())
         self.clean = QLineEdit(EXAMPLE[0].replace("\n", "\\n"))
         self.corrupt = QLineEdit(EXAMPLE[1].replace("\n", "\\n"))
         self.answer = QLineEdit(EXAMPLE[2])
@@ -128,8 +132,8 @@ class PatchingView(QDialog):
         if message:
             self.status.setText(message)
 
-    def set_result(self, result, pieces: tuple[str, ...]) -> None:
-        self.result = result
+    def set_result(self, result: PatchResult, pieces: tuple[str, ...]) -> None:
+        self.patch_result = result
         L, T = result.resid.shape
         layers = [f"block {i}" for i in range(L)]
         self.resid.set_matrix(result.resid, layers, [display_token(p) for p in pieces])

@@ -58,7 +58,7 @@ class WhyView(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Why this token?")
         self.resize(760, 600)
-        self.result: LogitAttribution | None = None
+        self.attribution: LogitAttribution | None = None  # (not `result`: that would hide QDialog.result())
         self.inputs: InputAttribution | None = None
         self.cancel_event = threading.Event()
         self.summary = QLabel()
@@ -123,14 +123,14 @@ class WhyView(QDialog):
         self.ig_done("")
 
     def _run_ig(self) -> None:
-        if self.result is None:
+        if self.attribution is None:
             return
         self.cancel_event.clear()
         self.ig_button.setEnabled(False)
         self.ig_cancel.setEnabled(True)
         self.ig_progress.setRange(0, 0)
         self.ig_progress.setVisible(True)
-        self.integratedRequested.emit(self.result.target_id)
+        self.integratedRequested.emit(self.attribution.target_id)
 
     def ig_progressed(self, payload: object) -> None:
         if isinstance(payload, tuple):
@@ -154,7 +154,7 @@ class WhyView(QDialog):
         inputs: InputAttribution | None = None,
         pieces: tuple[str, ...] = (),
     ) -> None:
-        self.result = result
+        self.attribution = result
         if inputs is not None:
             self.set_inputs(inputs, pieces)
         what = f"'{display_token(target_piece)}'"

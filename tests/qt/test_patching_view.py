@@ -20,7 +20,7 @@ def test_patching_view_draws_both_maps_with_the_engines_numbers(qtbot, main_wind
     view.wrong.setText(" floor")
     view.run_button.click()
     assert not view.run_button.isEnabled() and view.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: view.result is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: view.patch_result is not None, timeout=60_000)
     session = window.host.worker.session
     tok = session.tokenizer
     want = patch(
@@ -57,4 +57,4 @@ def test_patching_cancel_and_bad_input_end_with_one_line(qtbot, main_window):
     view.run_button.click()
     view.cancel_button.click()
     qtbot.waitUntil(lambda: view.run_button.isEnabled(), timeout=30_000)
-    assert view.status.text() == "cancelled: nothing was changed" and view.result is None
+    assert view.status.text() == "cancelled: nothing was changed" and view.patch_result is None

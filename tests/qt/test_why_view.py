@@ -33,9 +33,9 @@ def test_why_splits_a_candidates_logit_and_the_parts_add_up(qtbot, main_window):
     _, token, against = actions[1]
     pane.whyRequested.emit(token, against)  # what the menu entry sends
     qtbot.waitUntil(
-        lambda: window.why_view is not None and window.why_view.result is not None, timeout=30_000
+        lambda: window.why_view is not None and window.why_view.attribution is not None, timeout=30_000
     )
-    result = window.why_view.result
+    result = window.why_view.attribution
     assert result.target_id == token and result.against_id == chosen
     assert sum(v for _, v in result.components) == pytest.approx(result.logit, abs=1e-3)
     session = window.host.worker.session

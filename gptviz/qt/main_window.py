@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PySide6.QtCore import QEvent, QFileSystemWatcher, QKeyCombination, Qt, QTimer, Slot
@@ -49,6 +49,8 @@ from gptviz.qt.export_model_dialog import add_export_action
 from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.model_menu import ModelMenu
 from gptviz.qt.open_model_dialog import choose_model, how_to_open
+from gptviz.qt.panes.activations import ActivationsPane
+from gptviz.qt.panes.attention import AttentionPane
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.panes.tokens import TokensPane
 from gptviz.qt.panes.training import TrainingPane
@@ -59,6 +61,9 @@ from gptviz.qt.start_here import install as install_start_here
 from gptviz.qt.widgets.error_banner import ErrorBanner
 from gptviz.qt.widgets.fit import PaneScroll
 from gptviz.qt.worker_host import WorkerHost
+
+if TYPE_CHECKING:
+    from gptviz.engine.ablation_spec import Ablation
 
 REDRAW_INTERVAL_MS = 33  # ~30 Hz
 FOLLOW_POLL_MS = 1000
@@ -113,16 +118,6 @@ SHORTCUTS = (
     ("Ctrl+1 … Ctrl+5", "show and focus a pane"),
     ("Ctrl+Q", "quit"),
 )
-
-
-def _try_pane(module: str, cls: str) -> type | None:
-    """The Attention and Activations panes come from their own modules; a build without them still runs."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError):
-        return None
 
 
 class MainWindow(QMainWindow):
@@ -189,10 +184,8 @@ class MainWindow(QMainWindow):
         self.tokens_pane = TokensPane()
         self.generation_pane = GenerationPane()
         self.training_pane = TrainingPane()
-        attention_cls = _try_pane("gptviz.qt.panes.attention", "AttentionPane")
-        activations_cls = _try_pane("gptviz.qt.panes.activations", "ActivationsPane")
-        self.attention_pane = attention_cls() if attention_cls else _placeholder("Attention")
-        self.activations_pane = activations_cls() if activations_cls else _placeholder("Activations")
+        self.attention_pane = AttentionPane()
+        self.activations_pane = ActivationsPane()
         self.docks: dict[str, QDockWidget] = {}
         self.panes: dict[str, QWidget] = {
             "tokens": self.tokens_pane,
@@ -219,7 +212,9 @@ class MainWindow(QMainWindow):
             self.docks[key] = dock
         self._default_layout()
         self._current_pane = "generation"
-        QApplication.instance().focusChanged.connect(self._on_focus_changed)
+        app = QApplication.instance()
+        if isinstance(app, QApplication):  # always, in a window; the check narrows the type
+            app.focusChanged.connect(self._on_focus_changed)
 
     def _default_layout(self) -> None:
         """View › Reset layout: Tokens over Generation at the left; Attention over Activations (Training in a
@@ -310,7 +305,7 @@ class MainWindow(QMainWindow):
         action(  # the Training pane's Compare tab: runs side by side
             file_menu,
             "Add run to co&mpare…",
-            lambda: (self.focus_pane("training"), self.training_pane.compare_run_dialog()),
+            self._add_run_to_compare,
         )
         action(file_menu, "R&uns…", self.runs_dialog)  # every run trained in this window, kept on disk
         file_menu.addSeparator()
@@ -482,6 +477,11 @@ class MainWindow(QMainWindow):
         self.panes[key].setFocus()
         self._current_pane = key
 
+    def _add_run_to_compare(self) -> None:
+        """File › Add run to compare…: the Training pane's Compare tab, in front."""
+        self.focus_pane("training")
+        self.training_pane.compare_run_dialog()
+
     def _on_focus_changed(self, _old, new) -> None:
         while new is not None:
             for key, dock in self.docks.items():
@@ -527,9 +527,10 @@ class MainWindow(QMainWindow):
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
         elif channel == w.ABLATIONS:
-            self.attention_pane.set_ablations(payload)
-            if payload:
-                self.statusBar().showMessage("switched off: " + ", ".join(a.label for a in payload), 8000)
+            ablations = cast("tuple[Ablation, ...]", payload)  # what the worker switched off, in order
+            self.attention_pane.set_ablations(ablations)
+            if ablations:
+                self.statusBar().showMessage("switched off: " + ", ".join(a.label for a in ablations), 8000)
         elif channel == w.MODEL:
             self._set_model_info(payload)
         elif channel == w.CORPUS:
@@ -827,7 +828,8 @@ class MainWindow(QMainWindow):
         else:
             if path.suffix.lower() != ".npz":
                 path = path.with_suffix(".npz")
-            np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
+            named: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in data.items()}
+            np.savez(path, allow_pickle=False, **named)  # numbers only: nothing to pickle
         return path
 
     def export_png_dialog(self) -> None:
@@ -866,7 +868,11 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, k=kind, p=path: self._open_recent(k, p))
         self.recent_menu.addSeparator()
         clear = self.recent_menu.addAction("Clear list")
-        clear.triggered.connect(lambda: (self.settings.clear_recent(), self._rebuild_recent()))
+        clear.triggered.connect(self._clear_recent)
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent()
+        self._rebuild_recent()
 
     def _open_recent(self, kind: str, path: str) -> None:
         {
@@ -1044,9 +1050,3 @@ class MainWindow(QMainWindow):
             self.host.thread.wait(60_000)
         self.gc.stop()  # the worker has ended: the interpreter may collect in any thread again
         event.accept()
-
-
-def _placeholder(title: str) -> QWidget:
-    label = QLabel(f"The {title} pane is not part of this build.")
-    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    return label

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import html
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QPushButton, QToolBar, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolBar, QToolButton, QWidget
 
 from gptviz.engine import runs
 from gptviz.qt.commands import ResumeRun
 from gptviz.qt.runs_dialog import last_run_message
+
+if TYPE_CHECKING:  # the window imports this module: its class is for the checker only
+    from gptviz.qt.main_window import MainWindow
 
 STYLE = (
     "QToolBar#reopenOffer { background: #e6f0fb; border-bottom: 1px solid #9fbfe0; }"
@@ -51,9 +54,9 @@ def describe(run: runs.RunSummary) -> str:
 class ReopenOffer(QToolBar):
     """The strip: a sentence and Reopen / Resume training / Runs… / ×. Hidden until `offer` finds a run."""
 
-    def __init__(self, window: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, window: MainWindow, parent: QWidget | None = None) -> None:
         super().__init__("Reopen last run", parent)
-        self.window = window
+        self.main_window = window  # (not `window`: that would hide QWidget.window())
         self.run: runs.RunSummary | None = None
         self.setObjectName("reopenOffer")  # QMainWindow.saveState names toolbars by objectName
         self.setMovable(False)
@@ -98,7 +101,7 @@ class ReopenOffer(QToolBar):
         if self.run is None:
             note = last_run_message()
             if note:
-                self.window.statusBar().showMessage(note, 20_000)
+                self.main_window.statusBar().showMessage(note, 20_000)
             return False
         self.label.setText(describe(self.run))
         self.label.setToolTip(str(self.run.path))
@@ -117,22 +120,22 @@ class ReopenOffer(QToolBar):
     def reopen(self) -> None:
         run = self._answer()
         if run is not None:
-            self.window.open_checkpoint(run.path / "checkpoint")
+            self.main_window.open_checkpoint(run.path / "checkpoint")
 
     def resume(self) -> None:
         run = self._answer()
         if run is not None:
-            self.window.host.submit(ResumeRun(str(run.path)))
+            self.main_window.host.submit(ResumeRun(str(run.path)))
 
     def show_runs(self) -> None:
         self._answer()
-        self.window.runs_dialog()
+        self.main_window.runs_dialog()
 
     def dismiss(self) -> None:
         self._answer()
 
 
-def install(window: QMainWindow) -> ReopenOffer:
+def install(window: MainWindow) -> ReopenOffer:
     """Add the strip to the window on a line of its own under the error banner, and offer the last run
     once the worker is ready (Reopen and Resume talk to it)."""
     strip = ReopenOffer(window, window)

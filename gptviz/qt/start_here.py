@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolBar, QToolButton
+from PySide6.QtWidgets import QLabel, QMenu, QToolBar, QToolButton
+
+if TYPE_CHECKING:  # the window imports this module: its class is for the checker only
+    from gptviz.qt.main_window import MainWindow
 
 SETTINGS_KEY = "start_here/dismissed"
 HINT_MS = 20_000  # how long a step's hint stays in the status bar
@@ -37,30 +40,30 @@ class Step:
     text: str
     tooltip: str
     hint: str
-    go: Callable[[Any], None]
+    go: Callable[[MainWindow], None]
 
 
-def _tokens(window: Any) -> None:
+def _tokens(window: MainWindow) -> None:
     window.focus_pane("tokens")
     window.tokens_pane.editor.setFocus()
 
 
-def _attention(window: Any) -> None:
+def _attention(window: MainWindow) -> None:
     window.focus_pane("attention")
     pane = window.attention_pane
     if hasattr(pane, "select"):
         pane.select(pane.selected_layer, None, average=False)  # one head, as the book draws it
 
 
-def _layers(window: Any) -> None:
+def _layers(window: MainWindow) -> None:
     window.focus_pane("activations")
 
 
-def _training(window: Any) -> None:
+def _training(window: MainWindow) -> None:
     window.focus_pane("training")
 
 
-def _generation(window: Any) -> None:
+def _generation(window: MainWindow) -> None:
     window.focus_pane("generation")
     window.step_action.trigger()
 
@@ -112,9 +115,10 @@ STEPS = (
 class StartHereStrip(QToolBar):
     """The strip: "Start here, in the book's order:" and a button per step, then × to dismiss it."""
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: MainWindow) -> None:
         super().__init__("Start here", window)
-        self.window = window
+        self.main_window = window  # (not `window`: that would hide QWidget.window())
+        self.reopen_action: QAction | None = None  # Help › Start here, set by install()
         self.setObjectName("startHere")  # QMainWindow.saveState names toolbars by objectName
         self.setMovable(False)
         self.setFloatable(False)
@@ -145,21 +149,21 @@ class StartHereStrip(QToolBar):
 
     @property
     def dismissed(self) -> bool:
-        return bool(self.window.settings.value(SETTINGS_KEY, False, bool))
+        return bool(self.main_window.settings.value(SETTINGS_KEY, False, bool))
 
     def go(self, key: str) -> None:
         """Take one step: its pane in front, its action done, its hint in the status bar."""
         step = next(s for s in STEPS if s.key == key)
         self.step_actions[key].setChecked(True)
-        step.go(self.window)
-        self.window.statusBar().showMessage(step.hint, HINT_MS)
+        step.go(self.main_window)
+        self.main_window.statusBar().showMessage(step.hint, HINT_MS)
 
     def dismiss(self) -> None:
-        self.window.settings.set_value(SETTINGS_KEY, True)
+        self.main_window.settings.set_value(SETTINGS_KEY, True)
         self.hide()
 
     def reopen(self) -> None:
-        self.window.settings.set_value(SETTINGS_KEY, False)
+        self.main_window.settings.set_value(SETTINGS_KEY, False)
         self.show()
 
     def apply_setting(self) -> None:
@@ -167,7 +171,7 @@ class StartHereStrip(QToolBar):
         self.setVisible(not self.dismissed)
 
 
-def install(window: QMainWindow, help_menu: QMenu) -> StartHereStrip:
+def install(window: MainWindow, help_menu: QMenu) -> StartHereStrip:
     """Add the strip on a line of its own at the top of the window, and Help › Start here to reopen it."""
     strip = StartHereStrip(window)
     window.addToolBarBreak(Qt.ToolBarArea.TopToolBarArea)
@@ -177,7 +181,10 @@ def install(window: QMainWindow, help_menu: QMenu) -> StartHereStrip:
     reopen = QAction("&Start here", window)
     reopen.setStatusTip("Show the strip that walks the window in the book's order")
     reopen.triggered.connect(strip.reopen)
-    help_menu.insertAction(help_menu.actions()[0] if help_menu.actions() else None, reopen)
+    if help_menu.actions():
+        help_menu.insertAction(help_menu.actions()[0], reopen)
+    else:
+        help_menu.addAction(reopen)
     strip.reopen_action = reopen
     return strip
 

@@ -24,10 +24,11 @@ import torch
 
 from gptviz.engine.ablation_spec import KINDS, MODES, Ablation
 from gptviz.errors import ConfigError
+from gptviz.model.gpt import GPTModel, KVCache
 from gptviz.model.hooks import capture, hook_points
 
 
-def check(model: torch.nn.Module, ablations: Iterable[Ablation]) -> None:
+def check(model: GPTModel, ablations: Iterable[Ablation]) -> None:
     """A one-line error for a part the model does not have."""
     cfg = model.cfg
     for ab in ablations:
@@ -42,7 +43,7 @@ def check(model: torch.nn.Module, ablations: Iterable[Ablation]) -> None:
 
 
 def reference_means(
-    model: torch.nn.Module, ids: Sequence[int], ablations: Iterable[Ablation]
+    model: GPTModel, ids: Sequence[int], ablations: Iterable[Ablation]
 ) -> dict[Ablation, torch.Tensor]:
     """For mean ablations: each part's mean over the positions of `ids`, from one pass of the model as it is
     now (other lasting edits included). Head: (hd,), neuron: scalar, attn/mlp: (D,)."""
@@ -94,7 +95,7 @@ def edits_for(
 
 
 def install(
-    model: torch.nn.Module,
+    model: GPTModel,
     ablations: Sequence[Ablation],
     means: dict[Ablation, torch.Tensor] | None = None,
 ) -> None:
@@ -106,13 +107,13 @@ def install(
         points[hook].edit = fn
 
 
-def remove(model: torch.nn.Module) -> None:
+def remove(model: GPTModel) -> None:
     for point in hook_points(model).values():
         point.edit = None
 
 
 @contextmanager
-def suspended(model: torch.nn.Module) -> Iterator[None]:
+def suspended(model: GPTModel) -> Iterator[None]:
     """The model with nothing switched off for the passes inside the block: every hook point's lasting edit
     is set aside and put back in `finally` (an ablated session asks what the whole model would have said)."""
     saved = [(point, point.edit) for point in hook_points(model).values()]
@@ -136,9 +137,9 @@ class PlainLogits:
     that slides (a text longer than the context) shifts every position and starts the cache again.
     `reset()` after the weights change (a training step)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: GPTModel) -> None:
         self.model = model
-        self._cache = None
+        self._cache: KVCache | None = None
         self._start = 0  # index in the caller's ids of the cache's first token
         self._ids: list[int] = []  # the tokens in the cache
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from gptviz.errors import ConfigError
+from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture
 
 
@@ -43,7 +44,7 @@ class AttentionSteps:
 
 
 def attention_steps(
-    model: torch.nn.Module, ids: Sequence[int], layer: int, head: int, query_position: int = -1
+    model: GPTModel, ids: Sequence[int], layer: int, head: int, query_position: int = -1
 ) -> AttentionSteps:
     """Every step of one head for one query token (see the module docstring)."""
     cfg = model.cfg

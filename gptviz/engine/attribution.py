@@ -26,6 +26,7 @@ import torch
 
 from gptviz.engine.patching import Cancelled
 from gptviz.errors import ConfigError
+from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture, intervene
 
 
@@ -50,7 +51,7 @@ class InputAttribution:
     steps: int = 0
 
 
-def _check_ids(model: torch.nn.Module, ids: Sequence[int], position: int, *tokens: int | None) -> int:
+def _check_ids(model: GPTModel, ids: Sequence[int], position: int, *tokens: int | None) -> int:
     cfg = model.cfg
     if not ids:
         raise ConfigError("the prompt has no tokens")
@@ -65,7 +66,7 @@ def _check_ids(model: torch.nn.Module, ids: Sequence[int], position: int, *token
 
 
 def direct_logit_attribution(
-    model: torch.nn.Module,
+    model: GPTModel,
     ids: Sequence[int],
     target_id: int,
     *,
@@ -114,7 +115,7 @@ def direct_logit_attribution(
 
 
 def input_attribution(
-    model: torch.nn.Module,
+    model: GPTModel,
     ids: Sequence[int],
     target_id: int,
     *,
@@ -154,17 +155,19 @@ def input_attribution(
             total += part.sum(dim=0).double()  # (T,)
             if progress is not None:
                 progress(min(start + chunk, steps), steps)
-        scores = (total / steps).tolist()
+        mean_scores = (total / steps).tolist()  # (T,) the path's mean gradient x input
         _, logit = _gradient_times_input(model, ids, embedded, torch.ones(1, device=device), p, target_id)
         _, baseline = _gradient_times_input(model, ids, embedded, torch.zeros(1, device=device), p, target_id)
-        return InputAttribution("ig", int(target_id), p, tuple(ids), tuple(scores), logit, baseline, steps)
+        return InputAttribution(
+            "ig", int(target_id), p, tuple(ids), tuple(mean_scores), logit, baseline, steps
+        )
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
 
 
 def _gradient_times_input(
-    model: torch.nn.Module,
+    model: GPTModel,
     ids: list[int],
     embedded: torch.Tensor,
     alphas: torch.Tensor,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gptviz.errors import ConfigError
+from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import Tokenizer
 
 MAX_K = 200  # neighbours one question may ask for: a table, not the vocabulary
@@ -85,9 +86,7 @@ def cosine_neighbours_of(
     return ids.cpu(), top.cpu()
 
 
-def nearest_neighbours(
-    model: torch.nn.Module, tokenizer: Tokenizer, token_id: int, k: int = 10
-) -> Neighbours:
+def nearest_neighbours(model: GPTModel, tokenizer: Tokenizer, token_id: int, k: int = 10) -> Neighbours:
     """Token `token_id`'s k nearest neighbours in the model's token-embedding matrix (cosine)."""
     ids, sims = cosine_neighbours(model.tok_emb.weight, token_id, k)
     return Neighbours(
@@ -124,7 +123,7 @@ def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def embedding_map(
-    model: torch.nn.Module, tokenizer: Tokenizer, ids: Sequence[int], k: int = 5, max_tokens: int = 40
+    model: GPTModel, tokenizer: Tokenizer, ids: Sequence[int], k: int = 5, max_tokens: int = 40
 ) -> EmbeddingMap:
     """The text's distinct tokens (the first `max_tokens`: a map of hundreds of labels is unreadable) and
     each one's k nearest neighbours, on the 2-D PCA of their embedding rows."""

@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from gptviz.errors import ConfigError
+from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture
 from gptviz.tokenizer import Tokenizer
 
@@ -233,14 +235,16 @@ class AttentionMaps:
         out[keys <= queries] = values  # row-major order is the triangle's order
         return out
 
-    def __getitem__(self, key: object) -> np.ndarray:
+    def __getitem__(self, key: int | np.integer | slice | tuple[int | np.integer | slice, ...]) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
             return self.layer(int(key))
-        if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, (int, np.integer)) for k in key):
-            return self.head(int(key[0]), int(key[1]))
+        if isinstance(key, tuple) and len(key) == 2:
+            layer, head = key
+            if isinstance(layer, (int, np.integer)) and isinstance(head, (int, np.integer)):
+                return self.head(int(layer), int(head))
         return np.asarray(self)[key]
 
-    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         dense = self._dense(self.packed)  # (L, H, T, T)
         return dense if dtype is None else dense.astype(dtype)
 
@@ -335,7 +339,7 @@ def top_tokens(logits: torch.Tensor, top_k: int) -> tuple[np.ndarray, np.ndarray
 
 
 def logit_lens(
-    model: torch.nn.Module, rows: torch.Tensor, logits: torch.Tensor, top_k: int
+    model: GPTModel, rows: torch.Tensor, logits: torch.Tensor, top_k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The logit lens at one position: `rows` (L, D) is the residual stream there after the embeddings and
     after blocks 0..L-2, `logits` (V,) the model's real output there. Returns ids and probabilities (L+1, k);
@@ -364,7 +368,7 @@ def _mean_var(x: torch.Tensor) -> torch.Tensor:
 
 
 def tapped_pass(
-    model: torch.nn.Module, idx: torch.Tensor, names: set[str], position: int
+    model: GPTModel, idx: torch.Tensor, names: set[str], position: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One pass over idx (1, T) with the taps `names`; logits only at `position` and the last token (2, V).
 
@@ -378,7 +382,7 @@ def tapped_pass(
 
 
 def inspect_tokens(
-    model: torch.nn.Module,
+    model: GPTModel,
     tokenizer: Tokenizer,
     ids: Sequence[int],
     *,
@@ -455,7 +459,7 @@ def stream_stats(
 
 
 def _build_snapshot(
-    model: torch.nn.Module,
+    model: GPTModel,
     tokenizer: Tokenizer,
     ids: list[int],
     taps: dict[str, torch.Tensor],

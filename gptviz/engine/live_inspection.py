@@ -43,7 +43,7 @@ from gptviz.engine.inspection import (
     top_tokens,
     unpack_range,
 )
-from gptviz.model.gpt import causal_bias
+from gptviz.model.gpt import GPTModel, causal_bias
 from gptviz.tokenizer import Tokenizer
 
 _LINEAGES = itertools.count()  # unique across instances: a new model's rows are never mistaken for old ones
@@ -72,7 +72,7 @@ class LiveInspection:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: GPTModel,
         tokenizer: Tokenizer,
         *,
         mlp_layer: int = 0,
@@ -134,9 +134,8 @@ class LiveInspection:
             return
         if self._handed_out:  # a snapshot reads these buffers: the rows about to be rewritten are its rows
             self._packed = self._packed.copy()
-            self._ids, self._norms, self._ln, self._mlp = (
-                a.copy() for a in (self._ids, self._norms, self._ln, self._mlp)
-            )
+            self._ids, self._norms = self._ids.copy(), self._norms.copy()
+            self._ln, self._mlp = self._ln.copy(), self._mlp.copy()
             self._handed_out = False
         self.lineage = next(_LINEAGES)
         self.n = n_tokens

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gptviz.errors import ConfigError, GptvizError
+from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture, intervene
 
 
@@ -45,9 +46,7 @@ class PatchResult:
     heads: np.ndarray  # (L, H) float32: normalised effect of the clean output of head H in layer L
 
 
-def _block_inputs(
-    model: torch.nn.Module, ids: Sequence[int]
-) -> tuple[list[torch.Tensor], dict, torch.Tensor]:
+def _block_inputs(model: GPTModel, ids: Sequence[int]) -> tuple[list[torch.Tensor], dict, torch.Tensor]:
     """One run: the residual stream entering each block ((T, D) each), each layer's head outputs, and the
     last position's logits (V,)."""
     L = model.cfg.n_layers
@@ -61,7 +60,7 @@ def _block_inputs(
     return inputs, heads, logits
 
 
-def _run_from(model: torch.nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+def _run_from(model: GPTModel, x: torch.Tensor, layer: int) -> torch.Tensor:
     """Blocks layer.. and the head on a batch of residual streams entering `layer`: (B, T, D) -> (B, V) logits
     at the last position."""
     for block in model.blocks[layer:]:
@@ -70,7 +69,7 @@ def _run_from(model: torch.nn.Module, x: torch.Tensor, layer: int) -> torch.Tens
 
 
 def patch(
-    model: torch.nn.Module,
+    model: GPTModel,
     clean_ids: Sequence[int],
     corrupt_ids: Sequence[int],
     answer_id: int,

@@ -166,3 +166,19 @@ def test_a_layout_saved_on_another_screen_opens_fitted_to_this_one(qtbot, sessio
     qtbot.addWidget(second)
     available = second.screen().availableGeometry()
     assert second.width() == min(available.width(), 1500) and second.height() == min(available.height(), 950)
+
+
+def test_train_layout_at_1280x720_never_scrolls_the_training_pane_sideways(main_window, qtbot):
+    """View › Layout › Train gives the Training pane about two thirds of a 1280-pixel window: every tab
+    (curves, diagnostics, histograms, the run comparison, kept checkpoints) fits that width."""
+    window = main_window
+    qtbot.waitUntil(lambda: window.generation_pane.view is not None, timeout=20_000)
+    window.resize(1280, 720)
+    window.apply_layout("train")
+    scroll = window.docks["training"].widget()
+    views = window.training_pane.views
+    for index in range(views.count()):
+        views.setCurrentIndex(index)
+        QApplication.processEvents()
+        qtbot.wait(20)
+        assert scroll.horizontalScrollBar().maximum() == 0, views.tabText(index)

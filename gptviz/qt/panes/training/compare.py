@@ -90,19 +90,18 @@ class CompareView(QWidget):
             "x axis: steps, tokens seen (runs with other batch sizes line up) or wall time"
         )
         self.x_axis.currentIndexChanged.connect(self._on_x_axis)
+        # Two short rows rather than one long one: the tab must fit the Training pane's half of a 1280-pixel
+        # window (View › Layout › Train) without scrolling sideways.
         controls = QHBoxLayout()
-        for widget in (
-            add,
-            self.remove_button,
-            reload_button,
-            self.show_val,
-            self.show_eval,
-            self.show_train,
-        ):
+        for widget in (add, self.remove_button, reload_button):
             controls.addWidget(widget)
         controls.addStretch(1)
         controls.addWidget(QLabel("x"))
         controls.addWidget(self.x_axis)
+        curves = QHBoxLayout()
+        for widget in (self.show_val, self.show_eval, self.show_train):
+            curves.addWidget(widget)
+        curves.addStretch(1)
         self.message = QLabel("Add runs to compare (File › Add run to compare…, or drop several run folders "
                               "onto the Training curves)")  # fmt: skip
         self.message.setWordWrap(True)
@@ -141,6 +140,7 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(controls)
+        layout.addLayout(curves)
         layout.addWidget(self.message)
         layout.addWidget(split, 1)
 

@@ -83,3 +83,21 @@ def test_a_long_run_keeps_a_bounded_table():
     assert len(table.steps) <= 101 and table.steps[0] == 1
     assert table.matrix().shape == (2, len(table.steps))
     np.testing.assert_array_equal(table.matrix()[1], 2 * np.array(table.steps))
+
+
+def test_the_empty_notice_goes_when_the_numbers_arrive(pane):
+    """A view first drawn empty (a run's first lines carry no diagnostics) says so, and stops saying so once
+    numbers arrive; seen on the Weight histograms tab of a kept checkpoint, whose heatmap was full."""
+    pane.add_follow(
+        SimpleNamespace(
+            records=({"step": 1, "train_loss": 5.0},), probes=(), restart=False, total_steps=3, run_dir=""
+        )
+    )
+    pane.views.setCurrentWidget(pane.grad_norm_view)
+    pane.refresh()
+    assert "no gradient norm yet" in pane.grad_norm_view.readout.text()
+    records = ({"step": 2, "train_loss": 4.0, "grad_norms": {"embeddings": 0.5, "block.0": 0.25}},)
+    pane.add_follow(SimpleNamespace(records=records, probes=(), restart=False, total_steps=3, run_dir=""))
+    pane.refresh()
+    assert pane.grad_norm_view.shown.size == 2
+    assert "yet" not in pane.grad_norm_view.readout.text()

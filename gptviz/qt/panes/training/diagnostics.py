@@ -107,6 +107,9 @@ class DiagnosticsView(QWidget):
         layout.addWidget(self.readout)
         self.shown = np.zeros((0, 0), dtype=np.float32)  # what the image holds: log10 values or plain
 
+    def empty_text(self) -> str:
+        return f"no {self.title} yet: they arrive with each training step"
+
     def draw(self) -> None:
         """Redraw when the table changed since the last draw."""
         if self._drawn == self.table.version:
@@ -116,8 +119,10 @@ class DiagnosticsView(QWidget):
         if values.size == 0:
             self.image.clear()
             self.shown = np.zeros((0, 0), dtype=np.float32)
-            self.readout.setText(f"no {self.title} yet: they arrive with each training step")
+            self.readout.setText(self.empty_text())
             return
+        if self.readout.text() == self.empty_text():  # the data came: the empty notice must not stay
+            self.readout.setText(" ")
         with np.errstate(divide="ignore", invalid="ignore"):
             shown = np.log10(values) if self.log else values.copy()  # (M, N)
         shown[~np.isfinite(shown)] = np.nan

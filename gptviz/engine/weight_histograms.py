@@ -103,7 +103,8 @@ LABELS = [bin_label(i) for i in range(N_BINS)]
 def tick_bins(every_octaves: int = 3) -> list[tuple[int, str]]:
     """(bin, label) for an axis: zero, the overflows and ±2^e every few octaves (e.g. '0.0039', '−0.25')."""
     ticks = [(CENTRE, "0"), (0, f"−{MAGNITUDES[-1]:g}"), (N_BINS - 1, f"{MAGNITUDES[-1]:g}")]
-    for octave in range(LOW_OCTAVE + 2, HIGH_OCTAVE, every_octaves):  # none crowding the zero
+    # none crowding the zero, nor the overflow labels at the ends (64 sat on 128 at a pane's usual height)
+    for octave in range(LOW_OCTAVE + 2, HIGH_OCTAVE - 1, every_octaves):
         j = (octave - LOW_OCTAVE) * PER_OCTAVE
         text = f"{2.0**octave:.2g}"
         ticks += [(CENTRE + 1 + j, text), (CENTRE - 1 - j, "−" + text)]

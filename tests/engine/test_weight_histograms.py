@@ -80,6 +80,9 @@ def test_a_metrics_lines_counts_are_checked_before_use():
     assert wh.valid_counts({"a": 1}) is None
     ticks = dict(wh.tick_bins())
     assert ticks[wh.CENTRE] == "0" and "1" in ticks.values() and "−1" in ticks.values()
+    labelled = sorted(ticks)
+    gaps = np.diff(labelled)  # bins between neighbouring labels
+    assert gaps.min() >= wh.PER_OCTAVE * 2  # no two labels crowd
 
 
 def test_each_evaluations_histograms_are_the_weights_it_kept(tmp_path):

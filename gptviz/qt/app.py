@@ -36,6 +36,10 @@ def create_application(argv: list[str] | None = None) -> Any:
     app = QApplication.instance()
     if app is None:
         app = QApplication(["gptviz", *(argv or [])])
+    if not isinstance(app, QApplication):
+        raise RuntimeError(
+            "a QCoreApplication without widgets is running; gptviz's window needs a QApplication"
+        )
     app.setOrganizationName("gptviz")
     app.setApplicationName("gptviz")
     app.setApplicationDisplayName("gptviz")

@@ -69,7 +69,9 @@ class AttentionStepsView(QDialog):
             "how much this key's value adds to the context vector",
         )
         for col, tip in enumerate(tips):
-            self.table.horizontalHeaderItem(col).setToolTip(tip)
+            header = self.table.horizontalHeaderItem(col)
+            if header is not None:  # always: the labels were set above
+                header.setToolTip(tip)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 1)

@@ -67,10 +67,10 @@ class AppSettings:
     def recent_files(self) -> list[tuple[str, str]]:
         """(kind, path) pairs, newest first; kind is "corpus", "checkpoint", "import" or "rundir"."""
         raw = self.qsettings.value("recent/files", [])
-        if isinstance(raw, str):
-            raw = [raw]
+        # QSettings gives back a one-item list as a plain string, and nothing as None
+        items = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
         out: list[tuple[str, str]] = []
-        for item in raw or []:
+        for item in items:
             kind, _, path = str(item).partition("|")
             if path:
                 out.append((kind, path))

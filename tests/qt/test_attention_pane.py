@@ -113,7 +113,7 @@ def test_skip_first_token_renormalises_rows_over_keys_one_to_t(pane, engine):
     np.testing.assert_allclose(shown[1:].sum(axis=1), 1.0, atol=1e-5)
     rest = oracle[1, 2][1:, 1:]  # (T-1, T-1): queries 1.., keys 1..
     np.testing.assert_allclose(shown[1:, 1:], rest / rest.sum(axis=1, keepdims=True), rtol=2e-3, atol=1e-6)
-    mask = pane.heatmap.mask
+    mask = pane.heatmap.hatch_mask
     assert mask[:, 0].all() and mask[np.triu_indices(T, k=1)].all()  # the skipped key is hatched too
     assert not mask[1:, 1:][np.tril_indices(T - 1)].any()
     np.testing.assert_array_equal(
@@ -140,9 +140,9 @@ def test_mask_on_hatches_future_keys_and_off_shows_the_zero_weights(pane):
     T = pane.displayed_matrix.shape[0]
     upper = np.triu(np.ones((T, T), dtype=bool), k=1)
     assert pane.mask_box.isChecked()
-    np.testing.assert_array_equal(pane.heatmap.mask, upper)
+    np.testing.assert_array_equal(pane.heatmap.hatch_mask, upper)
     pane.mask_box.setChecked(False)
-    assert pane.heatmap.mask is None
+    assert pane.heatmap.hatch_mask is None
     assert (pane.heatmap.display_matrix[upper] == 0.0).all()
 
 

@@ -73,7 +73,7 @@ def test_masked_cells_are_hatched_over_the_image_without_touching_the_data(view)
     matrix = causal(4)
     mask = np.triu(np.ones((4, 4), dtype=bool), k=1)
     view.set_matrix(matrix, mask=mask)
-    np.testing.assert_array_equal(view.mask, mask)
+    np.testing.assert_array_equal(view.hatch_mask, mask)
     np.testing.assert_array_equal(view.display_matrix, matrix)  # no NaN copy: the hatch covers the cells
     path = view._hatch.path()
     assert view._hatch.isVisible() and view._mask_fill.isVisible()
@@ -81,7 +81,7 @@ def test_masked_cells_are_hatched_over_the_image_without_touching_the_data(view)
     assert path.contains(QPointF(3.5, 0.5)) and path.contains(QPointF(2.5, 1.5))
     assert not path.contains(QPointF(0.5, 3.5)) and not path.contains(QPointF(1.5, 1.5))
     view.set_mask(None)
-    assert view.mask is None and not view._hatch.isVisible()
+    assert view.hatch_mask is None and not view._hatch.isVisible()
     with pytest.raises(ValueError):
         view.set_mask(np.zeros((3, 3), dtype=bool))
 

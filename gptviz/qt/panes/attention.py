@@ -351,7 +351,9 @@ class AttentionPane(QWidget):
     def set_ablations(self, ablations: tuple) -> None:
         """The worker's word on what is switched off: cross those heads out and list everything."""
         self.ablations = tuple(ablations)
-        self.overview.set_crossed({(a.layer, a.index) for a in self.ablations if a.kind == "head"})
+        self.overview.set_crossed(
+            {(a.layer, a.index) for a in self.ablations if a.kind == "head" and a.index is not None}
+        )
         self.ablation_label.setText(
             "Switched off: " + ", ".join(a.label for a in self.ablations) + " — every pane and the generator "
             "use the model without them"

@@ -35,6 +35,7 @@ from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.errors import ConfigError
 from gptviz.qt.token_labels import quoted_token, sequence_labels, token_label
 from gptviz.qt.widgets.fit import FlowLayout, labelled
+from gptviz.qt.widgets.table_cells import cell_data
 
 COLUMNS = ("", "token", "id", "p before", "p after", "p whole")
 PLAIN_COLUMN = 5  # shown only while parts are switched off: the probability without the ablations
@@ -217,17 +218,25 @@ class GenerationPane(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.setColumnHidden(PLAIN_COLUMN, True)
-        self.table.horizontalHeaderItem(3).setToolTip(
-            "p before: the model's own probability of the token, softmax of its logits at temperature 1, "
-            "before temperature, top-k and top-p"
-        )
-        self.table.horizontalHeaderItem(4).setToolTip(
-            "p after: the probability the token was drawn with, softmax of logits / temperature over the "
-            "tokens top-k and top-p kept (0 for the tokens they dropped)"
-        )
-        self.table.horizontalHeaderItem(PLAIN_COLUMN).setToolTip(
-            "the probability the whole model gives, with nothing switched off (same tokens, temperature 1)"
-        )
+        for column, tip in (
+            (
+                3,
+                "p before: the model's own probability of the token, softmax of its logits at temperature 1, "
+                "before temperature, top-k and top-p",
+            ),
+            (
+                4,
+                "p after: the probability the token was drawn with, softmax of logits / temperature over the "
+                "tokens top-k and top-p kept (0 for the tokens they dropped)",
+            ),
+            (
+                PLAIN_COLUMN,
+                "the probability the whole model gives, with nothing switched off (same tokens, temperature 1)",
+            ),
+        ):
+            title = self.table.horizontalHeaderItem(column)
+            if title is not None:  # always: the labels were set above
+                title.setToolTip(tip)
         header = self.table.horizontalHeader()
         header.moveSection(PLAIN_COLUMN, 4)  # beside "p before": one step with and without the ablations
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -461,7 +470,7 @@ class GenerationPane(QWidget):
                 shown.new_ids = view.new_ids
                 return
             redraw = changed < n_prompt  # a character completed across the prompt's end
-        if redraw:  # a new prompt, or a change inside it: draw it all
+        if redraw or shown is None:  # a new prompt, or a change inside it: draw it all
             self.text.clear()
             shown = self._text_shown = _ShownText(view.prompt_ids, view.new_ids, [], [])
             keys, first, changed, follow = self._text_keys(view, raw, 0), 0, 0, True
@@ -619,9 +628,9 @@ class GenerationPane(QWidget):
         for r in range(self.table.rowCount()):
             out.append(
                 (
-                    int(self.table.item(r, 2).data(Qt.ItemDataRole.UserRole)),
-                    float(self.table.item(r, 3).data(Qt.ItemDataRole.UserRole)),
-                    float(self.table.item(r, 4).data(Qt.ItemDataRole.UserRole)),
+                    int(cell_data(self.table, r, 2)),
+                    float(cell_data(self.table, r, 3)),
+                    float(cell_data(self.table, r, 4)),
                 )
             )
         return out
@@ -646,7 +655,7 @@ class GenerationPane(QWidget):
         return out
 
     def export_table(self) -> tuple[list[str], list[list[object]]]:
-        rows = []
+        rows: list[list[object]] = []
         if self.view is not None:
             for c in self.view.candidates:
                 rows.append([c.id, c.piece, c.prob_raw, c.prob_final, int(c.chosen)])

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.qt.token_labels import sequence_labels
+from gptviz.qt.widgets.table_cells import cell_data
 from gptviz.tokenizer import END_OF_TEXT
 
 # Pastel chip colours, cycled per token so neighbours always differ (as in the usual tokenizer demos).
@@ -330,10 +331,7 @@ class TokensPane(QWidget):
         """(inputs, targets) as shown in the table, read back from the cells (tests, export)."""
         rows, cols = self.table.rowCount(), self.table.columnCount()
         grid = np.array(
-            [
-                [int(self.table.item(r, c).data(Qt.ItemDataRole.UserRole)) for c in range(cols)]
-                for r in range(rows)
-            ],
+            [[int(cell_data(self.table, r, c)) for c in range(cols)] for r in range(rows)],
             dtype=np.int64,
         ).reshape(rows, cols)  # (2n, L)
         return grid[0::2], grid[1::2]

@@ -234,12 +234,13 @@ class HeatmapView(QWidget):
     @property
     def display_matrix(self) -> np.ndarray:
         """What the image draws: the matrix, or its log10 when the log scale is on (masked cells are
-        covered by the hatch, see `mask`)."""
+        covered by the hatch, see `hatch_mask`)."""
         return self._display
 
     @property
-    def mask(self) -> np.ndarray | None:
-        """(R, C) bool, True where a cell is hatched instead of coloured; None when nothing is masked."""
+    def hatch_mask(self) -> np.ndarray | None:
+        """(R, C) bool, True where a cell is hatched instead of coloured; None when nothing is masked.
+        (Not `mask`: that would hide QWidget.mask(), the widget's clip region.)"""
         return self._mask
 
     @property

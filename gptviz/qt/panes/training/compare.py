@@ -99,8 +99,8 @@ class CompareView(QWidget):
         controls.addWidget(QLabel("x"))
         controls.addWidget(self.x_axis)
         curves = QHBoxLayout()
-        for widget in (self.show_val, self.show_eval, self.show_train):
-            curves.addWidget(widget)
+        for box in (self.show_val, self.show_eval, self.show_train):
+            curves.addWidget(box)
         curves.addStretch(1)
         self.message = QLabel("Add runs to compare (File › Add run to compare…, or drop several run folders "
                               "onto the Training curves)")  # fmt: skip

@@ -403,8 +403,11 @@ class Trainer:
         inputs, targets = self.batches.for_training_step(step_index)  # (B, T), (B, T)
         self.model.train()
         with written_out_attention(self.model, self.book_protocol), self.rng.active(), self._autocast():
-            logits = self.train_model(inputs)  # (B, T, V)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())  # ()
+            if self.train_model is self.model:  # not under DDP, whose forward is its gradient hooks' cue
+                loss = self.model.training_loss(inputs, targets)  # () head and loss as one step
+            else:
+                logits = self.train_model(inputs)  # (B, T, V)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())  # ()
         # Agree on the loss before backward: under DDP every rank must take the same branch.
         train_loss = all_reduce_mean([loss.item()], self.dist, self.device)[0]
         if not math.isfinite(train_loss):

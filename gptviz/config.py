@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from gptviz.errors import ConfigError
 
@@ -45,7 +46,7 @@ class GPTConfig:
         if not 0.0 <= self.drop_rate < 1.0:
             raise ConfigError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
 
-    def replace(self, **changes: object) -> GPTConfig:
+    def replace(self, **changes: Any) -> GPTConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

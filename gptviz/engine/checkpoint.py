@@ -164,7 +164,7 @@ def load_state_into(model: GPTModel, state: dict[str, torch.Tensor], source: str
         params = dict(model.named_parameters(remove_duplicate=False))
         buffers = dict(model.named_buffers())
         for key, tensor in state.items():
-            slot = params.get(key, buffers.get(key))
+            slot = params[key] if key in params else buffers[key]  # check_state_dict found every key
             slot.copy_(tensor.to(slot.dtype))
     return model
 

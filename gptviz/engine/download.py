@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from gptviz.config import PRESETS, GPTConfig, count_params
@@ -372,7 +372,7 @@ class _ByteSink:
     def __enter__(self) -> _ByteSink:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         return False
 
     def update(self, n: int | float = 1) -> None:
@@ -472,7 +472,9 @@ def gpt2_config(hf_config: dict[str, Any], repo_id: str) -> GPTConfig:
     try:
         return GPTConfig(
             vocab_size=int(hf_config["vocab_size"]),
-            context_length=int(hf_config.get("n_positions", hf_config.get("n_ctx"))),
+            context_length=int(
+                hf_config["n_positions"] if "n_positions" in hf_config else hf_config["n_ctx"]
+            ),
             emb_dim=int(hf_config["n_embd"]),
             n_heads=int(hf_config["n_head"]),
             n_layers=int(hf_config["n_layer"]),

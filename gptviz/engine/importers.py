@@ -355,7 +355,9 @@ def _build_config(
         try:
             from_config = {
                 "vocab_size": int(hf_config["vocab_size"]),
-                "context_length": int(hf_config.get("n_positions", hf_config.get("n_ctx"))),
+                "context_length": int(
+                    hf_config["n_positions"] if "n_positions" in hf_config else hf_config["n_ctx"]
+                ),
                 "emb_dim": int(hf_config["n_embd"]),
                 "n_heads": int(hf_config["n_head"]),
                 "n_layers": int(hf_config["n_layer"]),

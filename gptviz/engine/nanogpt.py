@@ -159,9 +159,9 @@ def _gptviz_state(
     if tied:
         state.pop("out_head.weight", None)
     for key in ("tok_emb.weight", "out_head.weight"):
-        tensor = state.get(key)
-        if tensor is not None and tensor.dim() == 2 and tensor.shape[0] > GPT2_VOCAB_SIZE:
-            state[key] = tensor[:GPT2_VOCAB_SIZE]  # (V_padded, D) -> (50257, D): padding rows dropped
+        matrix = state.get(key)
+        if matrix is not None and matrix.dim() == 2 and matrix.shape[0] > GPT2_VOCAB_SIZE:
+            state[key] = matrix[:GPT2_VOCAB_SIZE]  # (V_padded, D) -> (50257, D): padding rows dropped
     if not shape["bias"]:
         _add_zero_biases(state, shape["n_layer"], shape["n_embd"])
     return state, tied

@@ -77,8 +77,15 @@ def read_run(run_dir: str | os.PathLike, label: str | None = None) -> RunCurves:
     """A run directory's settings and curves; DataError when it is not a gptviz run."""
     path = Path(run_dir)
     settings = flatten(read_settings(path))
-    train_steps, train_loss, val_steps, val_loss, eval_steps, eval_loss = [], [], [], [], [], []
-    steps, tokens, elapsed = [], [], []
+    train_steps: list[int] = []
+    val_steps: list[int] = []
+    eval_steps: list[int] = []
+    train_loss: list[float] = []
+    val_loss: list[float] = []
+    eval_loss: list[float] = []
+    steps: list[int] = []
+    tokens: list[float] = []
+    elapsed: list[float] = []
     for record in read_metrics(path):
         step = record.get("step")
         if not isinstance(step, int) or isinstance(step, bool) or "event" in record:

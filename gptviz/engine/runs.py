@@ -87,6 +87,12 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _dict_at(data: dict, key: str) -> dict:
+    """data[key] when it is a JSON object, else {} (a hand-edited or older file may hold anything there)."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _size(path: Path) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -103,12 +109,12 @@ def summarize(path: Path, with_size: bool = True) -> RunSummary | None:
     if not settings:
         return None
     config = _read_json(path / "checkpoint" / "config.json")
-    meta = config.get("meta") if isinstance(config.get("meta"), dict) else {}
-    corpus = settings.get("corpus") if isinstance(settings.get("corpus"), dict) else {}
+    meta = _dict_at(config, "meta")
+    corpus = _dict_at(settings, "corpus")
     match = re.match(r"^(\d{4}-\d{2}-\d{2})-(\d{2})(\d{2})(\d{2})-", path.name)
     started = f"{match.group(1)} {match.group(2)}:{match.group(3)}:{match.group(4)}" if match else ""
     window = _read_json(path / WINDOW_FILE)  # what the window knew: the model's name as it showed it
-    shape = settings.get("model") if isinstance(settings.get("model"), dict) else {}
+    shape = _dict_at(settings, "model")
     model = str(window.get("model") or meta.get("name") or shape.get("name") or "?")
     return RunSummary(
         path=path,

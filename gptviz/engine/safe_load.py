@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,8 @@ class _StorageCounter(pickle._Unpickler):  # the pure-Python unpickler: every re
     `_Stub`, and each storage's persistent id ('storage', type, key, location, numel, ...) is counted."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
+    read: Callable[[int], bytes]  # bound by pickle._Unpickler.load() before any opcode runs
+    append: Callable[[Any], None]  # likewise
 
     def __init__(self, handle: _BoundedReader) -> None:
         super().__init__(handle)
@@ -127,7 +130,8 @@ class _StorageCounter(pickle._Unpickler):  # the pure-Python unpickler: every re
             raise pickle.UnpicklingError(f"a bytearray of {length:,} bytes in a file of {self.reader.size:,}")
         self.append(bytearray(self.read(length)))
 
-    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+    # typeshed types the table's entries as taking a base Unpickler; this one is only called with self
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8  # type: ignore[assignment]
 
 
 def check_legacy_storage_sizes(path: Path) -> None:

@@ -187,7 +187,7 @@ def weight_histograms(model: nn.Module) -> dict[str, list[int]]:
     stacked = torch.stack(list(fine.values())).cpu().numpy()  # (M, 2048) one device sync for all
     out = {}
     for part, row in zip(fine, stacked, strict=True):
-        counts = np.zeros(N_BINS, dtype=np.int64)  # (N_BINS,)
-        np.add.at(counts, FINE_TO_BIN, row)  # each fine code into its bin, in integers
-        out[part] = counts.tolist()
+        binned = np.zeros(N_BINS, dtype=np.int64)  # (N_BINS,)
+        np.add.at(binned, FINE_TO_BIN, row)  # each fine code into its bin, in integers
+        out[part] = binned.tolist()
     return out

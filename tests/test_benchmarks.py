@@ -444,3 +444,32 @@ def test_causal_tiny_times_patching_and_input_x_gradient_against_a_forward_pass(
     judged = causal.run(causal.CausalSizes(TINY, tokens=6, repeats=1, judged=True))
     assert judged.target == "<= 20x" and judged.passed == (judged.ratio <= 20)
     assert "causal" in runner.BENCHMARKS and causal.FULL.cfg.emb_dim == 768 and causal.FULL.tokens == 20
+
+
+def test_exact_patchings_least_work_counts_each_recomputed_block_and_position() -> None:
+    """The floor the causal section reports: counted here run by run, block by block, position by position
+    (what a patch changes and the last position's logit difference needs), against the closed form."""
+    from gptviz.bench import causal
+    from gptviz.config import GPTConfig
+
+    cfg = GPTConfig(vocab_size=100, context_length=16, emb_dim=8, n_heads=2, n_layers=3)
+    T, n, D = 5, cfg.n_layers, cfg.emb_dim
+    block = causal.block_flops_per_token(cfg, T)
+    total = 0.0
+    for layer in range(n):
+        for t in range(T):  # the residual stream entering `layer` at position t
+            for b in range(layer, n):
+                for p in range(t, T):
+                    if b < n - 1 or p == T - 1:
+                        total += block
+        for _head in range(cfg.n_heads):  # the head's output at every position
+            for p in range(T):
+                if layer < n - 1 or p == T - 1:
+                    total += 18.0 * D * D  # out_proj and the MLP of the patched block
+            for b in range(layer + 1, n):
+                for p in range(T):
+                    if b < n - 1 or p == T - 1:
+                        total += block
+    assert causal.exact_patching_flops(cfg, T) == pytest.approx(total)
+    assert causal.forward_flops(cfg, T) == pytest.approx(T * (n * block + 2 * D * cfg.vocab_size))
+    assert 1e8 < causal.matmul_rate(0.05) < 1e14

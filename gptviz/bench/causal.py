@@ -7,6 +7,13 @@ thing a user pays for a prediction; ours are `gptviz.engine.patching.patch` (the
 then L x T + L x H patched runs, each from the patched block on, one batch per layer and map) and `input_attribution(method="ixg")` (a forward pass with
 gradients and one backward pass), each interleaved with the forward pass (A B A B ...) so all three see the
 same machine. Weights are random: the time of a pass does not depend on their values.
+
+The patching target cannot be met by an exact computation on this machine, and the section says why with
+numbers: `exact_patching_flops` counts the least matrix work any exact method must do (each patched run
+recomputing only what the patch changes), `matmul_rate` measures how fast this machine multiplies
+matrices, and their quotient, over one forward pass's time, is the floor no exact implementation can beat.
+A 20-token forward pass runs far below the matmul rate (it is bound by reading the weights), which is why
+the floor is a time ratio and not only a FLOP ratio.
 """
 
 from __future__ import annotations
@@ -38,6 +45,58 @@ QUICK = CausalSizes(
     repeats=2,
     judged=False,
 )
+
+
+def block_flops_per_token(cfg: GPTConfig, tokens: int) -> float:
+    """Matmul FLOPs (2 per multiply-add) of one transformer block for one token among `tokens`: the q/k/v,
+    out_proj and the MLP's two matrices (24 D^2), and its attention scores and weighted sum (4 T D)."""
+    D = cfg.emb_dim
+    return 24.0 * D * D + 4.0 * tokens * D
+
+
+def forward_flops(cfg: GPTConfig, tokens: int) -> float:
+    """Matmul FLOPs of `model(ids)` over `tokens` tokens: every block, and the output head at every position
+    (what a plain forward pass computes)."""
+    head = 2.0 * cfg.emb_dim * cfg.vocab_size
+    return tokens * (cfg.n_layers * block_flops_per_token(cfg, tokens) + head)
+
+
+def exact_patching_flops(cfg: GPTConfig, tokens: int) -> float:
+    """The least matmul work any exact computation of both patching maps must do (a lower bound, not what
+    `patch` does, which does more): each patched run recomputes what the patch changes and nothing else.
+
+    * residual stream at (layer L, position t): blocks L..n-2 at positions t..T-1 only (earlier positions
+      cannot see a later change, so their keys and values can be reused), and the last block at the last
+      position only; the logit difference needs one dot product, not the head.
+    * head H of layer L (every position): the rest of block L after the head (out_proj and the MLP, 18 D^2
+      a token) and blocks L+1..n-2 at every position, the last block at the last position.
+    """
+    n, T, D, H = cfg.n_layers, tokens, cfg.emb_dim, cfg.n_heads
+    block = block_flops_per_token(cfg, T)
+    resid = 0.0
+    for layer in range(n):
+        full_blocks = max(0, n - 1 - layer)
+        resid += sum(full_blocks * (T - t) * block + block for t in range(T))
+    heads = 0.0
+    for layer in range(n):
+        rest_of_layer = T * 18.0 * D * D if layer < n - 1 else 18.0 * D * D
+        heads += H * (rest_of_layer + max(0, n - 2 - layer) * T * block + (block if layer < n - 1 else 0.0))
+    return resid + heads
+
+
+def matmul_rate(seconds: float = 0.5) -> float:
+    """FLOP/s of this machine's float32 matrix product at a transformer block's shape (1024 x 768 x 3072),
+    all cores: the most any exact computation can do per second here."""
+    import torch
+
+    a = torch.randn(1024, 768)
+    b = torch.randn(768, 3072)
+    torch.mm(a, b)  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b)
+        done += 1
+    return done * 2.0 * 1024 * 768 * 3072 / (time.perf_counter() - started)
 
 
 def run(sizes: CausalSizes = FULL) -> BenchResult:
@@ -74,6 +133,9 @@ def run(sizes: CausalSizes = FULL) -> BenchResult:
     ixg_ratio = grad.median / fwd.median
     judged = sizes.judged
     patched_runs = cfg.n_layers * sizes.tokens + cfg.n_layers * cfg.n_heads
+    least_work = exact_patching_flops(cfg, sizes.tokens) / forward_flops(cfg, sizes.tokens)
+    rate = matmul_rate()
+    floor = exact_patching_flops(cfg, sizes.tokens) / rate / fwd.median
     figures = [
         Figure(
             "input x gradient / forward pass",
@@ -85,6 +147,11 @@ def run(sizes: CausalSizes = FULL) -> BenchResult:
         ),
         Figure("input x gradient", grad.median * 1000, "ms", grad.map(lambda s: s * 1000)),
         Figure("forward pass", fwd.median * 1000, "ms", fwd.map(lambda s: s * 1000)),
+        Figure("exact patching's least matmul work / one forward pass's", least_work, "x"),
+        Figure("this machine's float32 matmul rate (1024 x 768 x 3072)", rate / 1e9, "GFLOP/s"),
+        Figure(
+            "that least work at that rate / one forward pass's time: no exact method goes below", floor, "x"
+        ),
     ]
     return BenchResult(
         name="causal",
@@ -110,6 +177,9 @@ def run(sizes: CausalSizes = FULL) -> BenchResult:
             "tokens": sizes.tokens,
             "patched_runs": patched_runs,
             "patch_over_forward": patch_ratio,
+            "exact_patching_flops_over_forward": least_work,
+            "matmul_gflops": rate / 1e9,
+            "exact_patching_floor_over_forward": floor,
             "ixg_over_forward": ixg_ratio,
         },
         seconds=time.perf_counter() - started,

@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gptviz.engine.atomic import staged_file
 from gptviz.errors import GptvizError, WeightsError
+
+if TYPE_CHECKING:
+    from gptviz.model.gpt import GPTModel
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +55,7 @@ def add_ablation_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_ablations(model: torch.nn.Module, args: argparse.Namespace, prompt_ids: list[int]) -> None:
+def apply_ablations(model: GPTModel, args: argparse.Namespace, prompt_ids: list[int]) -> None:
     """Switch off what --ablate names (means over the prompt for --ablate-mode mean); nothing without it."""
     if not args.ablate:
         return
@@ -74,7 +78,7 @@ def resolve_model_source(name: str) -> Path:
     return Path(name)
 
 
-def inspect_arrays(model: torch.nn.Module, token_ids: list[int]) -> dict[str, np.ndarray]:
+def inspect_arrays(model: GPTModel, token_ids: list[int]) -> dict[str, np.ndarray]:
     """Run the model once in eval mode and return the four arrays of the .npz contract."""
     from gptviz.model import capture
 
@@ -102,7 +106,7 @@ def inspect_arrays(model: torch.nn.Module, token_ids: list[int]) -> dict[str, np
 def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write beside `path`, then rename (gptviz.engine.atomic): a reader never sees half a file."""
     with staged_file(path) as staging, open(staging, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, allow_pickle=False, **arrays)  # numbers only: nothing to pickle
 
 
 def run(args: argparse.Namespace) -> int:

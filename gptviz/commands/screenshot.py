@@ -17,11 +17,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from gptviz.errors import ConfigError
 
 PANE_SIZE = (1280, 820)
 WINDOW_SIZE = (1600, 1000)
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+
+
+def _present(value: T | None, what: str) -> T:
+    """`value`, which a wait above made sure of (ConfigError naming `what` if the window dropped it since)."""
+    if value is None:
+        raise ConfigError(f"the window lost {what}")
+    return value
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     # A few real training steps, as Start in the window takes them: written to the data folder's runs/
     # (the checkpoint given with --checkpoint is untouched).
     if args.train_steps:
-        context = min(64, window.model_info.context_length)
+        context = min(64, _present(window.model_info, "the model").context_length)
         settings = TrainSettings(
             steps=args.train_steps,
             batch_size=4,
@@ -140,26 +150,27 @@ def run(args: argparse.Namespace) -> int:
 
     # Then generation, one step at a time, as a user pressing Step would.
     window.host.submit(cmd.SetPrompt(args.prompt))
-    wait_until(lambda: len(window.generation_pane.view.new_ids) == 0, "the prompt")
+    wait_until(
+        lambda: (view := window.generation_pane.view) is not None and len(view.new_ids) == 0, "the prompt"
+    )
     for n in range(1, args.tokens + 1):
         window.host.submit(cmd.GenStep())
         wait_until(
             lambda n=n: (
-                window.generation_pane.view is not None
-                and (len(window.generation_pane.view.new_ids) == n or window.generation_pane.view.stopped)
+                (view := window.generation_pane.view) is not None and (len(view.new_ids) == n or view.stopped)
             ),
             "a generation step",
         )
     window.host.submit(cmd.Inspect(lens_position=-1))
-    wanted = len(window.generation_pane.view.ids)
+    wanted = min(
+        len(_present(window.generation_pane.view, "the generated text").ids),
+        _present(window.model_info, "the model").context_length,
+    )  # the tokens the inspection covers
     attention = window.attention_pane
     wait_until(
         lambda: (
             window.activity_label.text() == "idle"
-            and (
-                getattr(attention, "snapshot", None) is None
-                or attention.snapshot.n_tokens == min(wanted, window.model_info.context_length)
-            )
+            and ((snapshot := attention.snapshot) is None or snapshot.n_tokens == wanted)
         ),
         "the inspection of the generated text",
     )

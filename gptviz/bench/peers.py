@@ -4,7 +4,7 @@ machine's own limit.
 * generation_hf: KV-cached `Generator.step()` vs Hugging Face `GPT2LMHeadModel.generate(use_cache=True)`,
   greedy; both must choose the same ids.
 * training_hf: `Trainer.step()` vs a plain loop over `GPT2LMHeadModel` with `torch.optim.AdamW` (fused where
-  the build has it), the same batches.
+  the build has it) and `clip_grad_norm_(1.0)` (the Trainer's default clipping), the same batches.
 * capture_hf: the panes' forward pass (`inspect_tokens`'s `tapped_pass`: every tap they use, and the output
   head only at the two positions they read) vs transformers with
   `output_attentions=True, output_hidden_states=True` (eager attention), in time; in memory, what stays
@@ -27,12 +27,15 @@ import dataclasses
 import gc
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from gptviz.bench.harness import BenchResult, Figure, Stats, at_least, interleave
 from gptviz.config import GPTConfig, preset
+
+if TYPE_CHECKING:
+    from gptviz.model.gpt import GPTModel
 
 GENERATION_TARGET = 1.5
 TRAINING_TARGET = 1.2
@@ -67,7 +70,7 @@ QUICK = PeerSizes(
 )
 
 
-def hf_twin(model: torch.nn.Module) -> Any:
+def hf_twin(model: GPTModel) -> Any:
     """A transformers GPT2LMHeadModel holding exactly `model`'s weights (eager attention)."""
     import transformers
 
@@ -95,7 +98,7 @@ def _entry(ours: float, baseline: float, unit: str, ratio: float, target: float,
     }
 
 
-def generation_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, Stats, Stats, int]:
+def generation_pair(sizes: PeerSizes, model: GPTModel, twin: Any) -> tuple[dict, Stats, Stats, int]:
     from gptviz.engine.generator import Generator
     from gptviz.engine.sampling_settings import SamplingSettings
     from gptviz.tokenizer import default_tokenizer
@@ -139,7 +142,12 @@ def generation_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tupl
     )
 
 
-def training_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, Stats, Stats]:
+def training_pair(sizes: PeerSizes, model: GPTModel, twin: Any) -> tuple[dict, Stats, Stats]:
+    """`Trainer.step()` with its default settings against the loop a user writes around transformers: the
+    same process (threads), float32 on both sides, fused AdamW on both where the build has it, and the same
+    gradient clipping (the Trainer clips at 1.0 by default, as Hugging Face's own Trainer does with
+    max_grad_norm=1.0 and nanoGPT with grad_clip=1.0; a loop without it would skip a pass over every
+    gradient that ours makes)."""
     from gptviz.engine.train_settings import TrainSettings
     from gptviz.engine.trainer import Trainer
     from gptviz.tokenizer import default_tokenizer
@@ -174,6 +182,7 @@ def training_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[
         logits = twin(x).logits  # (B, T, V)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), settings.grad_clip)  # as Trainer.step clips
         optimizer.step()
 
     def ours() -> None:
@@ -194,7 +203,7 @@ def training_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[
     )
 
 
-def capture_pair(sizes: PeerSizes, model: torch.nn.Module, twin: Any) -> tuple[dict, dict, Stats, Stats]:
+def capture_pair(sizes: PeerSizes, model: GPTModel, twin: Any) -> tuple[dict, dict, Stats, Stats]:
     """Time and bytes: our taps (as the panes ask for them) vs transformers' attentions + hidden states."""
     from gptviz.engine.inspection import _needed_taps, tapped_pass
 
@@ -256,7 +265,7 @@ def buffer_bytes(gib: float) -> int:
     return (int(gib * 2**30) // 4) * 4
 
 
-def decode_limit(sizes: PeerSizes, model: torch.nn.Module, ours_rate: Stats) -> tuple[dict, float, float]:
+def decode_limit(sizes: PeerSizes, model: GPTModel, ours_rate: Stats) -> tuple[dict, float, float]:
     """Our per-token decode time against the time to read every weight once at the measured bandwidth."""
     bandwidth = read_bandwidth(1.0 if sizes.judged else 0.25)
     weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
@@ -307,7 +316,7 @@ def run(sizes: PeerSizes = FULL) -> BenchResult:
             gen_entry,
         ),
         fig(
-            f"training: ours {train_entry['ours']:,.0f} vs HF + AdamW {train_entry['baseline']:,.0f} tokens/s",
+            f"training: ours {train_entry['ours']:,.0f} vs HF + AdamW + clipping {train_entry['baseline']:,.0f} tokens/s",
             train_entry,
         ),
         fig(

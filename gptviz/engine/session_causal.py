@@ -5,14 +5,26 @@ generation, training and file plumbing; every method works on the session's mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gptviz.errors import ConfigError
+
+if TYPE_CHECKING:  # what the mixin reads of Session; the engine modules themselves load when first asked
+    from gptviz.engine.ablation import PlainLogits
+    from gptviz.engine.ablation_spec import Ablation
+    from gptviz.engine.attention_steps import AttentionSteps
+    from gptviz.engine.attribution import InputAttribution, LogitAttribution
+    from gptviz.engine.embeddings import EmbeddingMap, Neighbours
+    from gptviz.engine.generator import Generator, GenStep
+    from gptviz.engine.patching import PatchResult
+    from gptviz.model.gpt import GPTModel
+    from gptviz.tokenizer import Tokenizer
 
 N_PLAIN_TOP = 5  # the whole model's most probable tokens an AblationEffect names
 
@@ -46,9 +58,22 @@ class CausalTools:
     """Mixed into gptviz.engine.session.Session (which provides model, tokenizer, current_ids,
     _ensure_generator and _weights_changed)."""
 
-    ablations: tuple
+    model: GPTModel
+    tokenizer: Tokenizer
+    generator: Generator | None
+    ablations: tuple[Ablation, ...]
+    # Made on first use; the class-level None and () stand until then.
+    _plain_logits: PlainLogits | None = None
+    _effect_memo: tuple[GenStep, tuple[Ablation, ...], GPTModel, AblationEffect] | None = None
+    _steps_before_ablation: tuple[GenStep, ...] = ()
 
-    def set_ablations(self, ablations: Sequence[Any]) -> tuple:
+    if TYPE_CHECKING:  # Session's own methods
+
+        def current_ids(self) -> list[int]: ...
+        def _ensure_generator(self) -> Generator: ...
+        def _weights_changed(self) -> None: ...
+
+    def set_ablations(self, ablations: Sequence[Ablation]) -> tuple[Ablation, ...]:
         """Switch parts of the model off (gptviz.engine.ablation), replacing the ones before; () restores the
         model. Mean ablations take their means over the current text, from the model with nothing ablated.
         Every later pass (generation, the panes) sees the ablated model."""
@@ -85,16 +110,16 @@ class CausalTools:
         if not self.ablations or gen is None or not gen.history:
             return None
         last = gen.history[-1]
-        memo = getattr(self, "_effect_memo", None)
+        memo = self._effect_memo
         if memo is not None and memo[0] is last and memo[1] == self.ablations and memo[2] is self.model:
             return memo[3]
         context = gen.ids[:-1][-self.model.cfg.context_length :]
-        plain_of = getattr(self, "_plain_logits", None)
+        plain_of = self._plain_logits
         if plain_of is None or plain_of.model is not self.model:
             plain_of = self._plain_logits = ablation.PlainLogits(self.model)
         plain = plain_of(context)  # (V,)
         ids = torch.tensor([c.id for c in last.candidates])  # (c,)
-        stale = any(last is s for s in getattr(self, "_steps_before_ablation", ()))
+        stale = any(last is s for s in self._steps_before_ablation)
         if stale:
             with torch.inference_mode():
                 device = self.model.tok_emb.weight.device
@@ -131,14 +156,13 @@ class CausalTools:
 
     def _forget_plain_logits(self) -> None:
         """The weights changed (training): the whole model's cached keys and the remembered effect are stale."""
-        plain_of = getattr(self, "_plain_logits", None)
-        if plain_of is not None:
-            plain_of.reset()
+        if self._plain_logits is not None:
+            self._plain_logits.reset()
         self._effect_memo = None
 
     def embeddings(
         self, token: int | str, k: int = 10, ids: Sequence[int] | None = None, map_k: int = 5
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Neighbours, EmbeddingMap]:
         """A token's k nearest neighbours in the token-embedding matrix (cosine), and the 2-D PCA map of a
         text's tokens with `map_k` neighbours each: `ids`, or the current text when None
         (gptviz.engine.embeddings). `token` is an id or a text that is exactly one token."""
@@ -150,7 +174,9 @@ class CausalTools:
         found = nearest_neighbours(self.model, self.tokenizer, int(token_id), int(k))
         return found, embedding_map(self.model, self.tokenizer, text, int(map_k))
 
-    def attention_steps(self, layer: int, head: int, query: int = -1) -> tuple[Any, tuple[str, ...]]:
+    def attention_steps(
+        self, layer: int, head: int, query: int = -1
+    ) -> tuple[AttentionSteps, tuple[str, ...]]:
         """One head's computation for one query token of the current text (gptviz.engine.attention_steps),
         and the tokens' pieces; the model as it is now (switched-off parts included)."""
         from gptviz.engine.attention_steps import attention_steps
@@ -160,8 +186,15 @@ class CausalTools:
         return steps, tuple(self.tokenizer.piece(i) for i in ids)
 
     def patch(
-        self, clean: str, corrupt: str, answer: str, wrong: str, *, progress: Any = None, cancel: Any = None
-    ) -> tuple[Any, tuple[str, ...]]:
+        self,
+        clean: str,
+        corrupt: str,
+        answer: str,
+        wrong: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[PatchResult, tuple[str, ...]]:
         """Activation patching between two prompts (gptviz.engine.patching) on the model as it is now; the
         result and the clean prompt's pieces."""
         from gptviz.engine.patching import patch, single_token
@@ -183,7 +216,7 @@ class CausalTools:
 
     def explain_last_choice(
         self, token_id: int, against_id: int | None = None
-    ) -> tuple[Any, str, str | None, Any, tuple[str, ...]]:
+    ) -> tuple[LogitAttribution, str, str | None, InputAttribution, tuple[str, ...]]:
         """Why a candidate of the last step: its logit (minus `against_id`'s) where the last generated token
         was predicted, split into the model's parts (direct logit attribution), and each input token's
         input x gradient score for it; with the pieces."""
@@ -197,8 +230,13 @@ class CausalTools:
         return result, piece(int(token_id)), other, inputs, tuple(piece(i) for i in ids)
 
     def input_attribution_of_last_choice(
-        self, token_id: int, *, steps: int = 32, progress: Any = None, cancel: Any = None
-    ) -> tuple[Any, tuple[str, ...]]:
+        self,
+        token_id: int,
+        *,
+        steps: int = 32,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[InputAttribution, tuple[str, ...]]:
         """Integrated gradients for a candidate of the last step (slower: `steps` points on the path)."""
         from gptviz.engine.attribution import input_attribution
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,7 @@ from gptviz.engine.distributed import DistInfo, all_reduce_sum
 from gptviz.engine.probe import ProbeRecord
 from gptviz.engine.train_batches import Batch, TrainBatches
 from gptviz.engine.training_diagnostics import attention_entropy
-from gptviz.model.gpt import GPTModel, MultiHeadAttention
+from gptviz.model.gpt import GPTModel
 
 Autocast = Callable[[], AbstractContextManager[object]]  # the trainer's precision for forward and loss
 
@@ -47,7 +46,7 @@ def written_out_attention(model: GPTModel, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    attentions = [cast(MultiHeadAttention, block.attn) for block in model.blocks]
+    attentions = [block.attn for block in model.blocks]
     saved = [attn.use_fused for attn in attentions]
     model.set_fused_attention(False)
     try:

@@ -223,7 +223,7 @@ class CausalViews(QObject):
         model are noted here and left to the window too)."""
         if channel in OBSERVED:
             if channel == w.ABLATIONS:
-                self.ablations = tuple(payload)  # type: ignore[arg-type]
+                self.ablations = tuple(payload)
                 if self.ablations_view is not None:
                     self.ablations_view.set_ablations(self.ablations)
             else:
@@ -238,7 +238,7 @@ class CausalViews(QObject):
                 if isinstance(payload, str):
                     self.embeddings_view.show_error(payload)
                 else:
-                    self.embeddings_view.set_result(*payload)  # type: ignore[misc]
+                    self.embeddings_view.set_result(*payload)
             return True
         if channel == w.ATTENTION_STEPS and self.steps_view is not None:
             self.steps_view.set_steps(*payload)

@@ -112,7 +112,7 @@ def _render(parts: list[tuple[str, bytes | str]]) -> str:
         if loose:
             out.append(bytes_mark(bytes(loose)))
             loose = bytearray()
-        out.append(visible_whitespace(value))  # type: ignore[arg-type]
+        out.append(visible_whitespace(value))
     if loose:
         out.append(bytes_mark(bytes(loose)))
     return "".join(out)
@@ -151,7 +151,7 @@ def sequence_labels(pieces: Sequence[str | bytes]) -> list[str]:
     datas = [piece_bytes(p) for p in pieces]
     whole = [not isinstance(p, bytes) and not _ESCAPED_BYTES.fullmatch(p) for p in pieces]
     if all(whole):  # the usual case: every token is whole text
-        return [visible_whitespace(p) for p in pieces]  # type: ignore[arg-type]
+        return [visible_whitespace(p) for p in pieces]
     stream = b"".join(datas)
     ends, offset = [], 0
     for data in datas:

@@ -181,10 +181,14 @@ class Monkey:
         def directory(*_a, **_k):
             return self.answer("dir")
 
-        QFileDialog.getOpenFileName = staticmethod(open_file)
-        QFileDialog.getOpenFileNames = staticmethod(open_files)
-        QFileDialog.getSaveFileName = staticmethod(save_file)
-        QFileDialog.getExistingDirectory = staticmethod(directory)
+        fakes = {
+            "getOpenFileName": open_file,
+            "getOpenFileNames": open_files,
+            "getSaveFileName": save_file,
+            "getExistingDirectory": directory,
+        }
+        for name, fake in fakes.items():  # a monkey-patch, undone by restore(): setattr, as restore does
+            setattr(QFileDialog, name, staticmethod(fake))
 
         def restore() -> None:
             for name, value in saved.items():

@@ -18,6 +18,7 @@ Memory: what the panes keep at the end: every buffer under the snapshot both pan
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -162,7 +163,7 @@ def _run(sizes: StepSizes) -> BenchResult:
         for _ in range(sizes.steps + 1):  # the first pair is a warm-up
             t0 = time.perf_counter()
             window.host.submit(cmd.GenStep())
-            if not wait_until(lambda n=n + 1: panes_hold(n), 120):
+            if not wait_until(functools.partial(panes_hold, n + 1), 120):
                 raise RuntimeError("a step did not reach every pane within 120 s")
             ours_ms.append((time.perf_counter() - t0) * 1000)
             n += 1
@@ -171,6 +172,8 @@ def _run(sizes: StepSizes) -> BenchResult:
             base_ms.append((time.perf_counter() - t0) * 1000)
         ours_ms, base_ms = ours_ms[1:], base_ms[1:]
         snapshot = window.attention_pane.snapshot
+        if snapshot is None:  # panes_hold saw it a moment ago
+            raise RuntimeError("the Attention pane dropped its snapshot")
         snapshot_mib = snapshot.nbytes / 2**20
         panes_mib = held_nbytes(snapshot, window) / 2**20
 
@@ -282,7 +285,7 @@ def _play(window, model, tokenizer, greedy, tokens: int, panes_hold, wait_until)
     tenth = max(1, tokens // 10)
 
     def rate(lo: int, hi: int) -> float:
-        a, b = np.searchsorted(done, lo), np.searchsorted(done, hi)
+        a, b = int(np.searchsorted(done, lo)), int(np.searchsorted(done, hi))
         b = min(b, len(done) - 1)
         return float((done[b] - done[a]) / max(times[b] - times[a], 1e-9))
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +157,9 @@ def run_case(
     )
     trainer = Trainer(ours_model, None, train_ids, val_ids, settings)
     if case.compile:
-        trainer.train_model = torch.compile(trainer.model)  # step() trains through train_model
+        # step() trains through train_model; compiling a Module gives an OptimizedModule (a Module), which
+        # torch.compile's annotation widens to any callable
+        trainer.train_model = cast(torch.nn.Module, torch.compile(trainer.model))
     book_model = book_model.to(device)
     book_model.train()
     k = case.steps_per_round

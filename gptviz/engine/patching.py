@@ -28,6 +28,7 @@ import torch
 from gptviz.errors import ConfigError, GptvizError
 from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture, intervene
+from gptviz.tokenizer import Tokenizer
 
 
 class Cancelled(GptvizError):
@@ -46,7 +47,9 @@ class PatchResult:
     heads: np.ndarray  # (L, H) float32: normalised effect of the clean output of head H in layer L
 
 
-def _block_inputs(model: GPTModel, ids: Sequence[int]) -> tuple[list[torch.Tensor], dict, torch.Tensor]:
+def _block_inputs(
+    model: GPTModel, ids: Sequence[int]
+) -> tuple[list[torch.Tensor], dict[int, torch.Tensor], torch.Tensor]:
     """One run: the residual stream entering each block ((T, D) each), each layer's head outputs, and the
     last position's logits (V,)."""
     L = model.cfg.n_layers
@@ -161,9 +164,9 @@ def _check(cancel: threading.Event | None) -> None:
         raise Cancelled("patching cancelled")
 
 
-def single_token(tokenizer: object, text: str, what: str) -> int:
+def single_token(tokenizer: Tokenizer, text: str, what: str) -> int:
     """The id of `text` when it is exactly one token (" Paris"); otherwise a one-line error."""
-    ids = tokenizer.encode(text)  # type: ignore[attr-defined]
+    ids = tokenizer.encode(text)
     if len(ids) != 1:
         raise ConfigError(
             f"the {what} {text!r} is {len(ids)} tokens; it must be exactly one (mind the space)"

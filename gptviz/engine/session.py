@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,13 @@ from gptviz.errors import ConfigError, DataError, GptvizError
 from gptviz.model.gpt import GPTModel
 from gptviz.resources import DEMO_MODEL_DIR
 from gptviz.tokenizer import Tokenizer, default_tokenizer
+
+if TYPE_CHECKING:  # loaded when first used: the trainer and the inspection rooms are not needed to start
+    from gptviz.engine.ablation_spec import Ablation
+    from gptviz.engine.inspection import InspectionSnapshot
+    from gptviz.engine.live_inspection import LiveInspection
+    from gptviz.engine.train_settings import TrainSettings
+    from gptviz.engine.trainer import Trainer
 
 MAX_WINDOW_ROWS = 64  # windows one `windows()` call returns at most: a view shows a page, not the corpus
 
@@ -91,7 +98,7 @@ class Session(CausalTools):
         self._corpus_ids = torch.zeros(0, dtype=torch.long)  # (N,)
         self.corpus: CorpusInfo | None = None
         self.generator: Generator | None = None
-        self.trainer: Any = None  # gptviz.engine.trainer.Trainer while a run exists
+        self.trainer: Trainer | None = None  # while a run exists
         if model is not None:
             self._set_model(model, "injected", "", getattr(model.cfg, "name", "model"))
         else:
@@ -126,8 +133,8 @@ class Session(CausalTools):
         self.model_note = note
         self.trainer = None
         self.generator = None
-        self._live: Any = None  # gptviz.engine.live_inspection.LiveInspection, made on the first inspect()
-        self.ablations: tuple = ()  # gptviz.engine.ablation.Ablation: parts of this model switched off
+        self._live: LiveInspection | None = None  # made on the first inspect()
+        self.ablations: tuple[Ablation, ...] = ()  # parts of this model switched off
         self.history_dir: Path | None = None
         self._history_meta: dict[str, Any] = {}
         return self.info()
@@ -265,7 +272,7 @@ class Session(CausalTools):
 
     def inspect(
         self, ids: Sequence[int] | None = None, *, mlp_layer: int = 0, lens_position: int = -1
-    ) -> Any:
+    ) -> InspectionSnapshot:
         """What the Attention and Activations panes show (gptviz.engine.inspection.InspectionSnapshot).
 
         With `ids`, one pass over them with every tap. Without, the current generation sequence, kept live:
@@ -289,7 +296,7 @@ class Session(CausalTools):
             self.model, self.tokenizer, ids, mlp_layer=mlp_layer, lens_position=lens_position
         )
 
-    def _live_snapshot(self, mlp_layer: int, lens_position: int) -> Any:
+    def _live_snapshot(self, mlp_layer: int, lens_position: int) -> InspectionSnapshot:
         """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
         its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""
         from gptviz.engine.live_inspection import LiveInspection
@@ -299,7 +306,7 @@ class Session(CausalTools):
         if live is None or live.model is not self.model:
             live = self._live = LiveInspection(self.model, self.tokenizer, mlp_layer=mlp_layer)
         if mlp_layer != live.mlp_layer and live.n:
-            live.set_mlp_layer(mlp_layer, self._window_pass(live.ids, mlp_layer=mlp_layer))
+            live.set_mlp_layer(mlp_layer, self._mlp_pass(live.ids, mlp_layer))
         live.mlp_layer = mlp_layer
         window = min(len(gen.ids), self.model.cfg.context_length)  # tokens the snapshot will hold
         live.set_lens(lens_position % window if lens_position < -1 else lens_position)  # -1: follow the last
@@ -312,31 +319,41 @@ class Session(CausalTools):
             assert fed is not None and live.update(fed)
         if not live.lens_ready():
             at = live.lens_position % live.n
-            live.set_lens(live.lens_position, self._window_pass(live.ids[: at + 1], lens=True))
+            live.set_lens(live.lens_position, self._lens_pass(live.ids[: at + 1]))
         return live.snapshot()
 
-    def _window_pass(self, ids: Sequence[int], *, mlp_layer: int | None = None, lens: bool = False) -> Any:
-        """One plain forward pass over `ids` with only the taps a changed choice needs: one block's MLP
-        activations (n, 4D), or the logit lens at the last position ((L+1, k) ids and probabilities)."""
+    def _mlp_pass(self, ids: Sequence[int], mlp_layer: int) -> np.ndarray:
+        """One block's MLP activations (n, 4D) over `ids`: a plain pass with only that tap, when the pane
+        picks another layer."""
+        name = f"blocks.{mlp_layer}.ff.hook_post"
+        taps = self._tapped_pass(ids, {name})
+        return taps[name][0].float().cpu().numpy()  # (n, 4D)
+
+    def _lens_pass(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The logit lens at the last of `ids`: (L+1, k) ids and probabilities, from a plain pass with the
+        residual-stream taps."""
         from gptviz.engine.inspection import logit_lens
-        from gptviz.model.hooks import capture
 
         L = self.model.cfg.n_layers
-        names = {f"blocks.{mlp_layer}.ff.hook_post"} if mlp_layer is not None else set()
-        if lens:
-            names |= {"hook_embed", "hook_logits"} | {f"blocks.{i}.hook_resid_post" for i in range(L - 1)}
+        names = {"hook_embed", "hook_logits"} | {f"blocks.{i}.hook_resid_post" for i in range(L - 1)}
+        taps = self._tapped_pass(ids, names)
+        rows = [taps["hook_embed"][0, -1]] + [
+            taps[f"blocks.{i}.hook_resid_post"][0, -1] for i in range(L - 1)
+        ]
+        with torch.no_grad():
+            return logit_lens(self.model, torch.stack(rows).float(), taps["hook_logits"][0, -1], 8)
+
+    def _tapped_pass(self, ids: Sequence[int], names: set[str]) -> dict[str, torch.Tensor]:
+        """One forward pass over `ids` in eval mode (the training flag put back after), with only `names`
+        tapped: what a pane's changed choice needs, without the inspection's every tap."""
+        from gptviz.model.hooks import capture
+
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad(), capture(self.model, names) as taps:
                 self.model(torch.tensor([list(ids)], device=self.device))  # (1, n, V)
-            if mlp_layer is not None:
-                return taps[f"blocks.{mlp_layer}.ff.hook_post"][0].float().cpu().numpy()  # (n, 4D)
-            rows = [taps["hook_embed"][0, -1]] + [
-                taps[f"blocks.{i}.hook_resid_post"][0, -1] for i in range(L - 1)
-            ]
-            with torch.no_grad():
-                return logit_lens(self.model, torch.stack(rows).float(), taps["hook_logits"][0, -1], 8)
+            return taps
         finally:
             self.model.train(was_training)
 
@@ -419,7 +436,7 @@ class Session(CausalTools):
     # ----------------------------------------------------------------------------------------- training
 
     def start_training(
-        self, settings: Any = None, run_dir: str | os.PathLike | None = None
+        self, settings: TrainSettings | None = None, run_dir: str | os.PathLike | None = None
     ) -> dict[str, Any]:
         """Start a training run of the current model on the current corpus (in memory unless `run_dir`)."""
         from gptviz.data import split_ids
@@ -466,7 +483,7 @@ class Session(CausalTools):
         settings = TrainSettings(**{**chosen.train, "device": str(self.device)})
         return self.start_window_run(settings)
 
-    def start_window_run(self, settings: Any = None) -> Path:
+    def start_window_run(self, settings: TrainSettings | None = None) -> Path:
         """Start a run that lives on disk under the data folder (gptviz.engine.runs): the window's training
         is never only in memory. Returns the run directory."""
         from gptviz.engine import runs

@@ -113,8 +113,8 @@ def test_attention_entropy_by_hand():
 def test_update_ratios_are_measured_as_often_as_their_budget_allows():
     parts = PartNorms(GPTModel(CFG))
     assert [parts.due(0.0) for _ in range(3)] == [True] * 3  # no cost measured yet: every step
-    parts.cost_s = 1.0  # a measurement took 1 s; steps of 10 s: every ceil(1 / (0.025 * 10)) = 4th step
-    assert [parts.due(10.0) for _ in range(8)] == [False, False, False, True] * 2
+    parts.cost_s = 1.0  # a measurement took 1 s; steps of 10 s: every ceil(1 / (0.0125 * 10)) = 8th step
+    assert [parts.due(10.0) for _ in range(16)] == ([False] * 7 + [True]) * 2
     parts.cost_s = 0.001
     assert all(parts.due(10.0) for _ in range(5))  # cheap next to a step: every step
 

@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 
 REDRAW_INTERVAL_MS = 33  # ~30 Hz
 FOLLOW_POLL_MS = 1000
-DEFAULT_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
 DEFAULT_SIZE = (1500, 950)
 COMPACT_HEIGHT = 860  # below this window height, the default layout tabs Tokens behind Generation  # the first window, when the screen's available geometry has room for it
 
@@ -943,36 +942,8 @@ class MainWindow(QMainWindow):
             self.apply_layout("default")  # the dock sizes follow the window's
         if state is not None:
             self.restoreState(state)
-        self.tokens_pane.set_text(str(s.value("tokens/text", DEFAULT_TEXT)))
-        self.tokens_pane.max_length.setValue(s.value("tokens/max_length", 4, int))
-        self.tokens_pane.stride.setValue(s.value("tokens/stride", 1, int))
-        self.generation_pane.prompt.setText(str(s.value("generation/prompt", DEFAULT_PROMPT)))
-        from gptviz.engine.sampling_settings import SamplingSettings
-        from gptviz.errors import ConfigError
-
-        try:
-            seed = s.value("generation/seed", 0, int)
-            sampling = SamplingSettings(
-                temperature=s.value("generation/temperature", 0.8, float),
-                top_k=s.value("generation/top_k", 50, int) or None,
-                top_p=s.value("generation/top_p", 0.95, float),
-                seed=None if seed < 0 else seed,
-                stop_at_eot=s.value("generation/stop_at_eot", True, bool),
-            )
-            self.generation_pane.set_sampling(sampling)
-        except ConfigError:
-            pass
-        tr = self.training_pane
-        for key, box in (
-            ("steps", tr.steps),
-            ("batch_size", tr.batch_size),
-            ("context", tr.context),
-            ("eval_freq", tr.eval_freq),
-            ("eval_iter", tr.eval_iter),
-            ("warmup", tr.warmup),
-        ):
-            box.setValue(s.value(f"training/{key}", box.value(), int))
-        tr.lr.setValue(s.value("training/lr", tr.lr.value(), float))
+        for pane in (self.tokens_pane, self.generation_pane, self.training_pane):
+            pane.restore_settings(s)  # each pane reads back what its save_settings wrote
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802
         """Ctrl+Right, Ctrl+Left and Ctrl+P step, undo and play from any focus in this window: a text field
@@ -1006,27 +977,8 @@ class MainWindow(QMainWindow):
         available = self._available_size()
         if available is not None:
             s.set_value("window/screen", f"{available.width()}x{available.height()}")
-        s.set_value("tokens/text", self.tokens_pane.text())
-        s.set_value("tokens/max_length", self.tokens_pane.max_length.value())
-        s.set_value("tokens/stride", self.tokens_pane.stride.value())
-        g = self.generation_pane
-        s.set_value("generation/prompt", g.prompt.text())
-        s.set_value("generation/temperature", g.temperature.value())
-        s.set_value("generation/top_k", g.top_k.value())
-        s.set_value("generation/top_p", g.top_p.value())
-        s.set_value("generation/seed", g.seed.value())
-        s.set_value("generation/stop_at_eot", g.stop_at_eot.isChecked())
-        tr = self.training_pane
-        for key, box in (
-            ("steps", tr.steps),
-            ("batch_size", tr.batch_size),
-            ("context", tr.context),
-            ("eval_freq", tr.eval_freq),
-            ("eval_iter", tr.eval_iter),
-            ("warmup", tr.warmup),
-            ("lr", tr.lr),
-        ):
-            s.set_value(f"training/{key}", box.value())
+        for pane in (self.tokens_pane, self.generation_pane, self.training_pane):
+            pane.save_settings(s)
         s.sync()
 
     def _show_stopping(self) -> None:

@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.sampling_settings import SamplingSettings
+from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.errors import ConfigError
+from gptviz.qt.settings import AppSettings
 from gptviz.qt.token_labels import quoted_token, sequence_labels, token_label
 from gptviz.qt.widgets.fit import FlowLayout, labelled
 from gptviz.qt.widgets.table_cells import cell_data
@@ -307,6 +309,31 @@ class GenerationPane(QWidget):
         self.stop_at_eot.setChecked(settings.stop_at_eot)
         for w in widgets:
             w.blockSignals(False)
+
+    def save_settings(self, settings: AppSettings) -> None:
+        """The prompt and the sampling controls, under `generation/`."""
+        settings.set_value("generation/prompt", self.prompt.text())
+        settings.set_value("generation/temperature", self.temperature.value())
+        settings.set_value("generation/top_k", self.top_k.value())
+        settings.set_value("generation/top_p", self.top_p.value())
+        settings.set_value("generation/seed", self.seed.value())
+        settings.set_value("generation/stop_at_eot", self.stop_at_eot.isChecked())
+
+    def restore_settings(self, settings: AppSettings) -> None:
+        """What save_settings wrote; a set of values that no longer validates keeps the pane's defaults."""
+        self.prompt.setText(str(settings.value("generation/prompt", DEFAULT_PROMPT)))
+        seed = settings.value("generation/seed", 0, int)
+        try:
+            sampling = SamplingSettings(
+                temperature=settings.value("generation/temperature", 0.8, float),
+                top_k=settings.value("generation/top_k", 50, int) or None,
+                top_p=settings.value("generation/top_p", 0.95, float),
+                seed=None if seed < 0 else seed,
+                stop_at_eot=settings.value("generation/stop_at_eot", True, bool),
+            )
+        except ConfigError:
+            return
+        self.set_sampling(sampling)
 
     def _emit_sampling(self) -> None:
         try:

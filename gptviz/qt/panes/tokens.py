@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gptviz.qt.settings import AppSettings
 from gptviz.qt.token_labels import sequence_labels
 from gptviz.qt.widgets.table_cells import cell_data
 from gptviz.tokenizer import END_OF_TEXT
@@ -44,6 +45,10 @@ def chip_tooltip(token_id: int, data: bytes, start: int, end: int, text: str, sp
     kind = "special token <|endoftext|>\n" if special else ""
     hex_bytes = " ".join(f"{b:02x}" for b in data)
     return f"{kind}id {token_id}\nbytes {hex_bytes} ({len(data)})\nspan [{start}, {end}) {span!r}"
+
+
+# What the Tokens pane shows on a first launch: a special token, a long made-up word, a question.
+DEFAULT_TEXT = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of someunknownPlace."
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,18 @@ class TokensPane(QWidget):
             box.valueChanged.connect(self.request_windows)
         self.tokens_view = None
         self.windows_view = None
+
+    # -- remembered between launches
+    def save_settings(self, settings: AppSettings) -> None:
+        """The text and the windows' length and stride, under `tokens/`."""
+        settings.set_value("tokens/text", self.text())
+        settings.set_value("tokens/max_length", self.max_length.value())
+        settings.set_value("tokens/stride", self.stride.value())
+
+    def restore_settings(self, settings: AppSettings) -> None:
+        self.set_text(str(settings.value("tokens/text", DEFAULT_TEXT)))
+        self.max_length.setValue(settings.value("tokens/max_length", 4, int))
+        self.stride.setValue(settings.value("tokens/stride", 1, int))
 
     # -- inputs
     def set_text(self, text: str) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from gptviz.config import PRESETS
 from gptviz.errors import ConfigError, DataError
 from gptviz.qt.panes.training.mixin_base import PaneMixin
+from gptviz.qt.settings import AppSettings
 
 if TYPE_CHECKING:
     from PySide6.QtCore import Signal
@@ -166,6 +167,20 @@ class SettingsFormMixin(PaneMixin):
         layout.addWidget(box)
         layout.addWidget(self.follow_button)
         layout.addStretch(1)
+
+    # The form's values remembered between launches, under `training/`: the ints, then the learning rate.
+    REMEMBERED = ("steps", "batch_size", "context", "eval_freq", "eval_iter", "warmup")
+
+    def save_settings(self, settings: AppSettings) -> None:
+        for key in self.REMEMBERED:
+            settings.set_value(f"training/{key}", getattr(self, key).value())
+        settings.set_value("training/lr", self.lr.value())
+
+    def restore_settings(self, settings: AppSettings) -> None:
+        for key in self.REMEMBERED:
+            box = getattr(self, key)
+            box.setValue(settings.value(f"training/{key}", box.value(), int))
+        self.lr.setValue(settings.value("training/lr", self.lr.value(), float))
 
     def settings(self):
         """The TrainSettings the controls describe (raises ConfigError with the reason when they cannot work)."""

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
+from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.errors import ConfigError
 
 PANE_SIZE = (1280, 820)
@@ -30,7 +31,7 @@ T = TypeVar("T")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for the PNG files (created if missing)")
     parser.add_argument("--checkpoint", help="a checkpoint directory instead of the bundled demo model")
-    parser.add_argument("--prompt", default="Every effort moves you", help="prompt to generate from")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt to generate from")
     parser.add_argument("--tokens", type=int, default=6, help="generation steps to take (default 6)")
     parser.add_argument(
         "--train-steps",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gptviz.config import GPTConfig, preset
+from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.errors import ConfigError
 from gptviz.resources import VERDICT
 
@@ -77,7 +78,7 @@ class TrainSettings:
     min_lr: float | None = None  # cosine floor; None: lr / 10
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
     device: str = "auto"
-    probe_prompt: str = "Every effort moves you"
+    probe_prompt: str = DEFAULT_PROMPT
     probe_tokens: int = 20
     save_dtype: str = "float32"
     shuffle: bool = True

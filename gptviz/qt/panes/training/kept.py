@@ -30,10 +30,10 @@ from PySide6.QtWidgets import (
 
 from gptviz.engine.kept_checkpoints import AttentionComparison, KeptCheckpoint, list_kept
 from gptviz.engine.path_kind import CONFIG_FILE
+from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.qt.token_labels import axis_labels
 from gptviz.qt.widgets.heatmap import HeatmapView
 
-DEFAULT_PROMPT = "Every effort moves you"
 _RUNNING: set[QThread] = set()  # jobs in flight, held until they finish even if their view is deleted
 
 

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.config import PRESETS
+from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.errors import ConfigError, DataError
 from gptviz.qt.panes.training.mixin_base import PaneMixin
 from gptviz.qt.settings import AppSettings
@@ -122,7 +123,7 @@ class SettingsFormMixin(PaneMixin):
         self.seed = spin(0, 2**31 - 1, 123)
         self.probe_prompt = QComboBox()
         self.probe_prompt.setEditable(True)
-        self.probe_prompt.addItems(["Every effort moves you", "The for statement", "A class definition"])
+        self.probe_prompt.addItems([DEFAULT_PROMPT, "The for statement", "A class definition"])
         for label, widget in (
             ("Steps", self.steps),
             ("Batch size", self.batch_size),
@@ -199,7 +200,7 @@ class SettingsFormMixin(PaneMixin):
             eval_iter=self.eval_iter.value(),
             val_ratio=self.val_ratio.value(),
             seed=self.seed.value(),
-            probe_prompt=self.probe_prompt.currentText() or "Every effort moves you",
+            probe_prompt=self.probe_prompt.currentText() or DEFAULT_PROMPT,
         )
 
     def apply_settings(self, settings) -> None:

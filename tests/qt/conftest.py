@@ -121,3 +121,15 @@ def main_window(qtbot, session_factory):
     if window.host.is_running():
         window.close()
     assert not window.host.is_running()
+
+
+@pytest.fixture
+def training_pane(qtbot):
+    """The Training pane alone, shown at 1000 x 700: for the views that live on its tabs."""
+    from gptviz.qt.panes.training import TrainingPane
+
+    pane = TrainingPane()
+    qtbot.addWidget(pane)
+    pane.resize(1000, 700)
+    pane.show()
+    return pane

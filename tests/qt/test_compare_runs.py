@@ -1,16 +1,14 @@
-"""The Training pane's Compare tab: each run's curves hold its own metrics.jsonl numbers in its own colour,
+"""The Training training_pane's Compare tab: each run's curves hold its own metrics.jsonl numbers in its own colour,
 the legend toggles a run, the table lists exactly the settings that differ, several run folders dropped
 on the curves go side by side, and a folder that is no run says so."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from gptviz.engine.rundir import JsonlWriter, metrics_path, read_metrics, write_settings
-from gptviz.qt.panes.training import TrainingPane
 
 
 def _run(path, lr, batch_size, scale):
@@ -26,29 +24,20 @@ def _run(path, lr, batch_size, scale):
     return str(path)
 
 
-@pytest.fixture
-def pane(qtbot):
-    pane = TrainingPane()
-    qtbot.addWidget(pane)
-    pane.resize(1000, 700)
-    pane.show()
-    return pane
-
-
 def _curve_data(view, index, key):
     x, y = view.curves[index][key].getData()
     return np.c_[x, y]
 
 
-def test_each_run_is_drawn_with_its_own_numbers_and_colour(pane, tmp_path):
+def test_each_run_is_drawn_with_its_own_numbers_and_colour(training_pane, tmp_path):
     paths = [
         _run(tmp_path / "a", 4e-4, 8, 1.0),
         _run(tmp_path / "b", 1e-3, 8, 0.9),
         _run(tmp_path / "c", 4e-4, 2, 1.1),
     ]
-    assert pane.compare_runs(paths) == []
-    view = pane.compare_view
-    assert pane.views.currentWidget() is view
+    assert training_pane.compare_runs(paths) == []
+    view = training_pane.compare_view
+    assert training_pane.views.currentWidget() is view
     assert [str(p) for p in view.paths()] == paths and len(set(view.colours)) == 3
     for index, path in enumerate(paths):
         records = read_metrics(path)
@@ -96,34 +85,38 @@ def _drop(widget, paths):
     return event
 
 
-def test_several_run_folders_dropped_on_the_curves_go_side_by_side(pane, tmp_path):
+def test_several_run_folders_dropped_on_the_curves_go_side_by_side(training_pane, tmp_path):
     a, b = _run(tmp_path / "a", 4e-4, 8, 1.0), _run(tmp_path / "b", 1e-3, 8, 1.0)
-    viewport = pane.plot.viewport()
+    viewport = training_pane.plot.viewport()
     one = _drop(viewport, [a])
-    assert not pane._drop_filter.eventFilter(viewport, one)  # one folder: the window follows or opens it
-    assert pane.compare_view.runs == []
+    assert not training_pane._drop_filter.eventFilter(
+        viewport, one
+    )  # one folder: the window follows or opens it
+    assert training_pane.compare_view.runs == []
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(p) for p in (a, b)])
     enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)  # fmt: skip
-    assert pane._drop_filter.eventFilter(viewport, enter) and enter.isAccepted()
+    assert training_pane._drop_filter.eventFilter(viewport, enter) and enter.isAccepted()
     # (QApplication.sendEvent delivers no drop without a drag in progress: the filter is called as Qt would.)
-    assert pane._drop_filter.eventFilter(viewport, _drop(viewport, [a, b, tmp_path]))  # tmp_path: no run
-    assert [str(p) for p in pane.compare_view.paths()] == [a, b]
-    assert pane.views.currentWidget() is pane.compare_view
+    assert training_pane._drop_filter.eventFilter(
+        viewport, _drop(viewport, [a, b, tmp_path])
+    )  # tmp_path: no run
+    assert [str(p) for p in training_pane.compare_view.paths()] == [a, b]
+    assert training_pane.views.currentWidget() is training_pane.compare_view
     c = _run(tmp_path / "c", 4e-4, 4, 1.0)  # on the Compare tab itself, one folder is enough
-    compare_viewport = pane.compare_view.plot.viewport()
-    assert pane._drop_filter.eventFilter(compare_viewport, _drop(compare_viewport, [c]))
-    assert len(pane.compare_view.runs) == 3
+    compare_viewport = training_pane.compare_view.plot.viewport()
+    assert training_pane._drop_filter.eventFilter(compare_viewport, _drop(compare_viewport, [c]))
+    assert len(training_pane.compare_view.runs) == 3
 
 
-def test_the_shown_run_joins_and_a_folder_that_is_no_run_says_so(pane, tmp_path):
+def test_the_shown_run_joins_and_a_folder_that_is_no_run_says_so(training_pane, tmp_path):
     own, other = _run(tmp_path / "own", 4e-4, 8, 1.0), _run(tmp_path / "other", 2e-3, 8, 1.0)
-    pane.set_run_dir(own)  # the run the pane shows (a history or a followed run)
-    pane.compare_runs([other])
-    assert [str(p) for p in pane.compare_view.paths()] == [own, other]
-    problems = pane.compare_runs([str(tmp_path / "nothing")])
-    assert len(problems) == 1 and "not found" in pane.compare_view.message.text()
-    assert len(pane.compare_view.runs) == 2
-    pane.compare_view.clear()
-    assert pane.compare_view.table.rowCount() == 0 and pane.compare_view.legend.count() == 0
+    training_pane.set_run_dir(own)  # the run the training_pane shows (a history or a followed run)
+    training_pane.compare_runs([other])
+    assert [str(p) for p in training_pane.compare_view.paths()] == [own, other]
+    problems = training_pane.compare_runs([str(tmp_path / "nothing")])
+    assert len(problems) == 1 and "not found" in training_pane.compare_view.message.text()
+    assert len(training_pane.compare_view.runs) == 2
+    training_pane.compare_view.clear()
+    assert training_pane.compare_view.table.rowCount() == 0 and training_pane.compare_view.legend.count() == 0

@@ -1,4 +1,4 @@
-"""The Training pane's diagnostics views: parts × steps heatmaps of gradient norms and update ratios in log
+"""The Training training_pane's diagnostics views: parts × steps heatmaps of gradient norms and update ratios in log
 colour, attention entropy per head over evaluations; the images hold exactly the trainer's numbers."""
 
 from __future__ import annotations
@@ -6,26 +6,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 
 from gptviz.config import GPTConfig
 from gptviz.engine.train_settings import TrainSettings
 from gptviz.engine.trainer import Trainer
 from gptviz.model.gpt import GPTModel
-from gptviz.qt.panes.training import TrainingPane
 from gptviz.qt.panes.training.diagnostics import SeriesTable
 
 CFG = GPTConfig(vocab_size=512, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
-
-
-@pytest.fixture
-def pane(qtbot):
-    pane = TrainingPane()
-    qtbot.addWidget(pane)
-    pane.resize(1000, 700)
-    pane.show()
-    return pane
 
 
 def _results(steps=5):
@@ -39,41 +28,44 @@ def _results(steps=5):
     return [trainer.start()] + [trainer.step() for _ in range(steps)]
 
 
-def test_heatmaps_hold_the_log_of_each_parts_numbers(pane, monkeypatch):
+def test_heatmaps_hold_the_log_of_each_parts_numbers(training_pane, monkeypatch):
     from gptviz.engine import training_diagnostics
 
     monkeypatch.setattr(training_diagnostics, "UPDATE_RATIO_BUDGET", 1e9)  # ratios on every step
     results = _results()
     for r in results:
-        pane.add_update(SimpleNamespace(result=r, new_probes=()))
-    pane.views.setCurrentWidget(pane.grad_norm_view)
+        training_pane.add_update(SimpleNamespace(result=r, new_probes=()))
+    training_pane.views.setCurrentWidget(training_pane.grad_norm_view)
     parts = ["embeddings", "block.0", "block.1", "final_norm"]
-    assert pane.grad_norm_table.names == parts
-    assert pane.grad_norm_table.steps == [1, 2, 3, 4, 5]  # step 0 trains nothing: no gradient
+    assert training_pane.grad_norm_table.names == parts
+    assert training_pane.grad_norm_table.steps == [1, 2, 3, 4, 5]  # step 0 trains nothing: no gradient
     expected = np.log10([[r.grad_norms[p] for r in results[1:]] for p in parts])  # (parts, steps)
-    np.testing.assert_allclose(pane.grad_norm_view.shown, expected, rtol=1e-6)
-    pane.views.setCurrentWidget(pane.update_ratio_view)
+    np.testing.assert_allclose(training_pane.grad_norm_view.shown, expected, rtol=1e-6)
+    training_pane.views.setCurrentWidget(training_pane.update_ratio_view)
     expected = np.log10([[r.update_ratios[p] for r in results[1:]] for p in parts])
-    np.testing.assert_allclose(pane.update_ratio_view.shown, expected, rtol=1e-6)
-    readout = pane.update_ratio_view.value_at(2.5, 1.5)  # third column, second row
+    np.testing.assert_allclose(training_pane.update_ratio_view.shown, expected, rtol=1e-6)
+    readout = training_pane.update_ratio_view.value_at(2.5, 1.5)  # third column, second row
     assert readout == f"block.0 · step 3 · update ratio {results[3].update_ratios['block.0']:.3g}"
-    pane.views.setCurrentWidget(pane.entropy_view)
+    training_pane.views.setCurrentWidget(training_pane.entropy_view)
     evaluated = [r for r in results if r.attention_entropy is not None]
     assert [r.step for r in evaluated] == [0, 1, 2, 4, 5]
-    assert pane.entropy_table.names[:5] == ["L0 H0", "L0 H1", "L0 H2", "L0 H3", "L1 H0"]
+    assert training_pane.entropy_table.names[:5] == ["L0 H0", "L0 H1", "L0 H2", "L0 H3", "L1 H0"]
     expected = np.array([np.ravel(r.attention_entropy) for r in evaluated]).T  # (heads, evaluations)
-    np.testing.assert_allclose(pane.entropy_view.shown, expected, rtol=1e-6)  # plain colour, nats
+    np.testing.assert_allclose(training_pane.entropy_view.shown, expected, rtol=1e-6)  # plain colour, nats
 
 
-def test_old_metrics_lines_without_diagnostics_show_an_empty_view(pane):
+def test_old_metrics_lines_without_diagnostics_show_an_empty_view(training_pane):
     records = ({"step": 1, "train_loss": 5.0, "grad_norm": 1.0}, {"step": 2, "train_loss": 4.0})
-    pane.add_follow(SimpleNamespace(records=records, probes=(), restart=False, total_steps=2, run_dir=""))
-    pane.views.setCurrentWidget(pane.grad_norm_view)
-    pane.refresh()
-    assert (
-        pane.grad_norm_view.shown.size == 0 and "no gradient norm yet" in pane.grad_norm_view.readout.text()
+    training_pane.add_follow(
+        SimpleNamespace(records=records, probes=(), restart=False, total_steps=2, run_dir="")
     )
-    assert pane.train_curve_data.n == 2
+    training_pane.views.setCurrentWidget(training_pane.grad_norm_view)
+    training_pane.refresh()
+    assert (
+        training_pane.grad_norm_view.shown.size == 0
+        and "no gradient norm yet" in training_pane.grad_norm_view.readout.text()
+    )
+    assert training_pane.train_curve_data.n == 2
 
 
 def test_a_long_run_keeps_a_bounded_table():
@@ -85,19 +77,21 @@ def test_a_long_run_keeps_a_bounded_table():
     np.testing.assert_array_equal(table.matrix()[1], 2 * np.array(table.steps))
 
 
-def test_the_empty_notice_goes_when_the_numbers_arrive(pane):
+def test_the_empty_notice_goes_when_the_numbers_arrive(training_pane):
     """A view first drawn empty (a run's first lines carry no diagnostics) says so, and stops saying so once
     numbers arrive; seen on the Weight histograms tab of a kept checkpoint, whose heatmap was full."""
-    pane.add_follow(
+    training_pane.add_follow(
         SimpleNamespace(
             records=({"step": 1, "train_loss": 5.0},), probes=(), restart=False, total_steps=3, run_dir=""
         )
     )
-    pane.views.setCurrentWidget(pane.grad_norm_view)
-    pane.refresh()
-    assert "no gradient norm yet" in pane.grad_norm_view.readout.text()
+    training_pane.views.setCurrentWidget(training_pane.grad_norm_view)
+    training_pane.refresh()
+    assert "no gradient norm yet" in training_pane.grad_norm_view.readout.text()
     records = ({"step": 2, "train_loss": 4.0, "grad_norms": {"embeddings": 0.5, "block.0": 0.25}},)
-    pane.add_follow(SimpleNamespace(records=records, probes=(), restart=False, total_steps=3, run_dir=""))
-    pane.refresh()
-    assert pane.grad_norm_view.shown.size == 2
-    assert "yet" not in pane.grad_norm_view.readout.text()
+    training_pane.add_follow(
+        SimpleNamespace(records=records, probes=(), restart=False, total_steps=3, run_dir="")
+    )
+    training_pane.refresh()
+    assert training_pane.grad_norm_view.shown.size == 2
+    assert "yet" not in training_pane.grad_norm_view.readout.text()

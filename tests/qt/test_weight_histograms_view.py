@@ -1,4 +1,4 @@
-"""The Training pane's weight histograms over time: a part's bins × evaluations heatmap holds exactly the
+"""The Training training_pane's weight histograms over time: a part's bins × evaluations heatmap holds exactly the
 counts a metrics line carries (as log10 shares, largest values on top), and the readout names them."""
 
 from __future__ import annotations
@@ -6,19 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from gptviz.engine import weight_histograms as wh
-from gptviz.qt.panes.training import TrainingPane
-
-
-@pytest.fixture
-def pane(qtbot):
-    pane = TrainingPane()
-    qtbot.addWidget(pane)
-    pane.resize(1000, 700)
-    pane.show()
-    return pane
 
 
 def _counts(seed, scale, n=5000):
@@ -26,23 +15,25 @@ def _counts(seed, scale, n=5000):
     return wh.reference_histogram(w).tolist()
 
 
-def test_the_view_shows_each_evaluations_histogram_of_the_chosen_part(pane):
+def test_the_view_shows_each_evaluations_histogram_of_the_chosen_part(training_pane):
     records = [
         {"step": 0, "val_loss": 6.0, "weight_histograms": {"embeddings": _counts(0, 0.02), "block.0": _counts(1, 0.02)}},
         {"step": 1, "train_loss": 5.9},  # no evaluation: no histogram
         {"step": 2, "train_loss": 5.0, "val_loss": 5.5,
          "weight_histograms": {"embeddings": _counts(2, 0.05), "block.0": _counts(3, 0.5)}},
     ]  # fmt: skip
-    pane.add_follow(SimpleNamespace(records=records, probes=(), restart=False, total_steps=2, run_dir=""))
-    view = pane.histogram_view
-    pane.views.setCurrentWidget(view)
+    training_pane.add_follow(
+        SimpleNamespace(records=records, probes=(), restart=False, total_steps=2, run_dir="")
+    )
+    view = training_pane.histogram_view
+    training_pane.views.setCurrentWidget(view)
     assert [view.part_choice.itemText(i) for i in range(view.part_choice.count())] == [
         "embeddings",
         "block.0",
     ]
     view.select("block.0")
-    pane._dirty = True
-    pane.refresh()
+    training_pane._dirty = True
+    training_pane.refresh()
     heat = view.heatmap
     assert heat.table.steps == [0, 2]
     counts = np.array(
@@ -65,8 +56,8 @@ def test_the_view_shows_each_evaluations_histogram_of_the_chosen_part(pane):
     ticks = dict((round(y - 0.5), text) for y, text in heat.row_ticks())
     assert ticks[wh.N_BINS - 1 - wh.CENTRE] == "0" and ticks[0] == "128"
     view.select("embeddings")
-    pane._dirty = True
-    pane.refresh()
+    training_pane._dirty = True
+    training_pane.refresh()
     shares = np.array(records[2]["weight_histograms"]["embeddings"]) / 5000
     with np.errstate(divide="ignore"):
         np.testing.assert_allclose(
@@ -74,14 +65,16 @@ def test_the_view_shows_each_evaluations_histogram_of_the_chosen_part(pane):
             np.nan_to_num(np.log10(shares[::-1]), neginf=-99),
             rtol=1e-6,
         )
-    pane.clear()
+    training_pane.clear()
     assert view.part_choice.count() == 0 and view.empty.isVisible()
 
 
-def test_a_damaged_histogram_is_skipped(pane):
+def test_a_damaged_histogram_is_skipped(training_pane):
     records = [{"step": 3, "weight_histograms": {"block.0": [1, 2, 3], "embeddings": "x"}}, {"step": 4}]
-    pane.add_follow(SimpleNamespace(records=records, probes=(), restart=False, total_steps=4, run_dir=""))
-    pane.views.setCurrentWidget(pane.histogram_view)
-    pane.refresh()
-    assert pane.histogram_view.part_choice.count() == 0
-    assert pane.histogram_view.empty.isVisible()
+    training_pane.add_follow(
+        SimpleNamespace(records=records, probes=(), restart=False, total_steps=4, run_dir="")
+    )
+    training_pane.views.setCurrentWidget(training_pane.histogram_view)
+    training_pane.refresh()
+    assert training_pane.histogram_view.part_choice.count() == 0
+    assert training_pane.histogram_view.empty.isVisible()

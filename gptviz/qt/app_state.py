@@ -114,7 +114,13 @@ class AppState(QObject):
 
     def status_text(self) -> str:
         """The status bar's activity label: what the worker is doing, else "training paused" (Resume goes on
-        from there), else "idle"."""
+        from there), else a download or a patching run in progress, else "idle"."""
         if self.activity:
             return self.activity
-        return Running.PAUSED.value if self.training == TrainState.PAUSED else Running.IDLE.value
+        if self.training == TrainState.PAUSED:
+            return Running.PAUSED.value
+        return (
+            self.running.value
+            if self.running in (Running.PATCHING, Running.DOWNLOADING)
+            else Running.IDLE.value
+        )

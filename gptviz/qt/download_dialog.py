@@ -157,6 +157,7 @@ def stop_all_downloads(timeout_ms: int = 30_000) -> None:
 
 class DownloadDialog(QDialog):
     modelReady = Signal(str)  # the checkpoint directory to load
+    runningChanged = Signal(bool)  # a download started (True) or ended, however it ended (False)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -300,6 +301,7 @@ class DownloadDialog(QDialog):
         self.progress.setFormat("")
         self.status.setText(f"asking the Hub about {name}…")
         self.job.start()
+        self.runningChanged.emit(True)
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -340,6 +342,7 @@ class DownloadDialog(QDialog):
     @Slot()
     def _on_finished(self) -> None:
         self.job = None
+        self.runningChanged.emit(False)
         self.cancel_button.setEnabled(False)
         self.table.setEnabled(True)
         self.repo_edit.setEnabled(True)

@@ -624,7 +624,7 @@ class MainWindow(QMainWindow):
             self.generation_pane.set_playing(state.playing)
             if not state.playing:
                 self.causal.refresh_attention_steps(playing=False)
-        if "activity" in what or "training" in what:
+        if what & {"activity", "training", "downloading", "patching"}:
             self.activity_label.setText(state.status_text())
 
     @Slot(int, int)

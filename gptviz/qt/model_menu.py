@@ -104,6 +104,10 @@ class ModelMenu(QObject):
         if self.dialog is None:
             self.dialog = DownloadDialog(self.window)
             self.dialog.modelReady.connect(self.window.open_checkpoint)
+            # The application state says a download runs (the status bar names it) until it ends.
+            self.dialog.runningChanged.connect(
+                lambda running: self.window.host.state.update(downloading=running)
+            )
             self.dialog.finished.connect(self._dialog_closed)
         self.dialog.show()
         self.dialog.raise_()

@@ -103,8 +103,10 @@ def test_cancel_leaves_nothing_in_models(qtbot, main_window, hub, tmp_path):
     dialog.download_button.click()
     qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=30_000)
     assert dialog.cancel_button.isEnabled()
+    assert main_window.host.state.downloading and "download" in main_window.host.state.status_text()
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: dialog.job is None, timeout=30_000)
+    assert not main_window.host.state.downloading
     assert dialog.messages[-1].startswith("download cancelled")
     assert dialog.isVisible() and dialog.download_button.isEnabled()
     models = tmp_path / "data" / "models"

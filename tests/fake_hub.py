@@ -121,6 +121,20 @@ class FakeHub:
         self.server.server_close()
         self.thread.join(5)
 
+    def wait_quiet(self, name: str, settle_s: float = 0.5, timeout_s: float = 15.0) -> int:
+        """The bytes sent of `name` once that count has stopped changing for `settle_s`: a request the client
+        gave up on (Ctrl-C) may go on filling the socket's buffers for a moment after the client returned."""
+        deadline = time.monotonic() + timeout_s
+        last, since = self.sent.get(name, 0), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.sent.get(name, 0)
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= settle_s:
+                break
+        return last
+
     def gets(self, name: str) -> list[str]:
         """The Range headers ('' for none) of every GET of a file called `name`, in order."""
         return [rng for method, path, rng in self.log if method == "GET" and path.endswith("/" + name)]

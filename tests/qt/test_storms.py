@@ -118,7 +118,11 @@ def test_prompt_edits_during_training_never_draw_an_older_prompt_nor_wait_for_it
     shown_at = time.monotonic()
     after = [(what, t) for what, t in worker_calls if asked_at <= t <= shown_at]
     assert [what for what, _ in after if what != "step"] in ([], [text]), after  # the edits before: skipped
-    assert sum(what == "step" for what, _ in after) <= 1, after  # at most the step in progress
+    # The final prompt waited at most for the step in progress: counted up to when the worker took it, not
+    # up to when the window drew it (while training, redraws are spaced out, and a loaded machine can let
+    # another step start before the drawing; seen once in make test).
+    taken = next((t for what, t in worker_calls if what == text), shown_at)
+    assert sum(what == "step" and t < taken for what, t in after) <= 1, after
     for n_asked, prompt in drawn:
         assert n_asked == 0 or prompt == asked[n_asked - 1], "a prompt older than the newest was drawn"
 

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from gptviz.config import GPTConfig
 from gptviz.engine.atomic import staged_directory, staged_file
 from gptviz.errors import WeightsError
-from gptviz.model.gpt import GPTModel
+from gptviz.model.gpt import GPTModel, causal_mask
 
 FORMATS = {
     "hf": "Hugging Face GPT-2 folder (config.json + model.safetensors)",
@@ -164,7 +164,7 @@ def book_state_dict(model: GPTModel) -> dict[str, torch.Tensor]:
     cfg = model.cfg
     src = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
     T = cfg.context_length
-    mask = torch.triu(torch.ones(T, T), diagonal=1)  # (T, T): 1 above the diagonal, as the book registers it
+    mask = causal_mask(T, T, 0, torch.device("cpu")).float()  # (T, T): 1 above the diagonal (the book's)
     out = {
         "tok_emb.weight": src["tok_emb.weight"],  # (V, D)
         "pos_emb.weight": src["pos_emb.weight"],  # (T, D)

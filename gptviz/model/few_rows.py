@@ -7,10 +7,14 @@ time goes"):
 * `F.linear(x, W)` with one row runs as a matrix-vector product on one core: 35 ms, 14 GB/s;
 * `W @ X.T` with X of two rows runs as a matrix-matrix product split over both cores: 15-16 ms, 30-32 GB/s,
   the rate of a plain streaming sum over memory;
-* through 124M's output head, 2 rows take 4.1 ms, 4 rows 7.0 ms, 14 rows 27.4 ms either way.
+* through 124M's output head, 2 rows take 4.1 ms, 4 rows 7.0 ms, 14 rows 27.4 ms either way;
+* the same 14 rows against the head cut into blocks of CHUNK_OUT output rows, as one batched product
+  (`torch.bmm`, each block of W small enough to stay in cache while every row meets it), take 12-15 ms.
 
-So `few_rows_linear` computes one row as two (the row twice; the second result is dropped) and up to
-MAX_ROWS rows as `W @ X.T`. The weight keeps nn.Linear's (out, in)
+So `few_rows_linear` computes one row as two (the row twice; the second result is dropped), up to
+MAX_ROWS rows as `W @ X.T`, and up to CHUNKED_MAX_ROWS rows through a tall weight (an output head: at least
+CHUNKED_MIN_OUT outputs) block by block. The logit lens is such a product: 13 residual-stream rows and the
+last position's row through the output head at every generation step. The weight keeps nn.Linear's (out, in)
 layout, so nothing else changes: training, saving and loading see an ordinary nn.Linear. The values agree
 with F.linear to float32 rounding (the products add in another order), not bit for bit.
 """
@@ -22,6 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 MAX_ROWS = 4  # beyond this MKL packs the matrix first, and the plain product is as fast per row
+CHUNKED_MAX_ROWS = 64  # up to here a tall weight is read block by block (64 rows: 33 ms against 51 ms)
+CHUNKED_MIN_OUT = 16384  # outputs of a weight worth cutting into blocks (a vocabulary, not a block's MLP)
+CHUNK_OUT = 512  # output rows per block: 1.5 MB of W at width 768 (256-1024 measured alike)
 
 
 def few_rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -29,7 +36,7 @@ def few_rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     rows = x.reshape(-1, x.shape[-1])  # (R, in)
     n = rows.shape[0]
     if (
-        n > MAX_ROWS
+        n > CHUNKED_MAX_ROWS
         or n == 0
         or torch.is_grad_enabled()
         or x.device.type != "cpu"
@@ -37,12 +44,35 @@ def few_rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         or x.dtype != weight.dtype
     ):
         return F.linear(x, weight, bias)  # (..., out)
+    if n > MAX_ROWS:
+        if weight.shape[0] < CHUNKED_MIN_OUT:
+            return F.linear(x, weight, bias)  # (..., out)
+        return _chunked_linear(rows, weight, bias).reshape(*x.shape[:-1], weight.shape[0])  # (..., out)
     if n == 1:
         rows = rows.expand(2, -1).contiguous()  # (2, in): one row would run on one core
     out = (weight @ rows.t())[:, :n].t()  # (R, out)
     if bias is not None:
         out = out + bias  # (R, out)
     return out.reshape(*x.shape[:-1], weight.shape[0])  # (..., out)
+
+
+def _chunked_linear(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """rows (R, in) -> (R, out) through `weight` (out, in) cut into blocks of CHUNK_OUT output rows: one
+    batched product over the blocks (views, no copy of W), then the few rows left over."""
+    n, width = rows.shape
+    blocks = weight.shape[0] // CHUNK_OUT
+    body = weight[: blocks * CHUNK_OUT].view(blocks, CHUNK_OUT, width)  # (N, C, in): a view
+    per_block = torch.bmm(rows.expand(blocks, n, width), body.transpose(1, 2))  # (N, R, C)
+    out = torch.cat(
+        [
+            per_block.permute(1, 0, 2).reshape(n, blocks * CHUNK_OUT),  # (R, N * C)
+            F.linear(rows, weight[blocks * CHUNK_OUT :]),  # (R, out - N * C)
+        ],
+        dim=1,
+    )  # (R, out)
+    if bias is not None:
+        out = out + bias  # (R, out)
+    return out
 
 
 class Linear(nn.Linear):

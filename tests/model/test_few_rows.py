@@ -5,7 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from gptviz.config import GPTConfig
-from gptviz.model.few_rows import MAX_ROWS, Linear, few_rows_linear
+from gptviz.model.few_rows import (
+    CHUNK_OUT,
+    CHUNKED_MAX_ROWS,
+    CHUNKED_MIN_OUT,
+    MAX_ROWS,
+    Linear,
+    few_rows_linear,
+)
 from gptviz.model.gpt import GPTModel
 
 
@@ -46,3 +53,26 @@ def test_a_models_decoding_step_matches_the_plain_products():
         step = model(ids[:, 8:], cache)[0, -1]  # (V,): one row, the few-rows product
     torch.testing.assert_close(step, whole, rtol=1e-5, atol=1e-5)
     assert isinstance(model.out_head, Linear) and isinstance(model.blocks[0].ff.fc1, Linear)
+
+
+@pytest.mark.parametrize("rows", [MAX_ROWS + 1, 14, CHUNKED_MAX_ROWS])
+def test_rows_through_a_tall_weight_go_block_by_block_and_equal_f_linear(rows, monkeypatch):
+    """An output head (CHUNKED_MIN_OUT outputs or more, and a count that is not a whole number of blocks)
+    takes the blocked product for five to CHUNKED_MAX_ROWS rows; the values are F.linear's."""
+    torch.manual_seed(rows)
+    out = CHUNKED_MIN_OUT + CHUNK_OUT // 2 + 3  # a partial block at the end
+    weight, bias = torch.randn(out, 48), torch.randn(out)  # (out, in), (out,)
+    x = torch.randn(1, rows, 48)  # (B, T, in)
+    with torch.no_grad():
+        for b in (bias, None):
+            got = few_rows_linear(x, weight, b)  # (B, T, out)
+            assert got.shape == (1, rows, out)
+            torch.testing.assert_close(got, F.linear(x, weight, b), rtol=1e-5, atol=1e-5)
+    calls = []
+    original = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    with torch.no_grad():
+        few_rows_linear(x, weight, None)
+        few_rows_linear(torch.randn(CHUNKED_MAX_ROWS + 1, 48), weight, None)  # too many: plain
+        few_rows_linear(x, torch.randn(CHUNKED_MIN_OUT - 1, 48), None)  # not tall: plain
+    assert calls == [1]

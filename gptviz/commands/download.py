@@ -13,7 +13,9 @@ import sys
 import time
 from typing import TextIO
 
-from gptviz.engine.download import GPT2_REPOS, DownloadProgress, format_bytes, format_eta
+from gptviz.engine.download import DownloadProgress
+from gptviz.engine.gpt2_sizes import GPT2_REPOS
+from gptviz.engine.human_units import format_bytes, format_duration
 
 BAR_WIDTH = 24
 REDRAW_S = 0.2
@@ -65,9 +67,10 @@ class ByteBar:
             self._drawn = now
             filled = int(round(BAR_WIDTH * report.fraction))
             bar = "#" * filled + "." * (BAR_WIDTH - filled)
+            eta = format_duration(report.eta_s, "short", unknown="--")
             self.stream.write(
                 f"\r\033[K[{bar}] {report.fraction:4.0%} {format_bytes(report.done)} / "
-                f"{format_bytes(report.total)}  {format_bytes(report.rate)}/s  ETA {format_eta(report.eta_s)}  "
+                f"{format_bytes(report.total)}  {format_bytes(report.rate)}/s  ETA {eta}  "
                 f"{report.file}"
             )
             self.stream.flush()

@@ -16,6 +16,10 @@ Only config.json, a weight index and the weight files are fetched (never the TF,
 that GPT-2 repos also hold). Disk space and memory are checked from the listed sizes before the first weight
 byte is requested. The checkpoint is written by `save_checkpoint`, atomically, so the models folder holds
 either nothing new or a complete checkpoint.
+
+This module is the transfer itself: progress and Cancel, hashing, fetching with resume, the disk check and
+`download_model`. What the Hub holds is asked in hub_listing, which GPT-2 a name means in gpt2_sizes, where
+models live in models_folder, and the errors all of them raise are in download_errors.
 """
 
 from __future__ import annotations
@@ -24,88 +28,43 @@ import functools
 import hashlib
 import json
 import os
-import re
-import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from gptviz.config import PRESETS, GPTConfig, count_params
-from gptviz.engine.path_kind import is_own_checkpoint
-from gptviz.errors import GptvizError
-
-GPT2_REPOS = {
-    "124M": "openai-community/gpt2",
-    "355M": "openai-community/gpt2-medium",
-    "774M": "openai-community/gpt2-large",
-    "1558M": "openai-community/gpt2-xl",
-}
-DATA_DIR_ENV = "GPTVIZ_DATA_DIR"
-DEFAULT_REVISION = "main"
-CONFIG_FILE = "config.json"
-# Preference order: safetensors (read as data) before PyTorch pickles, a sharded index before one file.
-WEIGHT_CHOICES = (
-    ("model.safetensors.index.json", True),
-    ("model.safetensors", False),
-    ("pytorch_model.bin.index.json", True),
-    ("pytorch_model.bin", False),
+from gptviz.config import count_params
+from gptviz.engine.download_errors import (
+    ChecksumError,
+    DownloadCancelled,
+    DownloadError,
+    NotEnoughDiskError,
+    NotGPT2Error,
+    short,
 )
+from gptviz.engine.gpt2_sizes import GPT2_REPOS, gpt2_config, resolve_repo_id
+from gptviz.engine.hub_listing import (
+    CONFIG_FILE,
+    HubFile,
+    RepoPlan,
+    choose_weights,
+    hub_cache_dir,
+    hub_endpoint,
+    hub_errors,
+    list_repo,
+)
+from gptviz.engine.human_units import format_bytes
+from gptviz.engine.models_folder import DEFAULT_REVISION, default_out, device_of, free_disk_bytes
+from gptviz.engine.path_kind import is_own_checkpoint
+
 PARTIAL_SUFFIX = ".resume.incomplete"
 DISK_MARGIN = 16 * 2**20  # room for the checkpoint's JSON, the cache's symlinks and the file system
 PROGRESS_INTERVAL_S = 0.1  # at most ten progress reports a second: a GUI redraws from them
-API_TIMEOUT_S = 15.0
 HASH_BLOCK = 8 * 2**20
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class DownloadError(GptvizError):
-    """A download that cannot go on; the message says why and what to do."""
-
-
-class HubUnreachableError(DownloadError):
-    """No answer from the Hub (no network, a closed port, offline mode)."""
-
-
-class UnknownModelError(DownloadError):
-    """A name that is neither a GPT-2 size nor an existing repo (or revision) on the Hub."""
-
-
-class NotGPT2Error(DownloadError):
-    """A repo that exists but does not hold a transformers GPT-2 model."""
-
-
-class NotEnoughDiskError(DownloadError):
-    """The listed sizes do not fit on the disk(s) holding the cache and the checkpoint."""
-
-
-class ChecksumError(DownloadError):
-    """Downloaded bytes that differ from the Hub's listing; the file was deleted."""
-
-
-class DownloadCancelled(DownloadError):
-    """Stopped on request (Cancel in the window); the bytes so far stay in the cache for next time."""
-
-
-@dataclass(frozen=True)
-class HubFile:
-    """One file of the repo listing: its size and the hash the Hub gives for it."""
-
-    name: str
-    size: int
-    sha256: str | None  # LFS files: the sha256 of the content (also the ETag and the cache blob's name)
-    git_oid: str | None  # the git blob id: sha1 of b"blob <size>\0" + content (the ETag of non-LFS files)
-
-    @property
-    def blob_name(self) -> str | None:
-        """The name the cache gives this file's blob (its ETag), known before any request."""
-        return self.sha256 or self.git_oid
 
 
 @dataclass(frozen=True)
@@ -138,184 +97,6 @@ class DownloadResult:
 
 
 ProgressCallback = Callable[[DownloadProgress], None]
-
-
-# ----------------------------------------------------------------------------------------------- places
-
-
-def data_dir() -> Path:
-    """gptviz's per-user data folder: $GPTVIZ_DATA_DIR, else platformdirs' user data dir."""
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("gptviz", appauthor=False))
-
-
-def models_dir() -> Path:
-    return data_dir() / "models"
-
-
-def folder_name(name: str, revision: str | None = None) -> str:
-    """The models/ folder of NAME: '124M' stays, 'owner/name' becomes 'owner--name' (plus '@revision')."""
-    base = name.replace("/", "--")
-    if revision and revision != DEFAULT_REVISION:
-        base += "@" + re.sub(r"[^\w.-]", "_", revision)
-    return base
-
-
-def default_out(name: str, revision: str | None = None) -> Path:
-    return models_dir() / folder_name(name, revision)
-
-
-def downloaded_models(directory: Path | None = None) -> list[Path]:
-    """gptviz checkpoints in the models folder (complete ones only: hidden staging folders are skipped)."""
-    root = directory if directory is not None else models_dir()
-    try:
-        entries = sorted(root.iterdir())
-    except OSError:
-        return []
-    found = []
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        if is_own_checkpoint(entry):
-            found.append(entry)
-    return found
-
-
-def hub_endpoint() -> str:
-    """HF_ENDPOINT as it is now (huggingface_hub reads it once, at import)."""
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
-def hub_cache_dir() -> Path:
-    """The huggingface_hub cache as the environment says now: HF_HUB_CACHE, else HF_HOME/hub."""
-    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
-    )
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
-
-
-def free_disk_bytes(path: Path) -> int:
-    """Free bytes on the disk that holds `path` (or the nearest folder above it that exists)."""
-    for candidate in (path, *path.parents):
-        try:
-            return shutil.disk_usage(candidate).free
-        except OSError:
-            continue
-    return 2**62
-
-
-def _device_of(path: Path) -> int | None:
-    for candidate in (path, *path.parents):
-        try:
-            return candidate.stat().st_dev
-        except OSError:
-            continue
-    return None
-
-
-def format_bytes(n: float) -> str:
-    """Decimal units, as the Hub lists sizes: 548 MB, 6.43 GB."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            value = n / scale
-            decimals = 2 if abs(value) < 10 else 1 if abs(value) < 100 else 0
-            return f"{value:,.{decimals}f} {unit}"
-    return f"{int(n)} B"
-
-
-def format_eta(seconds: float | None) -> str:
-    """A time left as 4m05s or 1h12m; "--" while it is not known yet."""
-    if seconds is None:
-        return "--"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
-# ----------------------------------------------------------------------------------------------- sizes
-
-
-def openai_config(size: str) -> GPTConfig:
-    """OpenAI's GPT-2 of a size: the book's preset with the q/k/v bias OpenAI's weights carry."""
-    return PRESETS[size].replace(qkv_bias=True, drop_rate=0.0)
-
-
-def hub_download_bytes(size: str) -> int:
-    """About how many bytes the Hub's model.safetensors of an OpenAI size holds, without asking the Hub.
-
-    The files are fp32 weights plus each block's (1, 1, 1024, 1024) causal-mask buffer `attn.bias`:
-    124M gives 548.09 MB against the 548.1 MB the Hub lists. The real sizes are read from the Hub's listing
-    before downloading.
-    """
-    cfg = openai_config(size)
-    return 4 * (count_params(cfg) + cfg.n_layers * cfg.context_length**2)
-
-
-# ----------------------------------------------------------------------------------------------- names
-
-
-def resolve_repo_id(name: str) -> str:
-    """'124M' -> 'openai-community/gpt2'; 'owner/name' as given; anything else is refused."""
-    if name in GPT2_REPOS:
-        return GPT2_REPOS[name]
-    if _REPO_ID.match(name) and ".." not in name:
-        return name
-    raise UnknownModelError(
-        f"unknown model {name!r}: give a GPT-2 size ({', '.join(GPT2_REPOS)}) or a Hugging Face repo id "
-        "owner/name holding a GPT-2 model (e.g. distilbert/distilgpt2)"
-    )
-
-
-# ----------------------------------------------------------------------------------------------- errors
-
-
-@contextmanager
-def _hub_errors(repo_id: str, revision: str, endpoint: str) -> Iterator[None]:
-    """huggingface_hub's exceptions (tracebacks of HTTP errors) as one-line messages for a user."""
-    import httpx2
-    from huggingface_hub import errors as hf
-
-    try:
-        yield
-    except hf.GatedRepoError:
-        raise UnknownModelError(
-            f"{repo_id} is gated: accept its terms on the Hub, then log in (`hf auth login` or HF_TOKEN)"
-        ) from None
-    except hf.RepositoryNotFoundError:
-        raise UnknownModelError(
-            f"no model repo {repo_id!r} on {endpoint} (check the name; a private repo needs "
-            "`hf auth login` or HF_TOKEN)"
-        ) from None
-    except hf.RevisionNotFoundError:
-        raise UnknownModelError(f"{repo_id} has no revision {revision!r}") from None
-    except hf.RemoteEntryNotFoundError as exc:
-        raise NotGPT2Error(f"{repo_id} lacks a file it lists: {exc.response.url}") from None
-    except hf.OfflineModeIsEnabled:
-        raise HubUnreachableError(
-            "HF_HUB_OFFLINE is set, so the Hugging Face Hub is not asked; unset it, or download the files "
-            "yourself and use gptviz import"
-        ) from None
-    except (httpx2.TransportError, hf.LocalEntryNotFoundError, ConnectionError, TimeoutError) as exc:
-        raise HubUnreachableError(
-            f"cannot reach the Hugging Face Hub ({endpoint}: {_short(exc)}); set HF_ENDPOINT, or download "
-            "the files yourself and use gptviz import"
-        ) from None
-    except hf.HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise DownloadError(f"the Hub answered HTTP {status} for {repo_id}: {_short(exc)}") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # ----------------------------------------------------------------------------------------------- progress
@@ -402,119 +183,35 @@ def _matches(path: Path, file: HubFile, tracker: _Tracker | None = None) -> bool
     return expected is None or file_digest(path, file, tracker) == expected
 
 
-# ----------------------------------------------------------------------------------------------- the plan
-
-
-@dataclass
-class _Plan:
-    repo_id: str
-    revision: str
-    commit: str
-    endpoint: str
-    cache: Path
-    listing: dict[str, HubFile]
-    config: dict[str, Any] = field(default_factory=dict)
-    weights: list[HubFile] = field(default_factory=list)
-
-
-def _list_repo(
-    repo_id: str, revision: str, endpoint: str, token: str | bool | None
-) -> tuple[str, dict[str, HubFile]]:
-    """The commit a revision points at and the files there, with sizes and hashes (one API call)."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token)
-    with _hub_errors(repo_id, revision, endpoint):
-        info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=API_TIMEOUT_S)
-    if not info.sha:
-        raise DownloadError(f"the Hub did not say which commit {repo_id}@{revision} is")
-    listing = {}
-    for sibling in info.siblings or []:
-        lfs = sibling.lfs
-        sha256 = lfs.sha256 if lfs is not None else None
-        size = lfs.size if lfs is not None else sibling.size
-        listing[sibling.rfilename] = HubFile(sibling.rfilename, int(size or 0), sha256, sibling.blob_id)
-    return info.sha, listing
-
-
-def _choose_weights(plan: _Plan, fetch_small: Callable[[HubFile], Path]) -> list[HubFile]:
-    """The weight files to fetch: a safetensors index's shards, model.safetensors, then the .bin forms."""
-    for name, is_index in WEIGHT_CHOICES:
-        if name not in plan.listing:
-            continue
-        if not is_index:
-            return [plan.listing[name]]
-        index_path = fetch_small(plan.listing[name])
-        try:
-            weight_map = json.loads(index_path.read_text()).get("weight_map")
-        except (OSError, ValueError, AttributeError):
-            weight_map = None
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise NotGPT2Error(f"{plan.repo_id}'s {name} has no weight_map")
-        shards = sorted(set(map(str, weight_map.values())))
-        missing = [s for s in shards if s not in plan.listing]
-        if missing:
-            raise NotGPT2Error(f"{plan.repo_id}'s {name} names shards the repo lacks: {', '.join(missing)}")
-        return [plan.listing[name], *(plan.listing[s] for s in shards)]
-    others = ", ".join(sorted(plan.listing)) or "nothing"
-    raise NotGPT2Error(
-        f"{plan.repo_id} holds no PyTorch weights (model.safetensors or pytorch_model.bin); it has {others}"
-    )
-
-
-def gpt2_config(hf_config: dict[str, Any], repo_id: str) -> GPTConfig:
-    """The gptviz shape of a transformers GPT-2 config.json; anything else is refused."""
-    model_type = hf_config.get("model_type")
-    if model_type != "gpt2":
-        raise NotGPT2Error(
-            f"{repo_id} is not a GPT-2 model: its config.json says model_type {model_type!r}, not 'gpt2'"
-        )
-    try:
-        return GPTConfig(
-            vocab_size=int(hf_config["vocab_size"]),
-            context_length=int(
-                hf_config["n_positions"] if "n_positions" in hf_config else hf_config["n_ctx"]
-            ),
-            emb_dim=int(hf_config["n_embd"]),
-            n_heads=int(hf_config["n_head"]),
-            n_layers=int(hf_config["n_layer"]),
-            drop_rate=0.0,
-            qkv_bias=True,
-            name=repo_id.rsplit("/", 1)[-1],
-        )
-    except (KeyError, TypeError, ValueError, GptvizError) as exc:
-        raise NotGPT2Error(f"{repo_id}'s config.json is not a usable GPT-2 config: {_short(exc)}") from None
-
-
 # ----------------------------------------------------------------------------------------------- fetching
 
 
-def _storage_folder(plan: _Plan) -> Path:
+def _storage_folder(plan: RepoPlan) -> Path:
     from huggingface_hub.file_download import repo_folder_name
 
     return plan.cache / repo_folder_name(repo_id=plan.repo_id, repo_type="model")
 
 
-def _cached_path(plan: _Plan, file: HubFile) -> Path | None:
+def _cached_path(plan: RepoPlan, file: HubFile) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(plan.repo_id, file.name, cache_dir=plan.cache, revision=plan.commit)
     return Path(found) if isinstance(found, str) else None
 
 
-def _partial_path(plan: _Plan, file: HubFile) -> Path | None:
+def _partial_path(plan: RepoPlan, file: HubFile) -> Path | None:
     blob = file.blob_name
     return _storage_folder(plan) / "blobs" / f"{blob}{PARTIAL_SUFFIX}" if blob else None
 
 
-def _fetch(plan: _Plan, file: HubFile, tracker: _Tracker, token: str | bool | None) -> Path:
+def _fetch(plan: RepoPlan, file: HubFile, tracker: _Tracker, token: str | bool | None) -> Path:
     """Bring one file into the cache, continuing a partial download, and return its verified path."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
     url = hf_hub_url(plan.repo_id, file.name, revision=plan.commit, endpoint=plan.endpoint)
-    with _hub_errors(plan.repo_id, plan.revision, plan.endpoint):
+    with hub_errors(plan.repo_id, plan.revision, plan.endpoint):
         meta = get_hf_file_metadata(url, token=token, endpoint=plan.endpoint)
     if not meta.etag:
         raise DownloadError(f"the Hub gave no ETag for {plan.repo_id}/{file.name}")
@@ -535,7 +232,7 @@ def _fetch(plan: _Plan, file: HubFile, tracker: _Tracker, token: str | bool | No
         partial.touch()
         resume = partial.stat().st_size
         tracker.report("downloading", file.name)
-        with open(partial, "r+b") as handle, _hub_errors(plan.repo_id, plan.revision, plan.endpoint):
+        with open(partial, "r+b") as handle, hub_errors(plan.repo_id, plan.revision, plan.endpoint):
             handle.seek(resume)
             http_get(
                 meta.location,
@@ -558,7 +255,7 @@ def _fetch(plan: _Plan, file: HubFile, tracker: _Tracker, token: str | bool | No
                 f"{actual}); the file was deleted, so the next download fetches it afresh"
             )
         os.replace(partial, blob)
-    with _hub_errors(plan.repo_id, plan.revision, plan.endpoint):
+    with hub_errors(plan.repo_id, plan.revision, plan.endpoint):
         # The blob is complete: huggingface_hub only links it into the snapshot (no GET).
         path = hf_hub_download(
             plan.repo_id,
@@ -571,7 +268,7 @@ def _fetch(plan: _Plan, file: HubFile, tracker: _Tracker, token: str | bool | No
     return Path(path)
 
 
-def _verified_cache_hit(plan: _Plan, file: HubFile, tracker: _Tracker) -> Path | None:
+def _verified_cache_hit(plan: RepoPlan, file: HubFile, tracker: _Tracker) -> Path | None:
     """A cached copy of `file` whose bytes match the listing; a damaged one is set aside to be replaced."""
     cached = _cached_path(plan, file)
     if cached is None:
@@ -602,7 +299,7 @@ def _check_target(target: Path) -> None:
         )
 
 
-def _check_disk(plan: _Plan, to_fetch: int, checkpoint_bytes: int, target: Path) -> None:
+def _check_disk(plan: RepoPlan, to_fetch: int, checkpoint_bytes: int, target: Path) -> None:
     """Refuse before downloading when the cache's disk and the checkpoint's disk cannot hold the files."""
     needs: dict[Any, list[tuple[str, Path, int]]] = {}
     for what, place, amount in (
@@ -610,7 +307,7 @@ def _check_disk(plan: _Plan, to_fetch: int, checkpoint_bytes: int, target: Path)
         ("the checkpoint", target.parent, checkpoint_bytes),
     ):
         if amount > 0:
-            needs.setdefault(_device_of(place) or str(place), []).append((what, place, amount))
+            needs.setdefault(device_of(place) or str(place), []).append((what, place, amount))
     for parts in needs.values():
         need = sum(amount for _what, _place, amount in parts) + DISK_MARGIN
         free = free_disk_bytes(parts[0][1])
@@ -653,8 +350,8 @@ def download_model(
     endpoint = hub_endpoint()
     tracker = _Tracker(0, 0, progress, cancel)
     tracker.report("listing", repo_id)
-    commit, listing = _list_repo(repo_id, revision, endpoint, token)
-    plan = _Plan(repo_id, revision, commit, endpoint, hub_cache_dir(), listing)
+    commit, listing = list_repo(repo_id, revision, endpoint, token)
+    plan = RepoPlan(repo_id, revision, commit, endpoint, hub_cache_dir(), listing)
     if CONFIG_FILE not in listing:
         raise NotGPT2Error(f"{repo_id} has no config.json, so it is not a transformers GPT-2 model")
 
@@ -667,11 +364,11 @@ def download_model(
     try:
         plan.config = json.loads(paths[CONFIG_FILE].read_text())
     except (OSError, ValueError) as exc:
-        raise NotGPT2Error(f"{repo_id}'s config.json is not JSON: {_short(exc)}") from None
+        raise NotGPT2Error(f"{repo_id}'s config.json is not JSON: {short(exc)}") from None
     if not isinstance(plan.config, dict):
         raise NotGPT2Error(f"{repo_id}'s config.json is not a JSON object")
     cfg = gpt2_config(plan.config, repo_id)
-    plan.weights = _choose_weights(plan, fetch_small)
+    plan.weights = choose_weights(plan, fetch_small)
     check_fits(cfg, training=False, batch_size=1, context=cfg.context_length)
 
     tracker.report("checking", repo_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptviz.engine.atomic import atomic_write_json
-from gptviz.engine.download import data_dir
+from gptviz.engine.models_folder import data_dir
 from gptviz.errors import ConfigError
 
 RUNS_FOLDER = "runs"

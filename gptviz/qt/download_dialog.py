@@ -32,7 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine import download as dl
+from gptviz.engine.download_errors import DownloadCancelled
+from gptviz.engine.gpt2_sizes import GPT2_REPOS, hub_download_bytes, openai_config
+from gptviz.engine.human_units import format_bytes, format_duration
 from gptviz.engine.memory import USABLE_FRACTION, available_ram, estimate_memory
+from gptviz.engine.models_folder import default_out, downloaded_models, folder_name, models_dir
 from gptviz.errors import GptvizError
 
 COLUMNS = ("Size", "Hub repo", "Download", "Memory to run", "This machine")
@@ -55,19 +59,19 @@ def size_rows(free_ram: int | None = None, models: Path | None = None) -> list[S
     """One row per OpenAI size: download bytes, memory to run at full context, whether it fits, if present."""
     room = available_ram() if free_ram is None else free_ram
     rows: list[SizeRow] = []
-    for size, repo in dl.GPT2_REPOS.items():
-        cfg = dl.openai_config(size)
+    for size, repo in GPT2_REPOS.items():
+        cfg = openai_config(size)
         need = estimate_memory(cfg, training=False, batch_size=1, context=cfg.context_length).total
-        folder = (models or dl.models_dir()) / dl.folder_name(size)
+        folder = (models or models_dir()) / folder_name(size)
         rows.append(
             {
                 "size": size,
                 "repo": repo,
-                "download": dl.hub_download_bytes(size),
+                "download": hub_download_bytes(size),
                 "memory": need,
                 "fits": need <= USABLE_FRACTION * room,
                 "room": room,
-                "downloaded": folder in dl.downloaded_models(folder.parent),
+                "downloaded": folder in downloaded_models(folder.parent),
             }
         )
     return rows
@@ -92,7 +96,7 @@ class _Runner(QObject):
             result = dl.download_model(
                 self.name, self.out, self.revision, progress=self.progressed.emit, cancel=self.cancel
             )
-        except dl.DownloadCancelled as exc:
+        except DownloadCancelled as exc:
             self.cancelled.emit(str(exc))
         except GptvizError as exc:
             self.failed.emit(str(exc))
@@ -170,7 +174,7 @@ class DownloadDialog(QDialog):
         layout = QVBoxLayout(self)
         intro = QLabel(
             "OpenAI's GPT-2 from the Hugging Face Hub, saved as a gptviz checkpoint in "
-            f"<code>{dl.models_dir()}</code>. Downloads resume after Cancel; a second download reads the "
+            f"<code>{models_dir()}</code>. Downloads resume after Cancel; a second download reads the "
             "Hugging Face cache."
         )
         intro.setWordWrap(True)
@@ -229,17 +233,15 @@ class DownloadDialog(QDialog):
         for r, row in enumerate(rows):
             need, room = int(row["memory"]), int(row["room"])
             machine = (
-                f"fits ({dl.format_bytes(room)} free)"
-                if row["fits"]
-                else f"too big: {dl.format_bytes(room)} free"
+                f"fits ({format_bytes(room)} free)" if row["fits"] else f"too big: {format_bytes(room)} free"
             )
             if row["downloaded"]:
                 machine = "downloaded · " + machine
             cells = (
                 str(row["size"]),
                 str(row["repo"]),
-                dl.format_bytes(int(row["download"])),
-                dl.format_bytes(need),
+                format_bytes(int(row["download"])),
+                format_bytes(need),
                 machine,
             )
             for c, text in enumerate(cells):
@@ -261,8 +263,8 @@ class DownloadDialog(QDialog):
         return str(self._rows[selected[0].row()]["size"]) if selected else None
 
     def _existing(self, name: str) -> Path | None:
-        folder = dl.default_out(name)
-        return folder if folder in dl.downloaded_models(folder.parent) else None
+        folder = default_out(name)
+        return folder if folder in downloaded_models(folder.parent) else None
 
     def _selection_changed(self) -> None:
         if self.is_running():
@@ -314,8 +316,8 @@ class DownloadDialog(QDialog):
         if report.phase == "downloading":
             self.progress.setValue(int(round(1000 * report.fraction)))
             self.progress.setFormat(
-                f"%p%  ·  {dl.format_bytes(report.done)} / {dl.format_bytes(report.total)}  ·  "
-                f"{dl.format_bytes(report.rate)}/s  ·  ETA {dl.format_eta(report.eta_s)}"
+                f"%p%  ·  {format_bytes(report.done)} / {format_bytes(report.total)}  ·  "
+                f"{format_bytes(report.rate)}/s  ·  ETA {format_duration(report.eta_s, 'short', unknown='--')}"
             )
             self.status.setText(f"downloading {report.file}")
         elif report.phase != "done":

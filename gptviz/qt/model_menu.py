@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu
 
-from gptviz.engine.download import downloaded_models
+from gptviz.engine.models_folder import downloaded_models
 from gptviz.qt.download_dialog import DownloadDialog, stop_all_downloads
 from gptviz.resources import DEMO_MODEL_DIR
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine import runs
-from gptviz.engine.download import format_bytes
+from gptviz.engine.human_units import format_bytes
 from gptviz.errors import GptvizError
 
 COLUMNS = ("Started", "Model", "Corpus", "Steps", "Size", "State")

@@ -18,6 +18,16 @@ from fake_hub import FakeHub, FakeRepo, folder_files, random_gpt2
 from gptviz import cli
 from gptviz.engine import download as dl
 from gptviz.engine.checkpoint import load_checkpoint
+from gptviz.engine.download_errors import (
+    ChecksumError,
+    DownloadError,
+    HubUnreachableError,
+    NotEnoughDiskError,
+    NotGPT2Error,
+    UnknownModelError,
+)
+from gptviz.engine.gpt2_sizes import hub_download_bytes
+from gptviz.engine.models_folder import DATA_DIR_ENV
 
 transformers = pytest.importorskip("transformers")
 
@@ -81,7 +91,7 @@ def hub(gpt2_files, sharded_files, bin_files, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
     # The test files are a few MB, less than one of huggingface_hub's 10 MiB reads: smaller reads let a test
     # stop a download halfway, as a Ctrl-C during a real 500 MB file would.
     monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 256 * 1024)
@@ -188,7 +198,7 @@ def test_interrupted_download_resumes_next_time(hub, hf_model, tmp_path):
 def test_corrupted_bytes_are_refused_and_deleted(hub, hf_model, tmp_path):
     repo = hub.repos[REPO]
     repo.corrupt.add(WEIGHTS)
-    with pytest.raises(dl.ChecksumError, match="do not match the Hub's sha256"):
+    with pytest.raises(ChecksumError, match="do not match the Hub's sha256"):
         dl.download_model("124M")
     _assert_models_clean(tmp_path)
     assert _partials(tmp_path) == []
@@ -223,21 +233,21 @@ def test_sharded_and_pytorch_bin_repos(hub, hf_model, tmp_path, repo_id):
 
 
 def test_non_gpt2_repo_is_refused_before_its_weights(hub, tmp_path):
-    with pytest.raises(dl.NotGPT2Error, match="model_type 'bert'"):
+    with pytest.raises(NotGPT2Error, match="model_type 'bert'"):
         dl.download_model("someone/tiny-bert")
     assert hub.gets(WEIGHTS) == []
-    with pytest.raises(dl.NotGPT2Error, match="no PyTorch weights"):
+    with pytest.raises(NotGPT2Error, match="no PyTorch weights"):
         dl.download_model("someone/tf-only-gpt2")
     assert hub.gets("tf_model.h5") == []
     _assert_models_clean(tmp_path)
 
 
 def test_unknown_repo_revision_and_name(hub, tmp_path):
-    with pytest.raises(dl.UnknownModelError, match="no model repo 'nobody/nothing'"):
+    with pytest.raises(UnknownModelError, match="no model repo 'nobody/nothing'"):
         dl.download_model("nobody/nothing")
-    with pytest.raises(dl.UnknownModelError, match="no revision 'v9'"):
+    with pytest.raises(UnknownModelError, match="no revision 'v9'"):
         dl.download_model("124M", revision="v9")
-    with pytest.raises(dl.UnknownModelError, match="unknown model 'gpt3'"):
+    with pytest.raises(UnknownModelError, match="unknown model 'gpt3'"):
         dl.download_model("gpt3")
     _assert_models_clean(tmp_path)
 
@@ -249,7 +259,7 @@ def test_no_network(hub, tmp_path, monkeypatch):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    with pytest.raises(dl.HubUnreachableError) as caught:
+    with pytest.raises(HubUnreachableError) as caught:
         dl.download_model("124M")
     message = str(caught.value)
     assert message.startswith("cannot reach the Hugging Face Hub")
@@ -260,7 +270,7 @@ def test_no_network(hub, tmp_path, monkeypatch):
 
 def test_not_enough_disk_is_refused_before_downloading(hub, tmp_path, monkeypatch):
     monkeypatch.setattr(dl, "free_disk_bytes", lambda _path: 1_000_000)
-    with pytest.raises(dl.NotEnoughDiskError, match="only 1.00 MB is free"):
+    with pytest.raises(NotEnoughDiskError, match="only 1.00 MB is free"):
         dl.download_model("124M")
     assert hub.gets(WEIGHTS) == []
     _assert_models_clean(tmp_path)
@@ -270,7 +280,7 @@ def test_out_folder_with_other_files_is_left_alone(hub, tmp_path):
     out = tmp_path / "documents"
     out.mkdir()
     (out / "thesis.txt").write_text("precious")
-    with pytest.raises(dl.DownloadError, match="holds other files"):
+    with pytest.raises(DownloadError, match="holds other files"):
         dl.download_model("124M", out)
     assert (out / "thesis.txt").read_text() == "precious"
     assert hub.log == []  # refused before asking the Hub anything
@@ -289,4 +299,4 @@ def test_cli_download_and_one_line_errors(hub, tmp_path, capsys):
 
 
 def test_hub_download_bytes_matches_the_hubs_listing_for_124m():
-    assert abs(dl.hub_download_bytes("124M") - 548_105_171) < 20_000  # the Hub lists 548,105,171 bytes
+    assert abs(hub_download_bytes("124M") - 548_105_171) < 20_000  # the Hub lists 548,105,171 bytes

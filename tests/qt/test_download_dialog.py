@@ -15,6 +15,8 @@ from fake_hub import FakeHub, FakeRepo, folder_files, random_gpt2
 
 from gptviz.engine import download as dl
 from gptviz.engine.checkpoint import save_checkpoint
+from gptviz.engine.download_errors import DownloadCancelled
+from gptviz.engine.models_folder import DATA_DIR_ENV
 from gptviz.model.gpt import GPTModel
 from gptviz.qt.download_dialog import size_rows
 from gptviz.resources import DEMO_MODEL_DIR
@@ -41,7 +43,7 @@ def hub(gpt2_files, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
     # Reads of 256 KiB instead of 10 MiB, so progress (and Cancel) happen within this 6 MB file.
     monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 256 * 1024)
     yield server
@@ -163,7 +165,7 @@ def test_closing_during_a_stalled_download_returns_at_once(qtbot, main_window, m
 
     def stalled(name, out, revision, progress=None, cancel=None):
         released.wait(10)  # a read that does not come back soon: the cancel flag is seen only after it
-        raise dl.DownloadCancelled("cancelled")
+        raise DownloadCancelled("cancelled")
 
     monkeypatch.setattr(dl, "download_model", stalled)
     dialog = main_window.model_switcher.open_download_dialog()

@@ -18,6 +18,7 @@ from fake_hub import FakeHub, FakeRepo, folder_files, random_gpt2
 from gptviz import cli
 from gptviz.engine import download as dl
 from gptviz.engine.checkpoint import load_checkpoint
+from gptviz.engine.models_folder import DATA_DIR_ENV
 
 pytest.importorskip("transformers")
 
@@ -72,7 +73,7 @@ def hub(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
     monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
     yield server, model
     server.close()
@@ -104,7 +105,7 @@ def test_disk_full_while_the_weights_are_written_is_one_line_and_the_next_run_re
     monkeypatch.undo()  # space freed
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv(dl.DATA_DIR_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "data"))
     sent = _settled(server)  # the failed request's server thread may still be pushing bytes into the socket
     assert cli.main(["download", "124M", "--quiet"]) == 0
     assert server.gets(WEIGHTS)[-1] == f"bytes={FULL_AFTER}-"

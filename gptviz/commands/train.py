@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gptviz.config import PRESETS, GPTConfig, preset
+from gptviz.engine.human_units import format_duration
 from gptviz.engine.kept_checkpoints import parse_keep
 from gptviz.engine.train_settings import RESUME_OVERRIDES, Recipe, TrainSettings
 from gptviz.errors import ConfigError
@@ -183,15 +184,6 @@ def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def _format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 class Progress:
     """A one-line bar redrawn with \\r on a terminal; one line per evaluation when stderr is a file or pipe."""
 
@@ -227,7 +219,7 @@ class Progress:
         val = f" val {self._val:.3f}" if self._val is not None else ""
         text = (
             f"step {result.step}/{result.total_steps} loss {result.train_loss:.3f}{val} "
-            f"{result.tokens_per_s:,.0f} tok/s ETA {_format_duration(result.eta_s)}"
+            f"{result.tokens_per_s:,.0f} tok/s ETA {format_duration(result.eta_s, 'short', unknown='?')}"
         )
         if self.tty:
             now = time.monotonic()

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from gptviz.data import split_ids
+from gptviz.engine.human_units import format_duration
 from gptviz.engine.trainer import Trainer
 from gptviz.qt import commands as cmd
 from gptviz.qt import worker as w
-from gptviz.qt.panes.training import CurveBuffer, TrainingPane, format_duration, history_settings
+from gptviz.qt.panes.training import CurveBuffer, TrainingPane, history_settings
 from gptviz.qt.worker_host import WorkerHost
 
 
@@ -186,7 +187,7 @@ def test_the_app_opens_with_the_demo_models_history_then_a_new_run_replaces_it(
         assert pane.history_label.isVisible() and "history of demo" in pane.history_label.text()
         assert pane.stats["step"].text() == "3 / 3"
         # Read once: nothing polls the static folder.
-        assert not window.follow_timer.isActive() and window.watcher.files() == []
+        assert not window.opener.follow_timer.isActive() and window.opener.watcher.files() == []
         assert pane.start_button.isEnabled()
 
         # Start a new run from the pane: the history goes, the new run is plotted from step 1.
@@ -225,7 +226,7 @@ def test_opening_a_finished_run_directory_shows_its_history_without_following(
     assert (pane.eval_freq.value(), pane.eval_iter.value()) == (2, 1)
     assert pane.train_curve.getData()[0].tolist() == [1, 2, 3] and pane.slider.maximum() == 3
     assert window.model_info.source == "checkpoint" and pane.following is None
-    assert not window.follow_timer.isActive()
+    assert not window.opener.follow_timer.isActive()
     # A model without a record (a new preset) takes the history down.
     window.host.submit(cmd.NewModel("tiny"))
     qtbot.waitUntil(lambda: pane.history is None, timeout=30_000)

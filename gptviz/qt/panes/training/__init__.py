@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QScrollArea, QSplitter, QVBoxLayout, QWidget
 
+from gptviz.engine.human_units import format_duration
 from gptviz.errors import ConfigError, DataError
 from gptviz.qt.panes.training.compare import CompareView, RunDropFilter, ask_for_run, is_run_dir
 from gptviz.qt.panes.training.curves import (
@@ -23,7 +24,6 @@ from gptviz.qt.panes.training.curves import (
     TokensSeenAxis,
     _num,
     _short,
-    format_duration,
 )
 from gptviz.qt.panes.training.diagnostics import DiagnosticsMixin
 from gptviz.qt.panes.training.kept import KeptCheckpointsView
@@ -40,7 +40,6 @@ __all__ = [
     "CurveBuffer",
     "TokensSeenAxis",
     "TrainingPane",
-    "format_duration",
     "history_settings",
     "sample_html",
 ]

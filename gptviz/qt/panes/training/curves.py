@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gptviz.engine.human_units import format_duration
 from gptviz.qt.panes.training.mixin_base import PaneMixin
 
 MAX_CURVE_POINTS = 10_000  # a curve keeps at most this many points, however long the run
@@ -166,15 +167,6 @@ def _short(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.3g}{unit}"
     return f"{n:.0f}"
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "–"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _num(value, fmt: str) -> str:

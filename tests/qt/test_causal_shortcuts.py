@@ -10,7 +10,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 
 from gptviz.qt.causal_views import ABLATIONS_KEY, EMBEDDINGS_KEY  # noqa: E402
-from gptviz.qt.main_window import SHORTCUTS  # noqa: E402
+from gptviz.qt.menus import SHORTCUTS  # noqa: E402
 
 
 def test_keys_open_ablations_and_embeddings_from_the_prompt_field(main_window, qtbot):

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.qt.main_window import LAYOUTS
+from gptviz.qt.window_layout import LAYOUTS
 
 CHECKED = (QAbstractButton, QLabel, QAbstractSpinBox, QComboBox, QHeaderView)
 

@@ -75,7 +75,7 @@ def test_settings_are_remembered(qtbot, session_factory):
     assert second.generation_pane.temperature.value() == 1.3
     assert second.tokens_pane.max_length.value() == 7
     assert AppSettings().recent_files()[0] == ("corpus", "/tmp/a.txt")
-    assert "/tmp/a.txt" in second.recent_menu.actions()[0].text()
+    assert "/tmp/a.txt" in second.opener.recent_menu.actions()[0].text()
     second.close()
 
 

@@ -365,7 +365,7 @@ def test_recent_files_keep_only_what_opened(main_window, qtbot, session, tmp_pat
     qtbot.waitUntil(lambda: "small" in window.training_pane.corpus_label.text(), timeout=30_000)
     recent = window.settings.recent_files()
     assert recent == [("corpus", str(Path(small_corpus).resolve())), ("checkpoint", str(good.resolve()))]
-    shown = [a.text() for a in window.recent_menu.actions() if a.text() and not a.isSeparator()]
+    shown = [a.text() for a in window.opener.recent_menu.actions() if a.text() and not a.isSeparator()]
     assert shown == [f"corpus: {Path(small_corpus).resolve()}", f"checkpoint: {good.resolve()}", "Clear list"]
 
 
@@ -513,4 +513,4 @@ def test_open_checkpoint_on_the_demo_folder_loads_it_instead_of_following_it(mai
     qtbot.waitUntil(
         lambda: Path(window.model_info.path or ".").resolve() == DEMO_MODEL_DIR.resolve(), timeout=60_000
     )
-    assert window._follow_dir is None and window.errors == []
+    assert window.opener.follow_dir is None and window.errors == []

@@ -53,24 +53,35 @@ def _app() -> Any:
     return create_application()
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    """Run the event loop until `predicate()` holds (checked every 10 ms) or the time is up."""
+def wait_until(predicate: Callable[[], bool], timeout_s: float, wake: Any = None) -> bool:
+    """Run the event loop until `predicate()` holds (checked every 10 ms, and each time the Qt signal
+    `wake` fires) or the time is up. A timed figure passes `wake` (the signal whose handlers make the
+    predicate true), so it is read when the moment comes, not up to 10 ms later at the next poll."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     if predicate():
         return True
     loop = QEventLoop()
+
+    def check(*_args: object) -> None:
+        if predicate():
+            loop.quit()
+
     poll = QTimer()
     poll.setInterval(10)
-    poll.timeout.connect(lambda: loop.quit() if predicate() else None)
+    poll.timeout.connect(check)
     deadline = QTimer()
     deadline.setSingleShot(True)
     deadline.timeout.connect(loop.quit)
+    if wake is not None:
+        wake.connect(check)  # connected after the window's handlers: they run first
     poll.start()
     deadline.start(int(timeout_s * 1000))
     loop.exec()
     poll.stop()
     deadline.stop()
+    if wake is not None:
+        wake.disconnect(check)
     return predicate()
 
 
@@ -159,7 +170,7 @@ def overview_redraw(sizes: GuiSizes) -> tuple[Stats, Stats]:
 
 def loss_plot_redraw(sizes: GuiSizes) -> Stats:
     """Live loss curve redraw with `loss_points` points: one new point, refresh(), paint; ms."""
-    from gptviz.engine.trainer import StepResult
+    from gptviz.engine.train_results import StepResult
     from gptviz.engine.views import TrainingUpdate
     from gptviz.qt.panes.training import TrainingPane
 

@@ -163,7 +163,7 @@ def _run(sizes: StepSizes) -> BenchResult:
         for _ in range(sizes.steps + 1):  # the first pair is a warm-up
             t0 = time.perf_counter()
             window.host.submit(cmd.GenStep())
-            if not wait_until(functools.partial(panes_hold, n + 1), 120):
+            if not wait_until(functools.partial(panes_hold, n + 1), 120, wake=window.host.resultReady):
                 raise RuntimeError("a step did not reach every pane within 120 s")
             ours_ms.append((time.perf_counter() - t0) * 1000)
             n += 1

@@ -134,6 +134,7 @@ class Session(CausalTools):
         self.trainer = None
         self.generator = None
         self._live: LiveInspection | None = None  # made on the first inspect()
+        self._prompt_pieces_kept: tuple[tuple[Tokenizer, tuple[int, ...]], tuple[str, ...]] | None = None
         self.ablations: tuple[Ablation, ...] = ()  # parts of this model switched off
         self.history_dir: Path | None = None
         self._history_meta: dict[str, Any] = {}
@@ -416,14 +417,13 @@ class Session(CausalTools):
                 CandidateRow(c.id, c.piece, c.prob_raw, c.prob_final, c.id == last.chosen_id)
                 for c in last.candidates
             )
-        piece = self.tokenizer.piece
         return GenerationView(
             prompt_ids=np.array(gen.prompt_ids, dtype=np.int64),  # (P,)
             new_ids=np.array(gen.new_ids, dtype=np.int64),  # (N,)
             new_pieces=tuple(s.chosen_piece for s in history),
             new_probs=np.array([s.chosen_prob_final for s in history], dtype=np.float32),  # (N,)
             new_forced=np.array([s.forced for s in history], dtype=bool),  # (N,)
-            prompt_pieces=tuple(piece(i) for i in gen.prompt_ids),
+            prompt_pieces=self._prompt_pieces(gen.prompt_ids),
             candidates=candidates,
             last=last,
             cropped=last.cropped if last else 0,
@@ -432,6 +432,15 @@ class Session(CausalTools):
             new_probs_raw=np.array([s.chosen_prob_raw for s in history], dtype=np.float32),  # (N,)
             ablation_effect=self.ablation_effect(),
         )
+
+    def _prompt_pieces(self, prompt_ids: Sequence[int]) -> tuple[str, ...]:
+        """The prompt's token pieces, kept while the prompt stays: every Step sends the view again, and
+        decoding a 1,000-token prompt's pieces each time cost 2.5 ms."""
+        key = (self.tokenizer, tuple(prompt_ids))
+        kept = self._prompt_pieces_kept
+        if kept is None or kept[0] != key:
+            kept = self._prompt_pieces_kept = (key, tuple(self.tokenizer.piece(i) for i in key[1]))
+        return kept[1]
 
     # ----------------------------------------------------------------------------------------- training
 

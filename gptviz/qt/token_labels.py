@@ -178,6 +178,13 @@ def axis_labels(pieces: Sequence[str | bytes]) -> list[str]:
     """Tokens as the labels of a heatmap's rows or columns: `sequence_labels`, with the position in
     front of every label that appears more than once (7:↵), so repeated tokens can be told apart on the
     axis and in the hover readout."""
+    return list(_axis_labels(tuple(pieces)))
+
+
+@functools.lru_cache(maxsize=4)
+def _axis_labels(pieces: tuple[str | bytes, ...]) -> tuple[str, ...]:
+    """Kept for the last few sequences: after a Step three heatmaps in two panes label the same 1,000
+    tokens (1.7 ms each time at 1,000 tokens)."""
     labels = sequence_labels(pieces)
     counts = Counter(labels)
-    return [f"{i}:{label}" if counts[label] > 1 else label for i, label in enumerate(labels)]
+    return tuple(f"{i}:{label}" if counts[label] > 1 else label for i, label in enumerate(labels))

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import QPointF, QRectF, Qt  # noqa: E402
 
-from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView, display_label, nice_step  # noqa: E402
+from gptviz.qt.widgets.heatmap import LOG_FLOOR, HeatmapView, display_label, mask_runs, nice_step  # noqa: E402
 
 
 @pytest.fixture
@@ -159,3 +159,30 @@ def test_hovering_a_cell_shows_both_labels_and_the_value(qtbot, view):
         qtbot.mouseMove(view.plot_widget.viewport(), pos=view.plot_widget.mapFromScene(scene))
     assert blocker.args == [4, 1]
     assert view.readout.text() == f"query 'q4' -> key 'k1': {matrix[4, 1]:.2f}"
+
+
+def test_mask_runs_match_a_cell_by_cell_walk_and_the_hatch_covers_exactly_the_masked_cells(view):
+    rng = np.random.default_rng(3)
+    masks = [rng.random((7, 9)) < p for p in (0.2, 0.5, 0.9)]
+    masks += [np.ones((3, 5), dtype=bool), np.triu(np.ones((6, 6), dtype=bool), k=1)]
+    skip = np.triu(np.ones((6, 6), dtype=bool), k=1)
+    skip[:, 0] = True  # the attention pane's mask with the first token skipped: two runs a row
+    masks.append(skip)
+    for mask in masks:
+        expected = []
+        for r, row in enumerate(mask):
+            c = 0
+            while c < len(row):
+                if row[c]:
+                    begin = c
+                    while c < len(row) and row[c]:
+                        c += 1
+                    expected.append((r, begin, c))
+                else:
+                    c += 1
+        rows, begins, ends = mask_runs(mask)
+        assert list(zip(rows.tolist(), begins.tolist(), ends.tolist(), strict=True)) == expected
+        view.set_matrix(np.zeros(mask.shape, dtype=np.float32), mask=mask)
+        path = view._hatch.path()
+        for (r, c), masked in np.ndenumerate(mask):
+            assert path.contains(QPointF(c + 0.5, r + 0.5)) == bool(masked), (r, c)

@@ -14,6 +14,7 @@ changing them asks for a new snapshot through `mlpLayerRequested` / `lensPositio
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -87,10 +88,10 @@ def ln_headers() -> list[str]:
 
 def probability_colour(p: float) -> QColor:
     """White for 0 to a deep blue for 1; sqrt so that 0.05 is already visibly tinted."""
-    t = float(np.sqrt(np.clip(p, 0.0, 1.0)))
-    low, high = np.array([255, 255, 255]), np.array([33, 102, 172])
-    r, g, b = (low + (high - low) * t).astype(int)
-    return QColor(int(r), int(g), int(b))
+    p = float(p) if math.isfinite(p) else 0.0  # a diverged model's NaN shows white, not an error
+    t = math.sqrt(min(max(p, 0.0), 1.0))  # plain floats: 104 cells a Step, numpy cost 1 ms
+    r, g, b = (int(lo + (hi - lo) * t) for lo, hi in ((255, 33), (255, 102), (255, 172)))
+    return QColor(r, g, b)
 
 
 def format_probability(p: float) -> str:
@@ -338,25 +339,31 @@ class ActivationsPane(QWidget):
         assert snap is not None
         rows, k = snap.lens_probs.shape
         table = self.lens_table
-        table.clear()
-        table.setRowCount(rows)
-        table.setColumnCount(k)
-        table.setHorizontalHeaderLabels([f"#{i + 1}" for i in range(k)])
         names = layer_names(rows - 1)
         names[-1] += " (output)"
-        table.setVerticalHeaderLabels(names)
-        for r in range(rows):
+        if (table.rowCount(), table.columnCount()) != (rows, k):  # another model's shape: new cells
+            table.clear()
+            table.setRowCount(rows)
+            table.setColumnCount(k)
+            table.setHorizontalHeaderLabels([f"#{i + 1}" for i in range(k)])
+            table.setVerticalHeaderLabels(names)
+            for r in range(rows):
+                for c in range(k):
+                    cell = QTableWidgetItem()
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                    table.setItem(r, c, cell)
+        for r in range(rows):  # the cells stay; a Step rewrites what is in them (making 104 cost 2 ms more)
             for c in range(k):
                 prob = float(snap.lens_probs[r, c])
                 piece = snap.lens_pieces[r][c]
-                item = QTableWidgetItem(f"{token_label(piece, LENS_LABEL_CHARS)}\n{format_probability(prob)}")
-                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                item = table.item(r, c)
+                assert item is not None  # made above for this shape
+                item.setText(f"{token_label(piece, LENS_LABEL_CHARS)}\n{format_probability(prob)}")
                 item.setToolTip(
                     f"{names[r]}: token {int(snap.lens_ids[r, c])} {quoted_token(piece)}, p = {prob:.4f}"
                 )
                 item.setBackground(QBrush(probability_colour(prob)))
                 item.setForeground(QBrush(QColor("white" if prob > 0.45 else "black")))
-                table.setItem(r, c, item)
         _fit_to_contents(table)
         position = snap.lens_position
         self.lens_title.setText(f"Logit lens at token {position} {quoted_token(snap.pieces[position])}")
@@ -371,22 +378,28 @@ class ActivationsPane(QWidget):
         assert snap is not None
         L = snap.n_layers
         table = self.ln_table
-        table.setRowCount(L)
-        table.setVerticalHeaderLabels([f"block {i}" for i in range(L)])
+        if table.rowCount() != L or table.item(0, 0) is None:  # another model's depth: new cells
+            table.setRowCount(L)
+            table.setVerticalHeaderLabels([f"block {i}" for i in range(L)])
+            for layer in range(L):
+                for c, (_norm, _io, _stat) in enumerate(LN_COLUMNS):
+                    cell = QTableWidgetItem()
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    table.setItem(layer, c, cell)
         norms = {"norm1": 0, "norm2": 1}
         ios = {"in": 0, "out": 1}
         stats = {"mean": 0, "var": 1}
         for layer in range(L):
             for c, (norm, io, stat) in enumerate(LN_COLUMNS):
                 value = float(snap.ln_stats[layer, norms[norm], ios[io], stats[stat], position])
-                item = QTableWidgetItem(format_stat(value))
+                item = table.item(layer, c)  # the cells stay; each Step rewrites them
+                assert item is not None  # made above for this depth
+                item.setText(format_stat(value))
                 item.setToolTip(f"block {layer} {norm} {IO_WORDS[io]} {stat}: {value:.6g}")
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if io == "out":
                     target = 0.0 if stat == "mean" else 1.0
                     close = abs(value - target) < 0.05
                     item.setBackground(QBrush(QColor("#dff0d8" if close else "#fbe3c8")))
-                table.setItem(layer, c, item)
         _fit_to_contents(table)
         self.ln_title.setText(f"LayerNorm at token {position} {quoted_token(snap.pieces[position])}")
         self.ln_title.setToolTip(

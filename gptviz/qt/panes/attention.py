@@ -8,6 +8,7 @@ the last snapshot and what it draws from it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -193,6 +194,17 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
         elif button == Qt.MouseButton.RightButton:
             event.accept()  # type: ignore[attr-defined]
             self.tileMenuRequested.emit(*tile, event.screenPos().toPoint())  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4)
+def causal_display_mask(n_tokens: int, skip_first: bool) -> np.ndarray:
+    """(T, T) bool, read-only: the keys after each query (and the first key when it is skipped), hatched
+    in the detail map. Kept for the last few sizes: another head or option redraws at the same size."""
+    mask = np.triu(np.ones((n_tokens, n_tokens), dtype=bool), k=1)  # (T, T)
+    if skip_first:
+        mask[:, 0] = True
+    mask.flags.writeable = False
+    return mask
 
 
 class AttentionPane(QWidget):
@@ -464,12 +476,7 @@ class AttentionPane(QWidget):
             return
         skip = self.skip_first_box.isChecked()
         matrix = renormalise_without_first(self._base) if skip else self._base  # (T, T)
-        mask = None
-        if self.mask_box.isChecked():
-            T = matrix.shape[0]
-            mask = np.triu(np.ones((T, T), dtype=bool), k=1)  # (T, T) keys after the query
-            if skip:
-                mask[:, 0] = True
+        mask = causal_display_mask(matrix.shape[0], skip) if self.mask_box.isChecked() else None
         labels = axis_labels(snap.pieces)  # repeated tokens carry their position: 7:↵
         self.heatmap.set_matrix(matrix, labels, labels, mask=mask)
         self.heatmap.set_log_scale(self.log_box.isChecked())

@@ -47,7 +47,7 @@ from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
-    from gptviz.engine.trainer import StepResult
+    from gptviz.engine.train_results import StepResult
 
 # The torch types of TrainSettings.save_dtype (SAVE_DTYPE_NAMES, kept torch-free for the window).
 SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16}

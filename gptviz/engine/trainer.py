@@ -4,10 +4,11 @@ The book's `train_model_simple` is a loop; here the loop belongs to the caller a
 body: one batch, cross-entropy, backward, clipping, AdamW, and every `eval_freq` steps an evaluation (train
 and validation loss over `eval_iter` batches), a probe, a metrics line and an atomic checkpoint.
 
-The Trainer holds the run together; its parts each have a room: what to train (train_settings), which
+The Trainer holds the run together; its parts each have a room: what to train (train_settings), what a run
+refuses before it starts (train_checks), AdamW, the schedule and the precision (train_optimizer), which
 windows each step and evaluation reads (train_batches), the generator dropout draws from (train_rng), how
-batches become an evaluation loss (train_eval), and what goes into and comes back from the run directory
-(train_rundir).
+batches become an evaluation loss (train_eval), what a step reports (train_results), and what goes into and
+comes back from the run directory (train_rundir).
 
 Determinism: the position in the data is a pure function of the step (train_batches), and dropout draws
 from the trainer's own generator, swapped in around each training forward. So a run resumed from its
@@ -24,7 +25,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,14 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gptviz.engine.devices import process_device
 from gptviz.engine.distributed import SINGLE, DistInfo, all_reduce_mean, barrier
 from gptviz.engine.kept_checkpoints import keep_checkpoint
-from gptviz.engine.memory import check_fits
-from gptviz.engine.probe import ProbeRecord, make_probe, probe_prompt_ids
+from gptviz.engine.probe import ProbeRecord, make_probe
 from gptviz.engine.rundir import checkpoint_path
 from gptviz.engine.train_batches import TrainBatches
+from gptviz.engine.train_checks import check_trainable, check_vocabulary
 from gptviz.engine.train_eval import evaluation_losses, initial_losses, probe_entropy, written_out_attention
+from gptviz.engine.train_optimizer import autocast, build_optimizer, set_schedule
+from gptviz.engine.train_results import StepResult, TrainingDiverged
 from gptviz.engine.train_rng import PrivateRng
 from gptviz.engine.train_rundir import (
     SAVE_DTYPES,
@@ -50,71 +51,14 @@ from gptviz.engine.train_rundir import (
     restore_training_checkpoint,
     save_training_checkpoint,
 )
-from gptviz.engine.train_settings import DECAYS, TrainSettings
+from gptviz.engine.train_settings import TrainSettings
 from gptviz.engine.training_diagnostics import PartNorms, weight_histograms
-from gptviz.errors import ConfigError, DataError, GptvizError, WeightsError
+from gptviz.errors import ConfigError, WeightsError
 from gptviz.model.book_init import book_init_rng_state
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import Tokenizer, default_tokenizer
 
-# The torch types of TrainSettings.amp (AMP_MODES): the forward pass and the loss run under torch.autocast
-# in this type; the weights, gradients and AdamW state stay float32. "off" runs plain float32.
-AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
 TRAINER_STATE_VERSION = 1
-
-
-class TrainingDiverged(GptvizError, RuntimeError):
-    """The loss or the gradient became NaN or infinite; the last good weights were kept."""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one step did, in plain Python numbers (safe to send to another thread)."""
-
-    step: int  # optimizer steps done so far
-    epoch: int  # 0-based epoch this step's batch came from
-    tokens_seen: int  # over all ranks
-    train_loss: float  # this step's batch (averaged over ranks)
-    val_loss: float | None  # only at an evaluation
-    train_eval_loss: float | None  # train loss over eval_iter fixed batches, only at an evaluation
-    perplexity: float | None  # exp(val_loss) at an evaluation
-    lr: float
-    grad_norm: float  # before clipping
-    tokens_per_s: float
-    elapsed_s: float  # time spent inside step() over the whole run, across resumes
-    total_steps: int
-    eta_s: float
-    done: bool
-    probe: ProbeRecord | None = None
-    checkpoint_saved: bool = False
-    grad_norms: dict[str, float] | None = None  # {part: norm before clipping}; root-sum-square = grad_norm
-    update_ratios: dict[str, float] | None = None  # {part: ‖w_after − w_before‖ / ‖w_before‖}
-    attention_entropy: list[list[float]] | None = None  # [layer][head] on the probe prompt, at evaluations
-    weight_histograms: dict[str, list[int]] | None = None  # {part: counts} at evaluations (fixed bins)
-
-
-def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, decay: str = "matrices"
-) -> torch.optim.AdamW:
-    """AdamW (betas 0.9, 0.999, eps 1e-8: PyTorch's defaults, as the book uses them).
-
-    decay "matrices": weight decay on embeddings and linear weights only, the first group; biases and norms
-    in a second group without decay. decay "all": one group, every parameter decayed (the book's ch. 5).
-    """
-    if decay not in DECAYS:
-        raise ConfigError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
-    params = [p for p in model.parameters() if p.requires_grad]  # a tied head appears once
-    if decay == "all":
-        groups = [{"params": params, "weight_decay": weight_decay}]
-    else:
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=True)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))  # no fused kernel for this device
 
 
 class _Update(NamedTuple):
@@ -161,10 +105,10 @@ class Trainer:
         self.cfg = model.cfg
         self.context = settings.context_for(model.cfg)
         self.stride = settings.stride_for(model.cfg)
-        self.device = self._check_it_fits()
+        self.device = check_trainable(settings, model.cfg, dist_info, self.context)
         self.tokenizer = tokenizer or default_tokenizer()
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._check_vocabulary(train_ids, val_ids)
+        check_vocabulary(model.cfg, self.tokenizer, settings.probe_prompt, train_ids, val_ids)
         # Dropout and the book's loader draws come from the trainer's own generator (gptviz.engine.train_rng).
         self.rng = PrivateRng(self.device, settings.seed + dist_info.rank)
         batches = TrainBatches(
@@ -187,41 +131,6 @@ class Trainer:
         barrier(dist_info)
 
     # ------------------------------------------------------------------ construction steps
-
-    def _check_it_fits(self) -> torch.device:
-        """Refuse settings this model, process layout or device cannot train, before anything is allocated;
-        the device to train on."""
-        self.settings.check_model(self.cfg)
-        if self.settings.eval_protocol == "book" and self.dist.enabled:
-            raise ConfigError(
-                "the book's evaluation protocol runs in one process (its loaders are not sharded); "
-                "use --eval-protocol fixed under torchrun"
-            )
-        device = process_device(self.settings.device, self.dist)
-        check_fits(
-            self.cfg,
-            training=True,
-            batch_size=self.settings.batch_size,
-            context=self.context,
-            device=device,
-            weights_allocated=True,
-        )
-        return device
-
-    def _check_vocabulary(self, train_ids: torch.Tensor, val_ids: torch.Tensor | None) -> None:
-        """The probe prompt and the text must be tokens of this model's vocabulary."""
-        prompt = self.settings.probe_prompt
-        if max(probe_prompt_ids(self.tokenizer, prompt, self.cfg.context_length)) >= self.cfg.vocab_size:
-            raise ConfigError(
-                f"the probe prompt {prompt!r} has tokens outside this model's vocabulary "
-                f"of {self.cfg.vocab_size}"
-            )
-        for name, ids in (("training", train_ids), ("validation", val_ids)):
-            if ids is not None and ids.numel() and int(ids.max()) >= self.cfg.vocab_size:
-                raise DataError(
-                    f"the {name} text has token id {int(ids.max())}, outside this model's vocabulary of "
-                    f"{self.cfg.vocab_size}"
-                )
 
     def _plan_length(self) -> int:
         """The run's length in optimizer steps: as set, or whole epochs (one by default)."""
@@ -313,12 +222,10 @@ class Trainer:
             _resume_state=found.state,
         )
 
-    # ------------------------------------------------------------------ precision, state
+    # ------------------------------------------------------------------ state
 
     def _autocast(self) -> torch.autocast:
-        """torch.autocast for the forward pass and loss as `settings.amp` says; disabled (a no-op) when off."""
-        dtype = AMP_DTYPES[self.settings.amp]
-        return torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+        return autocast(self.device, self.settings.amp)  # off: a no-op (gptviz.engine.train_optimizer)
 
     @property
     def is_writer(self) -> bool:
@@ -344,7 +251,7 @@ class Trainer:
         if not self._started:
             self.start()
         step_index = self.step_count
-        lr = self._set_schedule(step_index)
+        lr = set_schedule(self.optimizer, self.settings, step_index, self.total_steps)
         update = self._update(step_index, lr)
         train_time = time.perf_counter() - started
         self._last_train_s = train_time
@@ -388,14 +295,6 @@ class Trainer:
         if self.done:
             self.close()
         return result
-
-    def _set_schedule(self, step_index: int) -> float:
-        """The step's learning rate (and the weight decay, which a resume may change) into the optimizer."""
-        lr = self.settings.lr_at(step_index, self.total_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.param_groups[0]["weight_decay"] = self.settings.weight_decay  # the matrices' group
-        return lr
 
     def _update(self, step_index: int, lr: float) -> _Update:
         """Forward and backward on the step's batch, clipping, and the AdamW step; a loss or gradient norm that

@@ -123,7 +123,7 @@ class GenerationView:
 class TrainingUpdate:
     """One training step as the Training pane needs it (StepResult and ProbeRecord are plain values)."""
 
-    result: Any  # gptviz.engine.trainer.StepResult
+    result: Any  # gptviz.engine.train_results.StepResult
     new_probes: tuple  # ProbeRecord, in step order (the step-0 probe arrives with step 1)
     batch_tokens: int
     corpus_name: str

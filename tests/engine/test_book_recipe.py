@@ -20,8 +20,9 @@ from gptviz.data import VERDICT, encode_corpus, load_corpus, read_split_ids, spl
 from gptviz.engine.export import book_state_dict
 from gptviz.engine.rundir import read_metrics, read_settings
 from gptviz.engine.train_batches import TrainBatches
+from gptviz.engine.train_optimizer import build_optimizer
 from gptviz.engine.train_settings import BOOK_CH5, TrainSettings, recipe
-from gptviz.engine.trainer import Trainer, build_optimizer
+from gptviz.engine.trainer import Trainer
 from gptviz.errors import ConfigError
 from gptviz.model import book_reference as br
 from gptviz.model.book_init import book_init_rng_state

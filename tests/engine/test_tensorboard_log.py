@@ -11,7 +11,7 @@ import pytest
 
 from gptviz.cli import main
 from gptviz.engine.tensorboard_log import TensorBoardLog, scalars_of
-from gptviz.engine.trainer import StepResult
+from gptviz.engine.train_results import StepResult
 from gptviz.errors import ConfigError
 
 

@@ -19,7 +19,7 @@ from gptviz.config import preset
 from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, read_checkpoint_meta
 from gptviz.engine.probe import read_probes
 from gptviz.engine.rundir import read_metrics, read_settings
-from gptviz.engine.trainer import StepResult
+from gptviz.engine.train_results import StepResult
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--preset", "tiny", "--context", "16", "--batch-size", "2", "--eval-iter", "1"]

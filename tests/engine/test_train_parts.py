@@ -13,10 +13,10 @@ from gptviz.config import GPTConfig
 from gptviz.engine.distributed import SINGLE, DistInfo
 from gptviz.engine.train_batches import TrainBatches, eval_indices
 from gptviz.engine.train_eval import batch_mean_loss, eval_mode, token_mean_loss, written_out_attention
+from gptviz.engine.train_results import StepResult
 from gptviz.engine.train_rng import PrivateRng
 from gptviz.engine.train_rundir import MemorySnapshot, metrics_record, resume_settings
 from gptviz.engine.train_settings import TrainSettings
-from gptviz.engine.trainer import StepResult
 from gptviz.errors import ConfigError, DataError
 from gptviz.model.gpt import GPTModel
 

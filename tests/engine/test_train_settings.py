@@ -59,8 +59,8 @@ def test_cuda_with_an_index_is_a_device_name_the_settings_accept():
 
 
 def test_the_names_match_the_torch_types_the_trainer_uses():
+    from gptviz.engine.train_optimizer import AMP_DTYPES
     from gptviz.engine.train_rundir import SAVE_DTYPES
-    from gptviz.engine.trainer import AMP_DTYPES
 
     assert tuple(SAVE_DTYPES) == SAVE_DTYPE_NAMES
     assert tuple(AMP_DTYPES) == AMP_MODES

@@ -14,8 +14,10 @@ from gptviz.data import builtin_text, encode_corpus, split_ids
 from gptviz.engine.checkpoint import load_checkpoint, load_trainer_state, read_checkpoint_meta
 from gptviz.engine.probe import read_probes
 from gptviz.engine.rundir import read_metrics, read_settings
+from gptviz.engine.train_optimizer import build_optimizer
+from gptviz.engine.train_results import TrainingDiverged
 from gptviz.engine.train_settings import TrainSettings
-from gptviz.engine.trainer import Trainer, TrainingDiverged, build_optimizer
+from gptviz.engine.trainer import Trainer
 from gptviz.errors import ConfigError, DataError
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import default_tokenizer

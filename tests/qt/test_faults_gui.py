@@ -423,7 +423,7 @@ def test_curve_history_is_bounded_and_uniformly_downsampled():
 
 
 def test_training_pane_keeps_a_bounded_number_of_points(qtbot):
-    from gptviz.engine.trainer import StepResult
+    from gptviz.engine.train_results import StepResult
     from gptviz.engine.views import TrainingUpdate
     from gptviz.qt.panes.training import MAX_CURVE_POINTS, TrainingPane
 

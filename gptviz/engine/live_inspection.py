@@ -197,10 +197,16 @@ class LiveInspection:
         self._grow(total)
         self._set_block(thumbnail_block(total))
         small = one_thread() if m == 1 else contextlib.nullcontext()  # a whole window's rows are not small
+        # One new row: every layer's rows at once (12 x 12 x 1,000 values), so the packing and thumbnails
+        # run once a Step instead of once a layer. A whole window: layer by layer, to bound the memory.
+        group = self.n_layers if m == 1 else 1
         with torch.no_grad(), small:
-            for layer in range(self.n_layers):
-                weights = self._attention_rows(layer, fed, first, m)  # (H, m, total) float32
-                self._append_attention(layer, weights, first)
+            for lo in range(0, self.n_layers, group):
+                layers = range(lo, min(lo + group, self.n_layers))
+                weights = torch.stack(
+                    [self._attention_rows(i, fed, first, m) for i in layers]
+                )  # (G, H, m, S)
+                self._append_attention(slice(layers.start, layers.stop), weights, first)
             _, norms, ln = stream_stats(taps, self.n_layers)  # (L+1, m), (L, 2, 2, 2, m)
             self._norms[:, first:total] = norms.cpu().numpy()
             self._ln[..., first:total] = ln.cpu().numpy()
@@ -242,35 +248,42 @@ class LiveInspection:
             k = fed.taps[f"blocks.{layer}.attn.hook_k"][0].float()  # (H, S, hd)
         H, _, hd = q.shape
         S = k.shape[1]
-        bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
-        scores = torch.baddbmm(bias.expand(H, m, S), q, k.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
+        if m == 1:  # the last query sees every key: nothing to mask
+            scores = torch.bmm(q, k.transpose(1, 2)).mul_(1.0 / math.sqrt(hd))  # (H, 1, S)
+        else:
+            bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
+            scores = torch.baddbmm(bias.expand(H, m, S), q, k.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
         return torch.softmax(scores, dim=-1).cpu()  # (H, m, S)
 
-    def _append_attention(self, layer: int, weights: torch.Tensor, first: int) -> None:
-        """Pack the new rows' causal part after the rows held, and max them into the thumbnails."""
-        H, m, S = weights.shape
+    def _append_attention(self, layers: slice, weights: torch.Tensor, first: int) -> None:
+        """Pack the new rows' causal part (G, H, m, S) of `layers` after the rows held, and max them into
+        the thumbnails."""
+        _, _, m, S = weights.shape
         allowed = ~_future(m, S, first)  # (m, S) True where query first+r may see the key
-        half = weights.half().clamp_(0.0, 1.0).numpy()  # (H, m, S)
-        append_packed(self._packed[layer], _triangle(first), half[:, allowed])  # (H, count)
-        w = weights.masked_fill(~torch.from_numpy(allowed), 0.0)  # (H, m, S)
-        self._max_rows_into(self._thumbs[layer], w, first)
-        self._max_rows_into(self._thumbs_skip[layer], skip_first_rows(w), first)
+        half = weights.half().clamp_(0.0, 1.0).numpy()  # (G, H, m, S)
+        append_packed(self._packed[layers], _triangle(first), half[..., allowed])  # (G, H, count)
+        w = weights if m == 1 else weights.masked_fill(~torch.from_numpy(allowed), 0.0)  # (G, H, m, S)
+        self._max_rows_into(self._thumbs[layers], w, first)
+        self._max_rows_into(self._thumbs_skip[layers], skip_first_rows(w), first)
 
     def _max_rows_into(self, thumbs: np.ndarray, rows: torch.Tensor, first: int) -> None:
-        """Max rows first..first+m-1 (H, m, S) into the thumbnail cells (H, 64, 64) they fall in."""
+        """Max rows first..first+m-1 (..., H, m, S) into the thumbnail cells (..., H, 64, 64) they fall in."""
         block = self._block
-        H, m, S = rows.shape
+        *lead, m, S = rows.shape
         if m == 1:  # the common case, a generation step: one row maxed over each block of keys
             c = -(-S // block)
-            padded = torch.nn.functional.pad(rows[:, 0], (0, c * block - S))  # (H, c * block)
-            cells = padded.view(H, c, block).amax(dim=-1).half().numpy()  # (H, c)
-            row = thumbs[:, first // block, :c]
+            padded = torch.nn.functional.pad(rows[..., 0, :], (0, c * block - S))  # (..., c * block)
+            cells = padded.view(*lead, c, block).amax(dim=-1).half().numpy()  # (..., c)
+            row = thumbs[..., first // block, :c]
             np.maximum(row, cells, out=row)
             return
-        lead = first % block  # rows of the first cell row that came before
-        if lead:
-            rows = torch.cat([torch.zeros(H, lead, S), rows], dim=1)  # (H, lead + m, S)
-        cells = block_max(rows, block).half().numpy()  # (H, r, c)
+        rows = rows.reshape(-1, m, S)  # (H', m, S): the layers of a group side by side
+        thumbs = thumbs.view()
+        thumbs.shape = (-1, *thumbs.shape[-2:])  # (H', 64, 64): still the same cells (raises if it cannot be)
+        lead_rows = first % block  # rows of the first cell row that came before
+        if lead_rows:
+            rows = torch.cat([torch.zeros(rows.shape[0], lead_rows, S), rows], dim=1)  # (H', lead + m, S)
+        cells = block_max(rows, block).half().numpy()  # (H', r, c)
         top = first // block
         r, c = cells.shape[1:]
         np.maximum(thumbs[:, top : top + r, :c], cells, out=thumbs[:, top : top + r, :c])

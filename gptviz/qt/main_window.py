@@ -116,7 +116,7 @@ class MainWindow(QMainWindow):
     def _build_panes(self) -> None:
         self.tokens_pane = TokensPane()
         self.generation_pane = GenerationPane()
-        self.training_pane = TrainingPane()
+        self.training_pane = TrainingPane(app_state=self.state)  # it observes the run's state itself
         self.attention_pane = AttentionPane()
         self.activations_pane = ActivationsPane()
         self.panes: dict[str, QWidget] = {
@@ -337,11 +337,9 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_state_changed(self, what: frozenset[str]) -> None:
-        """The application state changed: Play and the Training pane's buttons follow (the status bar
-        observes the state itself)."""
+        """The application state changed: Play follows (the status bar and the Training pane observe the
+        state themselves)."""
         state = self.state
-        if "training" in what:
-            self.training_pane.set_state(str(state.training))
         if "playing" in what:
             self.generation_pane.set_playing(state.playing)
             if not state.playing:

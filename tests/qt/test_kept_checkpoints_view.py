@@ -57,11 +57,11 @@ def test_the_slider_loads_exactly_the_kept_weights(main_window, qtbot, tmp_path)
     assert pane.train_curve_data.view()[0].tolist() == [0, 1, 2, 3, 4]  # not 5 and 6
     assert view.run_dir == str(run) and len(view.kept) == 3 and view.selected().step == 4
     # While a run trains in the window, loading would replace its model: refused, said so.
-    pane.set_state("running")
+    pane.app_state.set_training("running")  # the worker's word, as the pane observes it
     assert not view.load_button.isEnabled()
     view.load_selected()
     assert "stop it" in view.status.text()
-    pane.set_state("idle")
+    pane.app_state.set_training("idle")
     main_window.generation_pane.prompt.setText("The cat sat")
     assert view.prompt.text() == "The cat sat"  # A vs B follows the window's prompt
 

@@ -2,6 +2,9 @@
 
 Updates arrive one per step; the pane appends them to preallocated buffers (cheap) and draws only when the
 main window's redraw timer calls `refresh()` (at most ~30 times a second, however fast training runs).
+Whether a run is going, paused or over the pane reads from the application state (`qt/app_state.py`) it is
+given, observing its `changed` signal for its buttons; nobody pushes a word to it. A pane made alone (tests,
+benchmarks) gets an AppState of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from PySide6.QtWidgets import QScrollArea, QSplitter, QVBoxLayout, QWidget
 
 from gptviz.engine.human_units import format_duration
 from gptviz.errors import ConfigError, DataError
+from gptviz.qt.app_state import AppState, TrainState
 from gptviz.qt.panes.training.compare import CompareView, RunDropFilter, ask_for_run, is_run_dir
 from gptviz.qt.panes.training.curves import (
     MAX_CURVE_POINTS,
@@ -54,9 +58,9 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
     followRequested = Signal()
     unfollowRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, app_state: AppState | None = None) -> None:
         super().__init__(parent)
-        self.state = "idle"
+        self.app_state = app_state if app_state is not None else AppState(self)
         self.following: str | None = None
         self.history: str | None = None  # label of the loaded model's history while the pane shows it
         self.train_curve_data = CurveBuffer()
@@ -128,7 +132,8 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
-        self.set_state("idle")
+        self._show_training(self.app_state.training)
+        self.app_state.changed.connect(self._on_app_state_changed)
 
     # ---------------------------------------------------------------------------------------- building
 
@@ -165,10 +170,19 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
         else:
             self.followRequested.emit()
 
-    def set_state(self, state: str) -> None:
-        """idle | running | paused | finished (the worker's word)."""
-        self.state = "idle" if state == "finished" else state
-        running, paused = state == "running", state == "paused"
+    @property
+    def state(self) -> str:
+        """idle | running | paused: the application state's word on the run (a finished run is idle)."""
+        training = self.app_state.training
+        return TrainState.IDLE.value if training == TrainState.FINISHED else training.value
+
+    def _on_app_state_changed(self, what: frozenset[str]) -> None:
+        if "training" in what:  # each of the worker's words counts, even the same one twice
+            self._show_training(self.app_state.training)
+
+    def _show_training(self, state: TrainState) -> None:
+        """The buttons, the settings' enabled state and the notice for the worker's word on the run."""
+        running, paused = state == TrainState.RUNNING, state == TrainState.PAUSED
         # Loading a kept step would replace the model a run is training.
         self.kept_view.set_loading_allowed(not running and not paused)
         self.start_button.setText("Resume" if paused else "Start")
@@ -185,7 +199,9 @@ class TrainingPane(SettingsFormMixin, CurvesMixin, DiagnosticsMixin, TimeLapseMi
             self.val_ratio,
         ):
             w.setEnabled(not running and not paused)
-        if state == "finished" or (state == "idle" and self.message.text().startswith("starting")):
+        if state == TrainState.FINISHED or (
+            state == TrainState.IDLE and self.message.text().startswith("starting")
+        ):
             self.message.setText("")
         if paused:
             self.message.setStyleSheet("color: #b36b00")

@@ -275,8 +275,10 @@ class MainWindow(QMainWindow):
             self.tokens_pane.request_windows()
         else:
             self._pending[channel] = payload
-            if channel == w.INSPECTION:
-                self.redraw()  # a lone Step shows at once, not at the timer's next tick
+            if channel == w.GENERATION:
+                self.redraw()  # a lone Step shows at once, while the worker still inspects
+            elif channel == w.INSPECTION:
+                self.redraw()  # and its inspection as soon as it comes
                 self.causal.refresh_attention_steps(playing=self.state.playing)
 
     def redraw(self) -> None:

@@ -148,10 +148,9 @@ def sequence_labels(pieces: Sequence[str | bytes]) -> list[str]:
     """Labels of consecutive tokens (a prompt, a text): as `token_label`, except that a character split
     over several tokens shows whole on the token that starts it, and the later tokens show the bytes they
     add (’ ‹99›), instead of ‹e2 80› ‹99›. A character the sequence never completes keeps its bytes."""
+    if not any(isinstance(p, bytes) or _ESCAPED_BYTES.fullmatch(p) for p in pieces):
+        return [visible_whitespace(str(p)) for p in pieces]  # the usual case: every token is whole text
     datas = [piece_bytes(p) for p in pieces]
-    whole = [not isinstance(p, bytes) and not _ESCAPED_BYTES.fullmatch(p) for p in pieces]
-    if all(whole):  # the usual case: every token is whole text
-        return [visible_whitespace(p) for p in pieces]
     stream = b"".join(datas)
     ends, offset = [], 0
     for data in datas:

@@ -15,9 +15,15 @@ from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.engine.inspection import inspect_tokens  # noqa: E402
 from gptviz.model import GPTModel  # noqa: E402
 from gptviz.model.hooks import capture  # noqa: E402
-from gptviz.qt.panes.attention import AttentionPane, renormalise_without_first, tile_thumbnails  # noqa: E402
+from gptviz.qt.panes.attention import (  # noqa: E402
+    AttentionPane,
+    causal_display_mask,
+    causal_mask_runs,
+    renormalise_without_first,
+    tile_thumbnails,
+)
 from gptviz.qt.token_labels import token_label  # noqa: E402
-from gptviz.qt.widgets.heatmap import LOG_FLOOR  # noqa: E402
+from gptviz.qt.widgets.heatmap import LOG_FLOOR, mask_runs  # noqa: E402
 from gptviz.tokenizer import default_tokenizer  # noqa: E402
 
 CFG = GPTConfig(context_length=32, emb_dim=32, n_heads=4, n_layers=3, drop_rate=0.0)
@@ -175,3 +181,14 @@ def test_renormalise_without_first_handles_all_weight_on_the_first_token():
     weights = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.25, 0.25]], dtype=np.float32)
     out = renormalise_without_first(weights)
     np.testing.assert_array_equal(out, [[0, 0, 0], [0, 0, 0], [0, 0.5, 0.5]])
+
+
+@pytest.mark.parametrize("skip_first", [False, True])
+def test_the_detail_maps_mask_runs_are_the_runs_its_mask_holds(skip_first):
+    """The pane hands the heatmap the causal mask's runs without scanning the cells; they must be
+    exactly what scanning finds, at every size (one token, two, and larger)."""
+    for n_tokens in (1, 2, 3, 8, 33):
+        found = mask_runs(causal_display_mask(n_tokens, skip_first))
+        given = causal_mask_runs(n_tokens, skip_first)
+        for a, b in zip(found, given, strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -280,9 +280,11 @@ class HeatmapView(QWidget):
         col_labels: Sequence[str] | None = None,
         levels: tuple[float, float] | None = None,
         mask: np.ndarray | None = None,
+        runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """Show `matrix` (R, C). Labels default to row/column numbers; `levels` overrides the default range
-        for this matrix; `mask` (R, C) bool marks cells to hatch instead of colour. A matrix of the same
+        for this matrix; `mask` (R, C) bool marks cells to hatch instead of colour, and `runs` may give its
+        runs as `mask_runs` would find them, when the caller knows them (the causal mask: one a row). A matrix of the same
         shape as the last keeps the zoom and pan, and so does a larger one (a generation step) while the
         user is zoomed in; otherwise a new shape shows the whole matrix."""
         data = np.ascontiguousarray(matrix, dtype=np.float32)  # (R, C)
@@ -310,7 +312,7 @@ class HeatmapView(QWidget):
         self._row_axis.set_labels(self._row_labels_full)
         self._col_axis.set_labels(self._col_labels_full)
         self._levels_override = levels
-        self._set_mask(mask)
+        self._set_mask(mask, runs)
         self._redraw()
         self.view_box.setLimits(
             xMin=0,
@@ -342,7 +344,9 @@ class HeatmapView(QWidget):
             self._readout_cell = None
             self.readout.setText(HINT)
 
-    def _set_mask(self, mask: np.ndarray | None) -> None:
+    def _set_mask(
+        self, mask: np.ndarray | None, runs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> None:
         """Keep the mask and outline its cells: one rectangle per run of masked cells in a row."""
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
@@ -351,7 +355,10 @@ class HeatmapView(QWidget):
             if not mask.any():
                 mask = None
         self._mask = mask
-        path = _runs_path(*mask_runs(mask)) if mask is not None else QPainterPath()
+        if mask is None:
+            path = QPainterPath()
+        else:
+            path = _runs_path(*(runs if runs is not None else mask_runs(mask)))
         for item in (self._mask_fill, self._hatch):
             item.setPath(path)
             item.setVisible(mask is not None)

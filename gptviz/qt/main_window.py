@@ -286,13 +286,22 @@ class MainWindow(QMainWindow):
 
         While Play or training runs, a redraw that took d seconds waits 2d before the next one (at least
         the timer's interval): the panes then take at most a third of the GUI thread, and the worker, which
-        shares the two cores and the Python interpreter lock, keeps generating near its own speed."""
+        shares the two cores and the Python interpreter lock, keeps generating near its own speed. d runs
+        until the panes have painted: a timer set now fires after the paint events the redraw posted (they
+        cost about as much again as setting the panes' data, so d without them let the panes take two
+        thirds)."""
         started = time.monotonic()
         if self.state.busy and started - self._last_redraw < self._redraw_gap:
             return
         self._last_redraw = started
         self._redraw_now()
         self._redraw_gap = max(REDRAW_INTERVAL_MS / 1000, 3 * (time.monotonic() - started))
+        QTimer.singleShot(1, self, lambda: self._painted(started))
+
+    def _painted(self, started: float) -> None:
+        """The redraw begun at `started` has painted: its full cost sets the gap before the next one."""
+        if started == self._last_redraw:  # no later redraw began since
+            self._redraw_gap = max(self._redraw_gap, 3 * (time.monotonic() - started))
 
     def _redraw_now(self) -> None:
         pending, self._pending = self._pending, {}

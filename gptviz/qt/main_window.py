@@ -275,10 +275,8 @@ class MainWindow(QMainWindow):
             self.tokens_pane.request_windows()
         else:
             self._pending[channel] = payload
-            if channel == w.GENERATION:
-                self.redraw()  # a lone Step shows at once, while the worker still inspects
-            elif channel == w.INSPECTION:
-                self.redraw()  # and its inspection as soon as it comes
+            if channel == w.INSPECTION:
+                self.redraw()  # a lone Step shows at once, not at the timer's next tick
                 self.causal.refresh_attention_steps(playing=self.state.playing)
 
     def redraw(self) -> None:

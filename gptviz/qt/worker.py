@@ -168,11 +168,18 @@ class Worker(QObject):
         self.result.emit(WORKER_ORIGIN, MODEL, self.session.info())
 
     def _emit_generation(self, request: int = WORKER_ORIGIN) -> None:
-        """The generation view, then the inspection of the same tokens. The view goes first: the window
-        draws the Generation pane while this thread inspects."""
-        self.result.emit(request, GENERATION, self.session.generation_view())
-        if self.auto_inspect:
-            self.result.emit(request, INSPECTION, self._inspect_now())
+        """The generation view and, right behind it, the inspection of the same tokens. Both are computed
+        before either is sent, so the window draws them together instead of redrawing the Generation pane
+        while this thread still inspects (on two cores the two would slow each other down)."""
+        view = self.session.generation_view()
+        snapshot = None
+        try:
+            if self.auto_inspect:
+                snapshot = self._inspect_now()
+        finally:
+            self.result.emit(request, GENERATION, view)
+        if snapshot is not None:
+            self.result.emit(request, INSPECTION, snapshot)
 
     def _inspect_now(self) -> Any:
         return self.session.inspect(

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import QMenu, QPushButton
 
 from gptviz.engine.ablation_spec import Ablation
 from gptviz.qt import commands as cmd
-from gptviz.qt import worker as w
 from gptviz.qt.ablations_view import AblationsView
 from gptviz.qt.attention_steps_view import AttentionStepsView
 from gptviz.qt.embeddings_view import EmbeddingsView
@@ -29,17 +28,17 @@ EMBEDDINGS_KEY = "Ctrl+Shift+N"  # Model › Embeddings… (N: nearest tokens)
 
 CHANNELS = frozenset(
     {
-        w.ATTENTION_STEPS,
-        w.WHY,
-        w.INPUTS,
-        w.INPUTS_PROGRESS,
-        w.PATCH,
-        w.PATCH_PROGRESS,
-        w.PATCH_ENDED,
-        w.EMBEDDINGS,
+        cmd.ATTENTION_STEPS,
+        cmd.WHY,
+        cmd.INPUTS,
+        cmd.INPUTS_PROGRESS,
+        cmd.PATCH,
+        cmd.PATCH_PROGRESS,
+        cmd.PATCH_ENDED,
+        cmd.EMBEDDINGS,
     }
 )
-OBSERVED = frozenset({w.ABLATIONS, w.MODEL})  # seen here too, and still handled by the window
+OBSERVED = frozenset({cmd.ABLATIONS, cmd.MODEL})  # seen here too, and still handled by the window
 
 
 class CausalViews(QObject):
@@ -222,7 +221,7 @@ class CausalViews(QObject):
         """Take a result meant for one of the views; False for any other channel (the ablations and the
         model are noted here and left to the window too)."""
         if channel in OBSERVED:
-            if channel == w.ABLATIONS:
+            if channel == cmd.ABLATIONS:
                 self.ablations = tuple(payload)
                 if self.ablations_view is not None:
                     self.ablations_view.set_ablations(self.ablations)
@@ -233,16 +232,16 @@ class CausalViews(QObject):
             return False
         if channel not in CHANNELS:
             return False
-        if channel == w.EMBEDDINGS:
+        if channel == cmd.EMBEDDINGS:
             if self.embeddings_view is not None:
                 if isinstance(payload, str):
                     self.embeddings_view.show_error(payload)
                 else:
                     self.embeddings_view.set_result(*payload)
             return True
-        if channel == w.ATTENTION_STEPS and self.steps_view is not None:
+        if channel == cmd.ATTENTION_STEPS and self.steps_view is not None:
             self.steps_view.set_steps(*payload)
-        elif channel == w.WHY:
+        elif channel == cmd.WHY:
             if self.why_view is None:
                 view = self.why_view = WhyView(self.window)
                 view.integratedRequested.connect(
@@ -252,16 +251,16 @@ class CausalViews(QObject):
                 )
             self.why_view.set_result(*payload)
             self.why_view.show()
-        elif channel == w.INPUTS and self.why_view is not None:
+        elif channel == cmd.INPUTS and self.why_view is not None:
             self.why_view.set_inputs(*payload)
-        elif channel == w.INPUTS_PROGRESS and self.why_view is not None:
+        elif channel == cmd.INPUTS_PROGRESS and self.why_view is not None:
             self.why_view.ig_progressed(payload)
         elif self.patching_view is not None:
-            if channel == w.PATCH:
+            if channel == cmd.PATCH:
                 self.patching_view.set_result(*payload)
-            elif channel == w.PATCH_PROGRESS:
+            elif channel == cmd.PATCH_PROGRESS:
                 self.patching_view.set_progress(*payload)
-            elif channel == w.PATCH_ENDED:
+            elif channel == cmd.PATCH_ENDED:
                 self.patching_view.finish(str(payload))
         return True
 

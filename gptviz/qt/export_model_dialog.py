@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.qt import worker as w
+from gptviz.qt import commands as ch
 from gptviz.qt.commands import ExportModel
 
 _HINTS = {
@@ -133,7 +133,7 @@ def add_export_action(window: Any, menu: QMenu) -> QAction:
     menu.addAction(action)
 
     def on_result(channel: str, payload: object) -> None:
-        if channel == w.EXPORTED:
+        if channel == ch.EXPORTED:
             window.statusBar().showMessage(f"exported the model to {payload}", 8000)
 
     window.host.resultReady.connect(on_result)

@@ -28,11 +28,9 @@ from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.qt import commands as cmd
 from gptviz.qt import reopen_offer
 from gptviz.qt import window_layout as layout
-from gptviz.qt import worker as w
 from gptviz.qt.app_state import TrainState
 from gptviz.qt.causal_views import CausalViews
 from gptviz.qt.exports import write_data, write_png
-from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.menus import WindowMenus
 from gptviz.qt.opening import Opener
 from gptviz.qt.panes.activations import ActivationsPane
@@ -73,7 +71,6 @@ class MainWindow(QMainWindow):
         self.inspection = cmd.Inspect()  # the Activations pane's MLP layer and lens position, sent whole
         self._last_redraw = 0.0  # time.monotonic() of the last redraw
         self.causal = CausalViews(self)  # attention steps, Why this token?, activation patching
-        self.gc = GuiThreadGarbageCollector(self)  # Qt objects are never destroyed in the worker thread
         self._redraw_gap = REDRAW_INTERVAL_MS / 1000  # seconds until the next redraw may start
         self._memory_tick = 0
         self._startup_tokens = startup_tokens  # a few real steps so the Generation pane opens populated
@@ -247,35 +244,35 @@ class MainWindow(QMainWindow):
         """Keep the newest result per channel; training updates are buffered in the pane (cheap)."""
         if self.causal.handle(channel, payload):
             return
-        if channel == w.TRAINING:
+        if channel == cmd.TRAINING:
             self.training_pane.add_update(payload)
-        elif channel == w.FOLLOW:
+        elif channel == cmd.FOLLOW:
             self.training_pane.add_follow(payload)
-        elif channel == w.HISTORY:
+        elif channel == cmd.HISTORY:
             self.training_pane.set_history(payload)
-        elif channel == w.TRAIN_PHASE:
+        elif channel == cmd.TRAIN_PHASE:
             self.training_pane.set_phase(str(payload))
-        elif channel == w.RUN_DIR:
+        elif channel == cmd.RUN_DIR:
             self.training_pane.set_run_dir(str(payload))  # the book's printed curve behind a book-ch5 run
-        elif channel in (w.TRAIN_STATE, w.PLAY_STATE):
+        elif channel in (cmd.TRAIN_STATE, cmd.PLAY_STATE):
             pass  # kept by the application state (self.state), which the window observes
-        elif channel == w.SAVED:
+        elif channel == cmd.SAVED:
             self.statusBar().showMessage(f"saved {payload}", 5000)
             self.settings.add_recent("checkpoint", str(payload))
             self._rebuild_recent()
-        elif channel == w.ABLATIONS:
+        elif channel == cmd.ABLATIONS:
             ablations = cast("tuple[Ablation, ...]", payload)  # what the worker switched off, in order
             self.attention_pane.set_ablations(ablations)
             if ablations:
                 self.statusBar().showMessage("switched off: " + ", ".join(a.label for a in ablations), 8000)
-        elif channel == w.MODEL:
+        elif channel == cmd.MODEL:
             self._set_model_info(payload)
-        elif channel == w.CORPUS:
+        elif channel == cmd.CORPUS:
             self.training_pane.set_corpus(payload)
             self.tokens_pane.request_windows()
         else:
             self._pending[channel] = payload
-            if channel == w.INSPECTION:
+            if channel == cmd.INSPECTION:
                 self.redraw()  # a lone Step shows at once, not at the timer's next tick
                 self.causal.refresh_attention_steps(playing=self.state.playing)
 
@@ -304,16 +301,16 @@ class MainWindow(QMainWindow):
     def _redraw_now(self) -> None:
         pending, self._pending = self._pending, {}
         if self.host.sequence_behind():  # views kept for this redraw, but a newer prompt was asked for since
-            pending.pop(w.GENERATION, None)
-            pending.pop(w.INSPECTION, None)
-        if w.TOKENS in pending:
-            self.tokens_pane.set_tokens(pending[w.TOKENS])
-        if w.WINDOWS in pending:
-            self.tokens_pane.set_windows(pending[w.WINDOWS])
-        if w.GENERATION in pending:
-            self.generation_pane.set_generation(pending[w.GENERATION])
-        if w.INSPECTION in pending:
-            snapshot = pending[w.INSPECTION]
+            pending.pop(cmd.GENERATION, None)
+            pending.pop(cmd.INSPECTION, None)
+        if cmd.TOKENS in pending:
+            self.tokens_pane.set_tokens(pending[cmd.TOKENS])
+        if cmd.WINDOWS in pending:
+            self.tokens_pane.set_windows(pending[cmd.WINDOWS])
+        if cmd.GENERATION in pending:
+            self.generation_pane.set_generation(pending[cmd.GENERATION])
+        if cmd.INSPECTION in pending:
+            snapshot = pending[cmd.INSPECTION]
             for pane in (self.attention_pane, self.activations_pane):
                 if hasattr(pane, "set_snapshot"):
                     pane.set_snapshot(snapshot)
@@ -453,5 +450,5 @@ class MainWindow(QMainWindow):
             # A step already inside torch cannot be interrupted; the event loop has been told to quit,
             # so the thread ends right after it. Waiting here keeps Qt from destroying a running thread.
             self.host.thread.wait(60_000)
-        self.gc.stop()  # the worker has ended: the interpreter may collect in any thread again
+        self.host.gc.stop()  # the worker has ended: the interpreter may collect in any thread again
         event.accept()

@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from gptviz.errors import GptvizError
 from gptviz.qt import commands as c
 from gptviz.qt.app_state import TrainState
-from gptviz.qt.commands import (  # noqa: F401 - the channels, re-exported: the window reads them as w.TOKENS
+from gptviz.qt.commands import (
     ABLATIONS,
     ATTENTION_STEPS,
     CORPUS,
@@ -43,9 +43,7 @@ from gptviz.qt.commands import (  # noqa: F401 - the channels, re-exported: the 
     RUN_DIR,
     RUN_SAVED,
     SAVED,
-    SEQUENCE,
     SEQUENCE_REACHED,
-    SEQUENCE_VIEWS,
     TOKENS,
     TRAIN_PHASE,
     TRAIN_STATE,

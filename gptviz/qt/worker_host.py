@@ -28,6 +28,7 @@ from gptviz.qt.commands import (
     Command,
     Newest,
 )
+from gptviz.qt.gc_in_gui_thread import GuiThreadGarbageCollector
 from gptviz.qt.worker import Worker
 
 if TYPE_CHECKING:
@@ -52,6 +53,9 @@ class WorkerHost(QObject):
         self._counter = 0
         self.newest = Newest()
         self.state = AppState(self)
+        # While a worker thread lives, Qt objects must never be destroyed there (see gc_in_gui_thread):
+        # every host, with a window or without (tests, the bench), collects garbage in the GUI thread.
+        self.gc = GuiThreadGarbageCollector(self)
         self.thread = QThread()
         self.thread.setObjectName("gptviz-worker")
         self.worker = Worker(session_factory)
@@ -155,9 +159,13 @@ class WorkerHost(QObject):
         self.worker.training = TrainState.IDLE
         self.worker.playing = False
         if not self.thread.isRunning():
+            self.gc.stop()
             return True
         if training:
             self._finish.emit()
         else:
             self.thread.quit()
-        return self.thread.wait(timeout_ms)
+        finished = self.thread.wait(timeout_ms)
+        if finished:
+            self.gc.stop()  # the worker has ended: the interpreter may collect in any thread again
+        return finished

@@ -44,7 +44,6 @@ from gptviz.engine.train_settings import TrainSettings
 from gptviz.model.gpt import GPTModel
 from gptviz.qt import app as gui
 from gptviz.qt import commands as cmd
-from gptviz.qt import worker as w
 
 cfg = GPTConfig(context_length=32, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
 factory = lambda: Session(model=GPTModel(cfg), corpus=sys.argv[1])
@@ -57,7 +56,7 @@ class ClosingWindow(main_window.MainWindow):
                                                                      eval_freq=100000, eval_iter=1, device="cpu")))
     def _on_result(self, channel, payload):
         super()._on_result(channel, payload)
-        if channel == w.TRAINING and payload.step == 2:
+        if channel == cmd.TRAINING and payload.step == 2:
             self.closed_at = time.perf_counter()
             self.close()
     def closeEvent(self, event):

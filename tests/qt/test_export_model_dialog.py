@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from gptviz.engine.export import book_config
 from gptviz.model.book_reference import GPTModel as BookGPT
-from gptviz.qt import worker as w
+from gptviz.qt import commands as ch
 from gptviz.qt.export_model_dialog import ExportModelDialog, request_export
 
 transformers = pytest.importorskip("transformers")
@@ -43,7 +43,7 @@ def test_menu_has_export_model(main_window) -> None:
 
 def _export(qtbot, window, fmt: str, path: Path) -> str:
     with qtbot.waitSignal(
-        window.host.resultReady, timeout=30_000, check_params_cb=lambda channel, _p: channel == w.EXPORTED
+        window.host.resultReady, timeout=30_000, check_params_cb=lambda channel, _p: channel == ch.EXPORTED
     ) as blocker:
         request_export(window, fmt, str(path))
     return str(blocker.args[1])

@@ -32,7 +32,6 @@ from gptviz.engine.train_settings import TrainSettings
 from gptviz.engine.trainer import Trainer
 from gptviz.model.gpt import GPTModel
 from gptviz.qt import commands as cmd
-from gptviz.qt import worker as w
 
 HOLD_S = 30  # a held call gives up after this long, so a failing test cannot hang the suite
 
@@ -275,7 +274,7 @@ def test_save_while_paused_then_disk_full_keeps_the_previous_checkpoint(
     step = session.trainer.step_count
 
     ckpt = tmp_path / "ckpt"
-    with _wait_result(qtbot, window, w.SAVED):  # saving a paused run: weights plus the trainer's state
+    with _wait_result(qtbot, window, cmd.SAVED):  # saving a paused run: weights plus the trainer's state
         window.host.submit(cmd.SaveCheckpoint(str(ckpt)))
     assert load_trainer_state(ckpt)["step"] == step
     assert _state_equal(load_checkpoint(ckpt, "cpu")[0], session.model)
@@ -352,7 +351,7 @@ with open(path, "ab", buffering=0) as out:
 def _sync(window, qtbot) -> None:
     """Poll the run now and wait until the worker has handled it (commands run in order)."""
     window.host.submit(cmd.PollFollow())
-    with _wait_result(qtbot, window, w.TOKENS):
+    with _wait_result(qtbot, window, cmd.TOKENS):
         window.request_tokens("sync")
     window.redraw()
 

@@ -12,7 +12,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 def test_a_window_turns_automatic_collection_off_and_its_timer_collects_in_the_gui_thread(qtbot, main_window):
     assert not gc.isenabled()
-    collector = main_window.gc
+    collector = main_window.host.gc
     seen = []
     gc.callbacks.append(
         lambda phase, _info: seen.append(threading.current_thread() is threading.main_thread())

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QHeaderView, QLabel
 
 from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.qt import commands as cmd
-from gptviz.qt import worker as w
 from gptviz.qt.panes.generation import GenerationPane
 from gptviz.qt.token_labels import token_label
 from gptviz.qt.worker_host import WorkerHost
@@ -73,8 +72,10 @@ def test_sampling_controls_make_settings(pane, qtbot):
 def test_clicking_a_candidate_forces_it(pane, qtbot, session_factory):
     host = WorkerHost(session_factory)
     views = []
-    host.resultReady.connect(lambda ch, payload: views.append(payload) if ch == w.GENERATION else None)
-    host.resultReady.connect(lambda ch, payload: pane.set_generation(payload) if ch == w.GENERATION else None)
+    host.resultReady.connect(lambda ch, payload: views.append(payload) if ch == cmd.GENERATION else None)
+    host.resultReady.connect(
+        lambda ch, payload: pane.set_generation(payload) if ch == cmd.GENERATION else None
+    )
     pane.forceRequested.connect(lambda token_id: host.submit(cmd.Force(token_id)))
     pane.stepRequested.connect(lambda: host.submit(cmd.GenStep()))
     pane.undoRequested.connect(lambda: host.submit(cmd.Undo()))

@@ -38,16 +38,15 @@ def test_start_names_each_phase_and_shows_the_untrained_validation_loss_first(
 ):
     """After Start the worker says what it does (tokenizing, evaluating the untrained model, saving, first
     step), and the first update is step 0: the untrained model's losses, before any step has run."""
-    from gptviz.qt import worker as w
 
     window = main_window
     pane = window.training_pane
     qtbot.waitUntil(lambda: window.model_info is not None, timeout=20_000)
     phases, updates, shown = [], [], []
-    window.host.resultReady.connect(lambda ch, p: phases.append(p) if ch == w.TRAIN_PHASE else None)
-    window.host.resultReady.connect(lambda ch, p: updates.append(p) if ch == w.TRAINING else None)
+    window.host.resultReady.connect(lambda ch, p: phases.append(p) if ch == cmd.TRAIN_PHASE else None)
+    window.host.resultReady.connect(lambda ch, p: updates.append(p) if ch == cmd.TRAINING else None)
     window.host.resultReady.connect(
-        lambda ch, p: shown.append(pane.message.text()) if ch == w.TRAIN_PHASE else None
+        lambda ch, p: shown.append(pane.message.text()) if ch == cmd.TRAIN_PHASE else None
     )
     _start(window, qtbot, train_settings(steps=3, eval_freq=3))
     qtbot.waitUntil(lambda: len(updates) >= 2, timeout=60_000)

@@ -9,7 +9,6 @@ from gptviz.data import split_ids
 from gptviz.engine.human_units import format_duration
 from gptviz.engine.trainer import Trainer
 from gptviz.qt import commands as cmd
-from gptviz.qt import worker as w
 from gptviz.qt.panes.training import CurveBuffer, TrainingPane, history_settings
 from gptviz.qt.worker_host import WorkerHost
 
@@ -71,8 +70,8 @@ def test_evaluation_markers_go_when_the_curve_gets_long(pane):
 def test_curves_after_training_steps_through_the_worker(pane, qtbot, session_factory, train_settings):
     host = WorkerHost(session_factory)
     states = []
-    host.resultReady.connect(lambda ch, p: pane.add_update(p) if ch == w.TRAINING else None)
-    host.resultReady.connect(lambda ch, p: states.append(p) if ch == w.TRAIN_STATE else None)
+    host.resultReady.connect(lambda ch, p: pane.add_update(p) if ch == cmd.TRAINING else None)
+    host.resultReady.connect(lambda ch, p: states.append(p) if ch == cmd.TRAIN_STATE else None)
     pane.startRequested.connect(lambda settings, preset: host.submit(cmd.TrainStart(settings)))
     try:
         with qtbot.waitSignal(host.ready, timeout=30_000):

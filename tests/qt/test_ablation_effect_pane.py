@@ -17,7 +17,8 @@ from PySide6.QtCore import Qt  # noqa: E402
 from gptviz.engine.ablation_spec import parse_ablations  # noqa: E402
 from gptviz.engine.sampling_settings import SamplingSettings  # noqa: E402
 from gptviz.engine.session import Session  # noqa: E402
-from gptviz.qt.panes.generation import PLAIN_COLUMN, GenerationPane  # noqa: E402
+from gptviz.qt.panes.generation import GenerationPane  # noqa: E402
+from gptviz.qt.panes.generation_candidates import PLAIN_COLUMN  # noqa: E402
 from gptviz.qt.token_labels import quoted_token  # noqa: E402
 
 pytest.importorskip("transformers")

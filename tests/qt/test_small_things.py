@@ -11,7 +11,8 @@ import pytest
 from PySide6.QtCore import QPointF, QRectF
 
 from gptviz.engine.sampling_settings import SamplingSettings
-from gptviz.qt.panes.generation import GenerationPane, probability_color
+from gptviz.qt.panes.generation import GenerationPane
+from gptviz.qt.panes.generation_text import probability_color
 from gptviz.qt.widgets.heatmap import HINT, HeatmapView
 from gptviz.qt.widgets.labels import display_token
 

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.qt.panes.training.mixin_base import PaneMixin
+from gptviz.qt.panes.mixin_base import PaneMixin
 from gptviz.qt.token_labels import quoted_token, token_label
 from gptviz.qt.widgets.table_cells import cell_data
 

@@ -17,7 +17,7 @@ from PySide6.QtCore import QSize
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
-from gptviz.qt.panes.training.mixin_base import PaneMixin
+from gptviz.qt.panes.mixin_base import PaneMixin
 from gptviz.qt.token_labels import quoted_token, sequence_labels
 
 TEXT_POINT_SIZE = 12

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.human_units import format_duration
-from gptviz.qt.panes.training.mixin_base import PaneMixin
+from gptviz.qt.panes.mixin_base import PaneMixin
 
 MAX_CURVE_POINTS = 10_000  # a curve keeps at most this many points, however long the run
 

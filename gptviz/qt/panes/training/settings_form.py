@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from gptviz.config import PRESETS
 from gptviz.engine.views import DEFAULT_PROMPT
 from gptviz.errors import ConfigError, DataError
-from gptviz.qt.panes.training.mixin_base import PaneMixin
+from gptviz.qt.panes.mixin_base import PaneMixin
 from gptviz.qt.settings import AppSettings
 
 if TYPE_CHECKING:

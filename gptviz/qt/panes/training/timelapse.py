@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gptviz.qt.panes.mixin_base import PaneMixin
 from gptviz.qt.panes.training.curves import _short
-from gptviz.qt.panes.training.mixin_base import PaneMixin
 from gptviz.qt.widgets.heatmap import HeatmapView
 from gptviz.qt.widgets.labels import display_token as token_label
 

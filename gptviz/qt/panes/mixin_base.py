@@ -1,6 +1,7 @@
-"""The base the Training pane's mixins type-check against.
+"""The base the panes' mixins type-check against.
 
-TrainingPane is one QWidget assembled from mixins (settings form, curves, diagnostics, time-lapse), each
+TrainingPane is one QWidget assembled from mixins (settings form, curves, diagnostics, time-lapse), and so is
+the Generation pane (text, candidates), each
 calling QWidget methods and the pane's shared state on `self`. For mypy a mixin's base is QWidget, so those
 calls check against the real signatures; at run time it is plain `object`, so the pane's MRO (and the order in
 which Qt's metaclass sees the mixins) is exactly what it was. Each mixin declares, in an `if TYPE_CHECKING:`

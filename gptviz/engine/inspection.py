@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from gptviz.engine.future_keys import future_keys_square
 from gptviz.errors import ConfigError
 from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture
@@ -36,7 +37,7 @@ _CODE_MASK = 0x3FFF  # 14 bits
 @functools.lru_cache(maxsize=4)
 def _tril_mask(n_tokens: int) -> np.ndarray:
     """(T, T) bool, True on and below the diagonal: the cells a causal query may attend to."""
-    mask = np.tril(np.ones((n_tokens, n_tokens), dtype=bool))
+    mask = ~future_keys_square(n_tokens)  # (T, T)
     mask.flags.writeable = False
     return mask
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from gptviz.engine.future_keys import future_keys
 from gptviz.engine.generator import FedTokens
 from gptviz.engine.inspection import (
     AttentionMaps,
@@ -259,7 +260,7 @@ class LiveInspection:
         """Pack the new rows' causal part (G, H, m, S) of `layers` after the rows held, and max them into
         the thumbnails."""
         _, _, m, S = weights.shape
-        allowed = ~_future(m, S, first)  # (m, S) True where query first+r may see the key
+        allowed = ~future_keys(m, S, first)  # (m, S) True where query first+r may see the key
         half = weights.half().clamp_(0.0, 1.0).numpy()  # (G, H, m, S)
         append_packed(self._packed[layers], _triangle(first), half[..., allowed])  # (G, H, count)
         w = weights if m == 1 else weights.masked_fill(~torch.from_numpy(allowed), 0.0)  # (G, H, m, S)
@@ -320,7 +321,7 @@ class LiveInspection:
     def _dense_rows(self, layer: int, row0: int, row1: int) -> torch.Tensor:
         """Rows row0..row1-1 of every head of one layer from the packed store: (H, R, row1) float32."""
         values = unpack_range(self._packed[layer], _triangle(row0), _triangle(row1))  # (H, count)
-        allowed = ~_future(row1 - row0, row1, row0)  # (R, row1)
+        allowed = ~future_keys(row1 - row0, row1, row0)  # (R, row1)
         out = np.zeros((self.n_heads, row1 - row0, row1), dtype=np.float32)
         out[:, allowed] = values
         return torch.from_numpy(out)
@@ -384,11 +385,6 @@ class LiveInspection:
             cropped=self.start,
             lineage=self.lineage,
         )
-
-
-def _future(rows: int, keys: int, past: int) -> np.ndarray:
-    """(rows, keys) bool: True where key j is after query past + r (what the causal mask hides)."""
-    return np.arange(keys)[None, :] > (np.arange(rows)[:, None] + past)
 
 
 __all__ = ["LiveInspection"]

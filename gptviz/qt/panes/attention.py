@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz.engine.ablation_spec import Ablation
+from gptviz.engine.future_keys import future_keys, future_keys_square
 from gptviz.qt.panes.attention_rows import GrowingMap
 from gptviz.qt.token_labels import axis_labels
 from gptviz.qt.widgets.fit import FlowLayout
@@ -200,9 +201,10 @@ class AttentionOverview(pg.GraphicsLayoutWidget):
 def causal_display_mask(n_tokens: int, skip_first: bool) -> np.ndarray:
     """(T, T) bool, read-only: the keys after each query (and the first key when it is skipped), hatched
     in the detail map. Kept for the last few sizes: another head or option redraws at the same size."""
-    mask = np.triu(np.ones((n_tokens, n_tokens), dtype=bool), k=1)  # (T, T)
-    if skip_first:
-        mask[:, 0] = True
+    if not skip_first:
+        return future_keys_square(n_tokens)  # (T, T), read-only
+    mask = future_keys(n_tokens, n_tokens)  # (T, T)
+    mask[:, 0] = True
     mask.flags.writeable = False
     return mask
 

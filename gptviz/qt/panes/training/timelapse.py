@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gptviz.engine.future_keys import future_keys_square
 from gptviz.qt.panes.mixin_base import PaneMixin
 from gptviz.qt.panes.training.curves import _short
 from gptviz.qt.widgets.heatmap import HeatmapView
@@ -115,8 +116,7 @@ class TimeLapseMixin(PaneMixin):
             matrix = np.ascontiguousarray(
                 attention[self.layer.value(), self.head.value()], dtype=np.float32
             )  # (T, T)
-            mask = np.triu(np.ones(matrix.shape, dtype=bool), k=1)  # (T, T) the causal mask
-            self.heatmap.set_matrix(matrix, labels, labels, mask=mask)
+            self.heatmap.set_matrix(matrix, labels, labels, mask=future_keys_square(matrix.shape[0]))
 
 
 def sample_html(text: str) -> str:

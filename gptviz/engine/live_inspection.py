@@ -109,6 +109,9 @@ class LiveInspection:
         self._thumbs = np.zeros((L, H, 64, 64), dtype=np.float16)
         self._thumbs_skip = np.zeros((L, H, 64, 64), dtype=np.float16)
         self._lens: tuple[int, np.ndarray, np.ndarray] | None = None  # (position, ids, probs) (L+1, k)
+        self._lens_rows: tuple[int, torch.Tensor] | None = (
+            None  # (position, (L+1, D)): a lens not yet computed
+        )
         self._next: tuple[np.ndarray, np.ndarray] | None = None
         self._handed_out = False
         self.lineage = next(_LINEAGES)
@@ -145,12 +148,16 @@ class LiveInspection:
         self._nbytes = packed_attention_nbytes(n_tokens)
         if self._lens is not None and self._lens[0] >= n_tokens:
             self._lens = None
+        if self._lens_rows is not None and self._lens_rows[0] >= n_tokens:
+            self._lens_rows = None
         self._next = None
         self._rebuild_thumbnails_from(n_tokens)
 
-    def update(self, fed: FedTokens) -> bool:
+    def update(self, fed: FedTokens, defer_lens: bool = False) -> bool:
         """Take in what one feed saw. False when it does not continue the rows held here (the caller then
-        feeds the whole window again, which always succeeds)."""
+        feeds the whole window again, which always succeeds). `defer_lens`: keep the logit lens's residual
+        rows and put them through the output head only when a snapshot is made (Play makes snapshots only
+        for the tokens the window will draw; the head product is most of what a token adds)."""
         first = fed.first
         if first == 0:  # the whole window: start over in fresh buffers (no copy for old snapshots needed)
             self.clear()
@@ -160,7 +167,7 @@ class LiveInspection:
         elif first < self.n:
             self.truncate(first)
         new_ids = list(fed.window_ids[first:])
-        self._append(new_ids, fed)
+        self._append(new_ids, fed, defer_lens)
         return True
 
     # ------------------------------------------------------------------------------------- appending
@@ -191,7 +198,7 @@ class LiveInspection:
         packed[:, :, : self._nbytes] = self._packed[:, :, : self._nbytes]
         self._packed = packed
 
-    def _append(self, new_ids: list[int], fed: FedTokens) -> None:
+    def _append(self, new_ids: list[int], fed: FedTokens, defer_lens: bool = False) -> None:
         taps = fed.taps
         first, m = self.n, len(new_ids)
         total = first + m
@@ -217,9 +224,14 @@ class LiveInspection:
             lens_at = self.lens_position % total if self.lens_position < 0 else self.lens_position
             if lens_at == total - 1 and fed.head_logits is not None:  # computed with the step's own head pass
                 self._lens = (lens_at, *top_tokens(fed.head_logits, self.top_k))
+                self._lens_rows = None
             elif first <= lens_at < total and (self._lens is None or self._lens[0] != lens_at):
                 rows = self._stream_rows(taps, lens_at - first, self.n_layers + 1)  # (L+1, D)
-                self._lens = (lens_at, *top_tokens(self.model.head(rows), self.top_k))
+                if defer_lens:
+                    self._lens_rows = (lens_at, rows.clone())  # 37 KB at 124M; the taps are the feed's
+                else:
+                    self._lens = (lens_at, *top_tokens(self.model.head(rows), self.top_k))
+                    self._lens_rows = None
         self._nbytes = packed_attention_nbytes(total)
         self._ids[first:total] = new_ids
         self.ids.extend(new_ids)
@@ -346,7 +358,23 @@ class LiveInspection:
         return self.lens_position % self.n if self.lens_position < 0 else self.lens_position
 
     def lens_ready(self) -> bool:
-        return self.n > 0 and self._lens is not None and self._lens[0] == self._lens_at()
+        """The lens at the position looked at is known, or its rows are kept to compute it (`snapshot`)."""
+        if self.n == 0:
+            return False
+        at = self._lens_at()
+        return (self._lens is not None and self._lens[0] == at) or (
+            self._lens_rows is not None and self._lens_rows[0] == at
+        )
+
+    def _lens_from_rows(self) -> None:
+        """A deferred lens (`update(defer_lens=True)`) computed now: its rows through the output head."""
+        kept = self._lens_rows
+        if kept is None or kept[0] != self._lens_at():
+            return
+        if self._lens is None or self._lens[0] != kept[0]:
+            with torch.no_grad():
+                self._lens = (kept[0], *top_tokens(self.model.head(kept[1]), self.top_k))
+        self._lens_rows = None
 
     # ------------------------------------------------------------------------------------- snapshot
 
@@ -354,6 +382,7 @@ class LiveInspection:
         """The rows held, as a snapshot of views (attention, activations) and small copies (thumbnails)."""
         if self.n == 0 or self._next is None or not self.lens_ready():
             raise RuntimeError("the live inspection has nothing to show yet")
+        self._lens_from_rows()
         assert self._lens is not None
         n, side = self.n, thumbnail_side(self.n)
         position, lens_ids, lens_probs = self._lens

@@ -62,9 +62,27 @@ class InspectionTools:
             self.model, self.tokenizer, ids, mlp_layer=mlp_layer, lens_position=lens_position
         )
 
+    def follow_generation(self, *, mlp_layer: int = 0, lens_position: int = -1) -> None:
+        """Bring the live inspection up to the generated tokens without making a snapshot: for a token the
+        window will not draw (Play, between redraws). The next `inspect()` still shows every token; the
+        logit lens of this one is computed only if a snapshot shows it."""
+        mlp_layer = max(0, min(int(mlp_layer), self.model.cfg.n_layers - 1))
+        shown = min(len(self.current_ids()), self.model.cfg.context_length)
+        if not -shown <= lens_position < shown:
+            lens_position = -1
+        self._live_update(mlp_layer, lens_position, defer_lens=True)
+
     def _live_snapshot(self, mlp_layer: int, lens_position: int) -> InspectionSnapshot:
         """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
         its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""
+        live = self._live_update(mlp_layer, lens_position, defer_lens=False)
+        if not live.lens_ready():
+            at = live.lens_position % live.n
+            live.set_lens(live.lens_position, self._lens_pass(live.ids[: at + 1]))
+        return live.snapshot()
+
+    def _live_update(self, mlp_layer: int, lens_position: int, defer_lens: bool) -> LiveInspection:
+        """The live inspection, brought up to the generator's sequence (usually: the one new token)."""
         from gptviz.engine.live_inspection import LiveInspection
 
         gen = self._ensure_generator()
@@ -77,16 +95,13 @@ class InspectionTools:
         window = min(len(gen.ids), self.model.cfg.context_length)  # tokens the snapshot will hold
         live.set_lens(lens_position % window if lens_position < -1 else lens_position)  # -1: follow the last
         names = live.tap_names(with_keys=not gen.use_cache)
-        fed = gen.feed(names, live.lens_rows)
-        if fed is not None and not live.update(fed) or live.n == 0:
+        fed = gen.feed(names, None if defer_lens else live.lens_rows)
+        if fed is not None and not live.update(fed, defer_lens) or live.n == 0:
             gen.invalidate_cache()  # the rows held do not continue into this feed: take the whole window
             live.clear()
             fed = gen.feed(names, live.lens_rows)
             assert fed is not None and live.update(fed)
-        if not live.lens_ready():
-            at = live.lens_position % live.n
-            live.set_lens(live.lens_position, self._lens_pass(live.ids[: at + 1]))
-        return live.snapshot()
+        return live
 
     def _mlp_pass(self, ids: Sequence[int], mlp_layer: int) -> np.ndarray:
         """One block's MLP activations (n, 4D) over `ids`: a plain pass with only that tap, when the pane

@@ -399,6 +399,11 @@ class Newest:
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
+        # time.monotonic() from which the window may redraw again while Play or training runs (its redraws
+        # are spaced by their cost): Play makes a token's snapshot only if it arrives after this, since an
+        # earlier one would be replaced before it is drawn. One float, written by the window, read by the
+        # worker.
+        self.redraw_free_at = 0.0
 
     def note(self, command: Command, request: int) -> None:
         """`command` was just asked for as `request`: it is now the newest of its kinds."""

@@ -14,6 +14,7 @@ a stop, a prompt change or a shutdown is handled between any two steps.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,8 @@ class Worker(QObject):
         self.abort = threading.Event()
         self.training = TrainState.IDLE  # IDLE | RUNNING | PAUSED
         self.playing = False
+        self._play_tick_s = 0.0  # how long the last Play token took, snapshot or not
+        self._inspection_behind = False  # the last token sent went without a snapshot (Play)
         self.play_interval_ms = 120
         self.play_limit = 200
         self.inspection = c.Inspect()  # the last Inspect received: the panes' choices for the next steps
@@ -165,19 +168,26 @@ class Worker(QObject):
     def _emit_model(self) -> None:
         self.result.emit(WORKER_ORIGIN, MODEL, self.session.info())
 
-    def _emit_generation(self, request: int = WORKER_ORIGIN) -> None:
+    def _emit_generation(self, request: int = WORKER_ORIGIN, snapshot: bool = True) -> None:
         """The generation view and, right behind it, the inspection of the same tokens. Both are computed
         before either is sent, so the window draws them together instead of redrawing the Generation pane
-        while this thread still inspects (on two cores the two would slow each other down)."""
+        while this thread still inspects (on two cores the two would slow each other down; measured, see
+        the benchmarks' notes). `snapshot` False (Play, a token the window would not draw): the inspection
+        only follows the token, and no snapshot is made or sent."""
         view = self.session.generation_view()
-        snapshot = None
+        inspection = None
         try:
-            if self.auto_inspect:
-                snapshot = self._inspect_now()
+            if self.auto_inspect and snapshot:
+                inspection = self._inspect_now()
+            elif self.auto_inspect:
+                self.session.follow_generation(
+                    mlp_layer=self.inspection.mlp_layer, lens_position=self.inspection.lens_position
+                )
+            self._inspection_behind = self.auto_inspect and not snapshot
         finally:
             self.result.emit(request, GENERATION, view)
-        if snapshot is not None:
-            self.result.emit(request, INSPECTION, snapshot)
+        if inspection is not None:
+            self.result.emit(request, INSPECTION, inspection)
 
     def _inspect_now(self) -> Any:
         return self.session.inspect(
@@ -355,12 +365,16 @@ class Worker(QObject):
 
     def _pause_play(self, command: c.PausePlay, request: int) -> None:
         self._set_play_state(request, False)
+        if self._inspection_behind:  # the last token played was followed without a snapshot: show it
+            self._inspection_behind = False
+            self.result.emit(request, INSPECTION, self._inspect_now())
 
     @Slot()
     def _play_tick(self) -> None:
         if not self.playing or self.abort.is_set():
             return
         self.activity.emit("generating")
+        started = time.monotonic()
         try:
             view = self.session.gen_step()
         except GptvizError as exc:
@@ -368,8 +382,13 @@ class Worker(QObject):
             self.error.emit("play", str(exc))
             self.activity.emit("")
             return
-        self._emit_generation()
-        if view.stopped or len(view.new_ids) >= self.play_limit:
+        last = view.stopped or len(view.new_ids) >= self.play_limit
+        # A snapshot only for a token the window will draw: one ready before the window may redraw again
+        # would be replaced by the next before anyone saw it (its logit lens is most of a token's cost).
+        drawn = last or started + self._play_tick_s >= self.newest.redraw_free_at
+        self._emit_generation(snapshot=drawn)
+        self._play_tick_s = time.monotonic() - started
+        if last:
             self._set_play_state(WORKER_ORIGIN, False)
             self.activity.emit("")
             return

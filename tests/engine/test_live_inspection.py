@@ -172,6 +172,7 @@ def test_past_the_context_each_step_is_a_crop_and_still_equal(tokenizer):
 OPS = st.one_of(
     st.tuples(st.just("step"), st.integers(1, 12)),
     st.tuples(st.just("force"), st.integers(0, 50256)),
+    st.tuples(st.just("follow"), st.integers(1, 5)),  # Play between redraws: steps with no snapshot made
     st.tuples(st.just("undo"), st.integers(1, 5)),
     st.tuples(st.just("reset"), st.just(0)),
     st.tuples(st.just("prompt"), st.integers(1, 140)),
@@ -191,6 +192,10 @@ def test_any_sequence_of_operations_keeps_the_live_snapshot_equal_to_a_full_pass
         if op == "step":
             for _ in range(arg):
                 session.gen_step()
+        elif op == "follow":
+            for _ in range(arg):
+                session.gen_step()
+                session.follow_generation(mlp_layer=mlp_layer, lens_position=lens)
         elif op == "force":
             session.force(arg)
         elif op == "undo":
@@ -221,4 +226,32 @@ def test_new_weights_then_a_step_recompute_every_row(tokenizer):
         session.model.blocks[0].attn.W_qkv.weight.mul_(1.5)
     session._weights_changed()
     session.gen_step()
+    check(session)
+
+
+def test_tokens_followed_without_a_snapshot_defer_only_the_lens_and_still_equal_a_full_pass(tokenizer):
+    """Play between redraws: `follow_generation` keeps every row live but puts no lens rows through the
+    output head (the feed's head product is one row); the snapshot made later computes the lens of the
+    token it shows from the rows it kept, and equals a full pass, also after an undo past that token."""
+    session = make_session(tokenizer)
+    session.inspect()
+    heads = []
+    original = session.model.head
+
+    def counting_head(rows):
+        heads.append(rows.shape[0])
+        return original(rows)
+
+    session.model.head = counting_head
+    for _ in range(5):
+        session.gen_step()
+        session.follow_generation()
+    assert heads == [1] * 5  # each followed token: only its own next-token row through the head
+    shown = session.inspect()
+    assert heads[5:] == [session.model.cfg.n_layers + 1]  # the snapshot: the shown token's lens, once
+    assert_same_snapshot(shown, oracle_for(session, 0, shown.lens_position))
+    session.gen_step()
+    session.follow_generation()
+    session.undo()
+    session.undo()  # past the followed token whose lens rows were kept
     check(session)

@@ -16,6 +16,7 @@ from gptviz.engine.sampling_settings import SamplingSettings
 
 if TYPE_CHECKING:  # annotations only: the generator imports torch
     from gptviz.engine.generator import GenStep
+    from gptviz.engine.train_results import StepResult
 
 DEFAULT_PROMPT = "Every effort moves you"  # the book's prompt: what generation starts from, and probes ask
 
@@ -123,7 +124,7 @@ class GenerationView:
 class TrainingUpdate:
     """One training step as the Training pane needs it (StepResult and ProbeRecord are plain values)."""
 
-    result: Any  # gptviz.engine.train_results.StepResult
+    result: StepResult
     new_probes: tuple  # ProbeRecord, in step order (the step-0 probe arrives with step 1)
     batch_tokens: int
     corpus_name: str

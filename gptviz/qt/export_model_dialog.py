@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from gptviz.qt import commands as ch
 from gptviz.qt.commands import ExportModel
+from gptviz.qt.opening import remember_dir, start_dir
 
 _HINTS = {
     "hf": "A new or empty folder. transformers.GPT2LMHeadModel.from_pretrained(folder) loads it.",
@@ -118,11 +119,10 @@ def request_export(window: Any, fmt: str, path: str) -> int:
 
 
 def open_export_dialog(window: Any) -> None:
-    start = str(window.settings.value("dialogs/last_dir", str(Path.home())))
     info = getattr(window, "model_info", None)
-    dialog = ExportModelDialog(window, start, info.name if info is not None else "model")
+    dialog = ExportModelDialog(window, start_dir(window.settings), info.name if info is not None else "model")
     if dialog.exec() == QDialog.DialogCode.Accepted and dialog.path():
-        window.settings.set_value("dialogs/last_dir", str(Path(dialog.path()).parent))
+        remember_dir(window.settings, dialog.path())
         request_export(window, dialog.fmt(), dialog.path())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,27 +61,29 @@ def write_data(widget: QWidget, path: str | os.PathLike) -> Path:
 
 def export_png_dialog(window: MainWindow) -> None:
     """File › Export current pane as PNG…"""
-    title = window.docks[window.current_pane_key()].windowTitle()
-    path, _ = QFileDialog.getSaveFileName(
-        window, f"Export {title} as PNG", start_dir(window.settings), "PNG (*.png)"
+    _export_dialog(
+        window,
+        "as PNG",
+        "PNG (*.png)",
+        lambda path: window.export_png(path if path.endswith(".png") else path + ".png"),
     )
-    if path:
-        remember_dir(window.settings, path)
-        try:
-            window.export_png(path if path.endswith(".png") else path + ".png")
-        except OSError as exc:
-            window._on_error("export", str(exc))
 
 
 def export_data_dialog(window: MainWindow) -> None:
     """File › Export current pane data (CSV / NPZ)…"""
+    _export_dialog(window, "data", "NumPy arrays (*.npz);;CSV table (*.csv)", window.export_data)
+
+
+def _export_dialog(window: MainWindow, what: str, filters: str, write: Callable[[str], object]) -> None:
+    """Ask where to save the current pane (starting in the last folder used), then write it; a failed
+    write is a one-line error."""
     title = window.docks[window.current_pane_key()].windowTitle()
     path, _ = QFileDialog.getSaveFileName(
-        window, f"Export {title} data", start_dir(window.settings), "NumPy arrays (*.npz);;CSV table (*.csv)"
+        window, f"Export {title} {what}", start_dir(window.settings), filters
     )
     if path:
         remember_dir(window.settings, path)
         try:
-            window.export_data(path)
+            write(path)
         except (OSError, ValueError) as exc:
             window._on_error("export", str(exc))

@@ -451,14 +451,10 @@ class ActivationsPane(QWidget):
 
 
 @functools.lru_cache(maxsize=4)
-def _neuron_labels_kept(order: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(str(i) for i in order)
-
-
-def _neuron_labels(order: tuple[int, ...]) -> list[str]:
+def _neuron_labels(order: tuple[int, ...]) -> tuple[str, ...]:
     """The MLP heatmap's column labels: neuron numbers in the order shown (3,072 strings at 124M, the same
     at every Step unless the neurons are sorted by the selected token)."""
-    return list(_neuron_labels_kept(order))
+    return tuple(str(i) for i in order)
 
 
 def _fit_to_contents(table: QTableWidget) -> None:

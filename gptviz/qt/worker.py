@@ -383,9 +383,11 @@ class Worker(QObject):
             self.activity.emit("")
             return
         last = view.stopped or len(view.new_ids) >= self.play_limit
-        # A snapshot only for a token the window will draw: one ready before the window may redraw again
-        # would be replaced by the next before anyone saw it (its logit lens is most of a token's cost).
-        drawn = last or started + self._play_tick_s >= self.newest.redraw_free_at
+        # A snapshot only for a token the window will draw: while the next token's would still be ready
+        # before the window may redraw again, this one's would be replaced unseen (its logit lens is most of
+        # a token's cost). The last before that moment is made, so a redraw that comes on its timer, before
+        # the token that follows, finds a snapshot at most a token behind the Generation pane.
+        drawn = last or started + 2 * self._play_tick_s >= self.newest.redraw_free_at
         self._emit_generation(snapshot=drawn)
         self._play_tick_s = time.monotonic() - started
         if last:

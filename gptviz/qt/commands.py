@@ -404,6 +404,10 @@ class Newest:
         # earlier one would be replaced before it is drawn. One float, written by the window, read by the
         # worker.
         self.redraw_free_at = 0.0
+        # Seconds the window waits between redraws while Play runs (their cost, tripled): a snapshot sent
+        # less than this ago will hold the window until at least then, even before the window has drawn it
+        # and moved redraw_free_at.
+        self.redraw_gap = 0.0
 
     def note(self, command: Command, request: int) -> None:
         """`command` was just asked for as `request`: it is now the newest of its kinds."""

@@ -292,6 +292,7 @@ class MainWindow(QMainWindow):
         self._redraw_now()
         self._redraw_gap = max(REDRAW_INTERVAL_MS / 1000, 3 * (time.monotonic() - started))
         self.host.newest.redraw_free_at = started + self._redraw_gap
+        self.host.newest.redraw_gap = self._redraw_gap
         QTimer.singleShot(1, self, lambda: self._painted(started))
 
     def _painted(self, started: float) -> None:
@@ -299,6 +300,7 @@ class MainWindow(QMainWindow):
         if started == self._last_redraw:  # no later redraw began since
             self._redraw_gap = max(self._redraw_gap, 3 * (time.monotonic() - started))
             self.host.newest.redraw_free_at = started + self._redraw_gap
+            self.host.newest.redraw_gap = self._redraw_gap
 
     def _redraw_now(self) -> None:
         pending, self._pending = self._pending, {}

@@ -13,6 +13,7 @@ a stop, a prompt change or a shutdown is handled between any two steps.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
@@ -79,7 +80,8 @@ class Worker(QObject):
         self.training = TrainState.IDLE  # IDLE | RUNNING | PAUSED
         self.playing = False
         self._play_tick_s = 0.0  # how long the last Play token took, snapshot or not
-        self._inspection_behind = False  # the last token sent went without a snapshot (Play)
+        self._inspection_behind = False  # Play followed tokens the window has not been sent yet
+        self._play_snapshot_at = -math.inf  # time.monotonic() when Play's last snapshot went out
         self.play_interval_ms = 120
         self.play_limit = 200
         self.inspection = c.Inspect()  # the last Inspect received: the panes' choices for the next steps
@@ -172,22 +174,36 @@ class Worker(QObject):
         """The generation view and, right behind it, the inspection of the same tokens. Both are computed
         before either is sent, so the window draws them together instead of redrawing the Generation pane
         while this thread still inspects (on two cores the two would slow each other down; measured, see
-        the benchmarks' notes). `snapshot` False (Play, a token the window would not draw): the inspection
-        only follows the token, and no snapshot is made or sent."""
+        the benchmarks' notes).
+
+        `snapshot` False (Play, a token the window would not draw): the inspection only follows the token
+        and nothing is sent; the next snapshot brings the view with it (`_emit_inspection`). So the
+        Generation pane never runs ahead of the Attention and Activations panes: they always show the
+        same tokens."""
+        if self.auto_inspect and not snapshot:
+            self.session.follow_generation(
+                mlp_layer=self.inspection.mlp_layer, lens_position=self.inspection.lens_position
+            )
+            self._inspection_behind = True
+            return
         view = self.session.generation_view()
         inspection = None
         try:
-            if self.auto_inspect and snapshot:
+            if self.auto_inspect:
                 inspection = self._inspect_now()
-            elif self.auto_inspect:
-                self.session.follow_generation(
-                    mlp_layer=self.inspection.mlp_layer, lens_position=self.inspection.lens_position
-                )
-            self._inspection_behind = self.auto_inspect and not snapshot
+            self._inspection_behind = False
         finally:
             self.result.emit(request, GENERATION, view)
         if inspection is not None:
             self.result.emit(request, INSPECTION, inspection)
+
+    def _emit_inspection(self, request: int) -> None:
+        """A snapshot for the panes' new choices (or for the token Play paused on); the generation view
+        goes first when Play followed tokens the window has not been sent."""
+        if self._inspection_behind:
+            self._emit_generation(request)
+        else:
+            self.result.emit(request, INSPECTION, self._inspect_now())
 
     def _inspect_now(self) -> Any:
         return self.session.inspect(
@@ -259,7 +275,7 @@ class Worker(QObject):
 
     def _inspect_command(self, command: c.Inspect, request: int) -> None:
         self.inspection = command
-        self.result.emit(request, INSPECTION, self._inspect_now())
+        self._emit_inspection(request)
 
     def _set_prompt(self, command: c.SetPrompt, request: int) -> None:
         self._set_play_state(request, False)
@@ -365,9 +381,8 @@ class Worker(QObject):
 
     def _pause_play(self, command: c.PausePlay, request: int) -> None:
         self._set_play_state(request, False)
-        if self._inspection_behind:  # the last token played was followed without a snapshot: show it
-            self._inspection_behind = False
-            self.result.emit(request, INSPECTION, self._inspect_now())
+        if self._inspection_behind:  # the last tokens played were followed without a snapshot: show them
+            self._emit_generation(request)
 
     @Slot()
     def _play_tick(self) -> None:
@@ -383,11 +398,15 @@ class Worker(QObject):
             self.activity.emit("")
             return
         last = view.stopped or len(view.new_ids) >= self.play_limit
-        # A snapshot only for a token the window will draw: while the next token's would still be ready
-        # before the window may redraw again, this one's would be replaced unseen (its logit lens is most of
-        # a token's cost). The last before that moment is made, so a redraw that comes on its timer, before
-        # the token that follows, finds a snapshot at most a token behind the Generation pane.
-        drawn = last or started + 2 * self._play_tick_s >= self.newest.redraw_free_at
+        # A snapshot only for a token the window will draw: the first whose result comes once the window
+        # may redraw again (judged by the last token's time). An earlier one would be replaced unseen, and
+        # its logit lens is most of what a token adds to the step. The tokens in between are only followed
+        # and sent with that snapshot, which the window draws as it arrives. A snapshot just sent holds the
+        # window for a gap even before the window has drawn it and said when it may redraw again.
+        free_at = max(self.newest.redraw_free_at, self._play_snapshot_at + self.newest.redraw_gap)
+        drawn = last or started + self._play_tick_s >= free_at
+        if drawn:
+            self._play_snapshot_at = started + self._play_tick_s
         self._emit_generation(snapshot=drawn)
         self._play_tick_s = time.monotonic() - started
         if last:

@@ -226,3 +226,24 @@ def test_nbytes_matches_the_shape_estimate_and_the_124m_estimate_meets_the_targe
     assert naive == 576 * 2**20
     assert estimate <= 150 * 2**20
     assert estimate < naive / 4
+
+
+@pytest.mark.parametrize("positions", [1, 3, 16])
+def test_stream_stats_for_a_few_positions_equal_the_row_by_row_ones(positions, monkeypatch):
+    """A generation step's statistics (a few positions, stacked) are exactly what a whole window's row-by-row
+    computation gives."""
+    from gptviz.engine import inspection
+
+    torch.manual_seed(positions)
+    L, D = 3, 32
+    taps = {"hook_embed": torch.randn(1, positions, D)}
+    for i in range(L):
+        for name in ("hook_resid_post", "hook_ln1", "hook_resid_mid", "hook_ln2"):
+            taps[f"blocks.{i}.{name}"] = torch.randn(1, positions, D) * (i + 2)
+    _, few_norms, few_stats = inspection.stream_stats(taps, L)
+    monkeypatch.setattr(inspection, "FEW_POSITIONS", 0)
+    _, norms, stats = inspection.stream_stats(taps, L)
+    assert few_stats.shape == stats.shape == (L, 2, 2, 2, positions)
+    assert torch.equal(few_norms, norms)
+    assert torch.equal(few_stats, stats)
+    assert torch.allclose(stats[1, 1, 0, 1], taps["blocks.1.hook_resid_mid"][0].var(dim=-1, unbiased=False))

@@ -25,6 +25,7 @@ def test_a_few_rows_equal_f_linear_with_and_without_bias(rows):
         for b in (bias, None):
             got = few_rows_linear(x, weight, b)  # (B, T, out)
             assert got.shape == (1, rows, 300)
+            assert got.is_contiguous()  # the attention's queries are views of it (see few_rows_linear)
             torch.testing.assert_close(got, F.linear(x, weight, b), rtol=1e-5, atol=1e-5)
 
 

@@ -44,7 +44,9 @@ def tokenizer():
 
 
 def make_session(tokenizer, seed: int = 0) -> Session:
-    sampling = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=seed)
+    # Sampling, not greedy: random ids. An <|endoftext|> drawn must not end the sequence (a step after it
+    # would refuse), whatever the draws: they change with the last bits of the logits.
+    sampling = SamplingSettings(temperature=1.0, top_k=0, top_p=1.0, seed=seed, stop_at_eot=False)
     return Session(
         sharp_model(seed), tokenizer, corpus=None, prompt="Every effort moves you", sampling=sampling
     )

@@ -218,3 +218,30 @@ def test_histogram_bins_every_finite_value_like_numpy():
     assert counts.sum() == values.size - 2 and np.isfinite(edges).all()
     counts, edges = histogram(np.full((3, 4), 2.0, dtype=np.float32), 10)
     assert counts.sum() == 12 and edges[0] == 2.0
+
+
+def test_a_long_token_beside_the_position_box_is_shortened_and_moves_nothing(qtbot, model):
+    """Play shows a new token at every redraw: the label beside the position box keeps its width (a long
+    token is shortened with …, whole in the tooltip), so the controls never reflow and the views never jump."""
+    tokenizer = default_tokenizer()
+    long_ids = tokenizer.encode("a rawdownloadcloneembedreportprint")  # one 32-character token at the end
+    short = inspect_tokens(model, tokenizer, tokenizer.encode("a b"), lens_position=-1)
+    long = inspect_tokens(model, tokenizer, long_ids, lens_position=-1)
+    widget = ActivationsPane()
+    widget.resize(520, 700)  # narrow: the controls wrap onto two rows, where a reflow would show
+    qtbot.addWidget(widget)
+    widget.set_snapshot(short)
+    widget.show()
+    qtbot.waitExposed(widget)
+    width, top = (
+        widget.position_label.width(),
+        widget.residual_title.mapTo(widget, widget.rect().topLeft()).y(),
+    )
+    widget.set_snapshot(long)
+    qtbot.wait(20)
+    piece = long.pieces[-1]
+    assert len(token_label(piece)) > 14  # a long token indeed
+    assert widget.position_label.text().endswith("\u2026'")  # shortened
+    assert token_label(piece) in widget.position_label.toolTip()
+    assert widget.position_label.width() == width
+    assert widget.residual_title.mapTo(widget, widget.rect().topLeft()).y() == top

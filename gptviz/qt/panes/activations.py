@@ -42,6 +42,9 @@ from gptviz.qt.widgets.heatmap import HeatmapView
 
 HISTOGRAM_BINS = 80
 LENS_LABEL_CHARS = 10  # a logit lens cell: long tokens shortened (the tooltip has them whole)
+POSITION_LABEL_CHARS = (
+    12  # the chosen token beside its spin box: a fixed width, so Play never reflows the row
+)
 LENS_MIN_COLUMN = 48  # pixels: a lens column is never narrower than a probability ("0.005") needs
 SORTED_NEURONS_SHOWN = 48  # sorting the neurons zooms onto this many of the most active ones
 LN_COLUMNS = (
@@ -139,6 +142,12 @@ class ActivationsPane(QWidget):
         self.position_spin.setKeyboardTracking(False)
         self.position_spin.setToolTip("The token the logit lens and LayerNorm table look at")
         self.position_label = QLabel("")
+        # As wide as the longest label it shows (shortened with …): a token of another length must not move
+        # the controls after it, or wrap them and push the views down, at every Play redraw.
+        metrics = self.position_label.fontMetrics()
+        self.position_label.setFixedWidth(
+            metrics.horizontalAdvance("'" + "w" * POSITION_LABEL_CHARS + "'") + 4
+        )
 
         self.residual_title = QLabel("Residual stream (L2 norm)")
         self.residual = HeatmapView(
@@ -330,7 +339,9 @@ class ActivationsPane(QWidget):
         if snap is None:
             return
         self.residual.mark_column(position)
-        self.position_label.setText(quoted_token(snap.pieces[position]))
+        piece = snap.pieces[position]
+        self.position_label.setText(f"'{token_label(piece, POSITION_LABEL_CHARS)}'")
+        self.position_label.setToolTip(f"token {position}: {quoted_token(piece)}")
         if redraw_mlp and self.sort_box.isChecked():
             self._draw_mlp()  # the order follows the selected token
         self._fill_ln_table(position)

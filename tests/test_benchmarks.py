@@ -473,3 +473,22 @@ def test_exact_patchings_least_work_counts_each_recomputed_block_and_position() 
     assert causal.exact_patching_flops(cfg, T) == pytest.approx(total)
     assert causal.forward_flops(cfg, T) == pytest.approx(T * (n * block + 2 * D * cfg.vocab_size))
     assert 1e8 < causal.matmul_rate(0.05) < 1e14
+
+
+def test_the_decode_limit_reads_every_weight_once() -> None:
+    """The floor of a batch-1 step is timed on the model's own weights: every parameter's bytes, once."""
+    from gptviz.bench import peers
+    from gptviz.model.gpt import GPTModel
+
+    model = GPTModel(TINY)
+    seconds, nbytes = peers.weights_read_seconds(model, repeats=2)
+    assert nbytes == sum(p.numel() * 4 for p in {id(p): p for p in model.parameters()}.values())
+    assert 0 < seconds < 5
+    entry, rate, buffer_rate, weights = peers.decode_limit(
+        dataclasses.replace(peers.QUICK, judged=True), model, harness.Stats.of([100.0])
+    )
+    assert weights == nbytes and rate == pytest.approx(nbytes / (entry["baseline"] / 1000))
+    assert entry["ours"] == pytest.approx(10.0)  # 100 tokens/s: 10 ms a token
+    assert entry["ratio"] == pytest.approx(entry["baseline"] / entry["ours"])
+    assert entry["pass"] == (entry["ratio"] >= peers.DECODE_LIMIT_TARGET)
+    assert 1e8 < buffer_rate < 1e12

@@ -13,6 +13,13 @@ new token (`Generator.feed`) carries the taps, and this module appends what they
 * the logit lens at the new position when it follows the last token (a chosen earlier position never
   changes: causality again), and the next-token candidates.
 
+Play makes snapshots only for the tokens the window will draw; the tokens between are followed
+(`update(defer=True)`): their statistics and MLP rows are appended at once, but their attention rows and
+logit lens wait for the next snapshot. The attention rows of those few tokens are then computed together,
+one product a layer that reads the cached keys once instead of once a token (their queries are kept, 37 KB
+a token at 124M; the keys stay in the generator's cache, where nothing before the newest token is
+rewritten until an undo, and an undo past a waiting row drops it here first).
+
 The snapshot it hands out is built from views into buffers that only grow: writes go after what any
 snapshot shows, so a snapshot stays valid while the next token is appended. Undo (truncate) copies the
 buffers first when a snapshot is out, for the same reason. A new prompt, new weights or a moved window
@@ -115,6 +122,11 @@ class LiveInspection:
         )
         self._next: tuple[np.ndarray, np.ndarray] | None = None
         self._handed_out = False
+        self._packed_rows = (
+            0  # rows in the packed store and thumbnails; the rest wait (Play's followed tokens)
+        )
+        self._waiting_q: list[torch.Tensor] = []  # each (L, H, 1, hd): the queries of rows _packed_rows..n-1
+        self._waiting_keys: tuple[torch.Tensor, ...] | None = None  # the latest feed's cached keys (views)
         self.lineage = next(_LINEAGES)
 
     def tap_names(self, with_keys: bool = False) -> frozenset[str]:
@@ -137,6 +149,7 @@ class LiveInspection:
         """Keep the first n_tokens rows (an undo)."""
         if n_tokens >= self.n:
             return
+        self._settle_waiting(limit=n_tokens)  # rows before the cut were waiting: computed from keys before it
         if self._handed_out:  # a snapshot reads these buffers: the rows about to be rewritten are its rows
             self._packed = self._packed.copy()
             self._ids, self._norms = self._ids.copy(), self._norms.copy()
@@ -144,6 +157,7 @@ class LiveInspection:
             self._handed_out = False
         self.lineage = next(_LINEAGES)
         self.n = n_tokens
+        self._packed_rows = n_tokens
         self.ids = self.ids[:n_tokens]
         self.pieces = self.pieces[:n_tokens]
         self._nbytes = packed_attention_nbytes(n_tokens)
@@ -156,9 +170,10 @@ class LiveInspection:
 
     def update(self, fed: FedTokens, defer_lens: bool = False) -> bool:
         """Take in what one feed saw. False when it does not continue the rows held here (the caller then
-        feeds the whole window again, which always succeeds). `defer_lens`: keep the logit lens's residual
-        rows and put them through the output head only when a snapshot is made (Play makes snapshots only
-        for the tokens the window will draw; the head product is most of what a token adds)."""
+        feeds the whole window again, which always succeeds). `defer_lens`: a token the window will not draw
+        (Play makes snapshots only for the tokens the window will draw): keep the logit lens's residual rows
+        and the attention's queries, and compute the lens and the attention rows only when a snapshot is made
+        (the head product is most of what a token adds, the rows over every cached key most of the rest)."""
         first = fed.first
         if first == 0:  # the whole window: start over in fresh buffers (no copy for old snapshots needed)
             self.clear()
@@ -209,16 +224,17 @@ class LiveInspection:
         # product over the cached keys is memory-bound and two threads read faster (a follow at 600 tokens
         # 27.5 -> 26.7 ms, at 900 tokens 29.2 -> 28.1 ms; alike at 100). A whole window's rows are not small.
         small = one_thread() if m == 1 and total < ONE_THREAD_MAX_KEYS else contextlib.nullcontext()
-        # One new row: every layer's rows at once (12 x 12 x 1,000 values), so the packing and thumbnails
-        # run once a Step instead of once a layer. A whole window: layer by layer, to bound the memory.
-        group = self.n_layers if m == 1 else 1
+        wait = defer_lens and m == 1 and fed.keys is not None  # Play's followed token: its rows can wait
         with torch.no_grad(), small:
-            for lo in range(0, self.n_layers, group):
-                layers = range(lo, min(lo + group, self.n_layers))
-                weights = torch.stack(
-                    [self._attention_rows(i, fed, first, m) for i in layers]
-                )  # (G, H, m, S)
-                self._append_attention(slice(layers.start, layers.stop), weights, first)
+            if wait:
+                queries = [taps[f"blocks.{i}.attn.hook_q"][0].float() for i in range(self.n_layers)]
+                self._waiting_q.append(torch.stack(queries).clone())  # (L, H, 1, hd)
+                self._waiting_keys = fed.keys
+            elif self._waiting_q and m == 1 and fed.keys is not None:
+                self._settle_waiting(fed)  # the rows that waited and this token's, one product a layer
+            else:
+                self._settle_waiting()
+                self._attention_of_feed(fed, first, m)
             _, norms, ln = stream_stats(taps, self.n_layers)  # (L+1, m), (L, 2, 2, 2, m)
             self._norms[:, first:total] = norms.cpu().numpy()
             self._ln[..., first:total] = ln.cpu().numpy()
@@ -236,11 +252,67 @@ class LiveInspection:
                 else:
                     self._lens = (lens_at, *top_tokens(self.model.head(rows), self.top_k))
                     self._lens_rows = None
-        self._nbytes = packed_attention_nbytes(total)
         self._ids[first:total] = new_ids
         self.ids.extend(new_ids)
         self.pieces.extend(self.tokenizer.piece_or_id(i) for i in new_ids)
         self.n = total
+        if not self._waiting_q:
+            self._packed_rows = total
+        self._nbytes = packed_attention_nbytes(self._packed_rows)
+
+    def _attention_of_feed(self, fed: FedTokens, first: int, m: int) -> None:
+        """The fed tokens' attention rows (m a layer), packed after the rows held and maxed into the
+        thumbnails. One new row: every layer's rows at once (12 x 12 x 1,000 values), so the packing and
+        thumbnails run once a Step instead of once a layer. A whole window: layer by layer, to bound the
+        memory."""
+        group = self.n_layers if m == 1 else 1
+        for lo in range(0, self.n_layers, group):
+            layers = range(lo, min(lo + group, self.n_layers))
+            weights = torch.stack([self._attention_rows(i, fed, first, m) for i in layers])  # (G, H, m, S)
+            self._append_attention(slice(layers.start, layers.stop), weights, first)
+
+    def _settle_waiting(self, fed: FedTokens | None = None, limit: int | None = None) -> None:
+        """Compute the attention rows that wait (Play's followed tokens), with `fed`'s new row after them
+        when given, from the cached keys: per layer one product of those few queries with every key up to
+        the last of them, the causal mask hiding each query's future. `limit`: rows from there on are
+        dropped instead (an undo)."""
+        first = self._packed_rows
+        queries = self._waiting_q
+        if limit is not None:
+            queries = queries[: max(0, limit - first)]
+        keys = self._waiting_keys
+        if fed is not None:
+            queries = [*queries, torch.stack([t[0].float() for t in self._fed_queries(fed)])]  # (L, H, 1, hd)
+            keys = fed.keys
+        self._waiting_q, self._waiting_keys = [], None
+        if not queries:
+            return
+        assert keys is not None  # rows wait only for a feed that had the cache's keys
+        q = torch.cat(queries, dim=2)  # (L, H, m, hd): rows first..first+m-1
+        m = q.shape[2]
+        S = first + m
+        hd = q.shape[-1]
+        bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
+        weights = torch.stack(
+            [
+                torch.softmax(
+                    torch.baddbmm(
+                        bias.expand(self.n_heads, m, S),
+                        q[layer],
+                        keys[layer][0, :, :S].float().transpose(1, 2),
+                        alpha=1.0 / math.sqrt(hd),
+                    ),
+                    dim=-1,
+                )
+                for layer in range(self.n_layers)
+            ]
+        ).cpu()  # (L, H, m, S)
+        self._append_attention(slice(0, self.n_layers), weights, first)
+        self._packed_rows = S
+        self._nbytes = packed_attention_nbytes(S)
+
+    def _fed_queries(self, fed: FedTokens) -> list[torch.Tensor]:
+        return [fed.taps[f"blocks.{i}.attn.hook_q"] for i in range(self.n_layers)]  # each (1, H, 1, hd)
 
     def _stream_rows(self, taps: dict[str, torch.Tensor], row: int, count: int) -> torch.Tensor:
         """(count, D): the residual stream at one fed position after the embeddings, then after each block."""
@@ -386,6 +458,7 @@ class LiveInspection:
         """The rows held, as a snapshot of views (attention, activations) and small copies (thumbnails)."""
         if self.n == 0 or self._next is None or not self.lens_ready():
             raise RuntimeError("the live inspection has nothing to show yet")
+        self._settle_waiting()
         self._lens_from_rows()
         assert self._lens is not None
         n, side = self.n, thumbnail_side(self.n)

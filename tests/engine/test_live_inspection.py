@@ -8,6 +8,8 @@ float16 value, since the two passes differ in the last float32 bits and a value 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -184,7 +186,11 @@ OPS = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("LIVE_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(ops=st.lists(OPS, min_size=1, max_size=8), check_each=st.booleans())
 def test_any_sequence_of_operations_keeps_the_live_snapshot_equal_to_a_full_pass(tokenizer, ops, check_each):
     session = make_session(tokenizer)
@@ -231,7 +237,7 @@ def test_new_weights_then_a_step_recompute_every_row(tokenizer):
     check(session)
 
 
-def test_tokens_followed_without_a_snapshot_defer_only_the_lens_and_still_equal_a_full_pass(tokenizer):
+def test_tokens_followed_without_a_snapshot_defer_the_lens_and_still_equal_a_full_pass(tokenizer):
     """Play between redraws: `follow_generation` keeps every row live but puts no lens rows through the
     output head (the feed's head product is one row); the snapshot made later computes the lens of the
     token it shows from the rows it kept, and equals a full pass, also after an undo past that token."""
@@ -256,4 +262,36 @@ def test_tokens_followed_without_a_snapshot_defer_only_the_lens_and_still_equal_
     session.follow_generation()
     session.undo()
     session.undo()  # past the followed token whose lens rows were kept
+    check(session)
+
+
+def test_followed_tokens_attention_rows_wait_for_the_snapshot_then_come_in_one_product_a_layer(tokenizer):
+    """A followed token's attention rows are not computed until a snapshot needs them; then the rows that
+    waited come from one product a layer over the cached keys, and equal a full pass: at the next snapshot
+    step, at an inspection with nothing new fed, and after an undo that cuts into the waiting rows."""
+    session = make_session(tokenizer)
+    session.inspect()
+    live = session._live
+    assert live is not None
+    held = live.n
+    for _ in range(3):
+        session.gen_step()
+        session.follow_generation()
+    assert live.n == held + 3 and live._packed_rows == held and len(live._waiting_q) == 3
+    session.gen_step()
+    check(session)  # a snapshot step: the three that waited and its own row, together
+    assert live._packed_rows == live.n and not live._waiting_q
+    for _ in range(3):
+        session.gen_step()
+        session.follow_generation()
+    check(session)  # nothing new to feed: the rows settle from the keys the last feed left
+    for _ in range(4):
+        session.gen_step()
+        session.follow_generation()
+    session.undo()
+    session.undo()  # two of the four waiting rows go; the two before the cut are computed first
+    check(session)
+    session.gen_step()
+    session.follow_generation()
+    session.force(50256)
     check(session)

@@ -241,7 +241,25 @@ def test_a_long_token_beside_the_position_box_is_shortened_and_moves_nothing(qtb
     qtbot.wait(20)
     piece = long.pieces[-1]
     assert len(token_label(piece)) > 14  # a long token indeed
-    assert widget.position_label.text().endswith("\u2026'")  # shortened
+    label = widget.position_label
+    assert label.text().endswith("\u2026")  # shortened to fit
+    assert label.fontMetrics().horizontalAdvance(label.text()) <= label.width()
     assert token_label(piece) in widget.position_label.toolTip()
     assert widget.position_label.width() == width
     assert widget.residual_title.mapTo(widget, widget.rect().topLeft()).y() == top
+
+
+def test_the_controls_keep_one_row_at_the_width_the_pane_gets_at_1280x720(qtbot, model):
+    """At 1280 x 720 the default layout gives the pane about 636 pixels: its controls fit on one row, so
+    the views below get every other pixel, whatever token the lens looks at."""
+    tokenizer = default_tokenizer()
+    widget = ActivationsPane()
+    widget.resize(636, 380)
+    qtbot.addWidget(widget)
+    widget.set_snapshot(
+        inspect_tokens(model, tokenizer, tokenizer.encode("a rawdownloadcloneembedreportprint"))
+    )
+    widget.show()
+    qtbot.waitExposed(widget)
+    qtbot.wait(20)
+    assert widget.sort_box.geometry().top() == widget.layer_spin.geometry().top()

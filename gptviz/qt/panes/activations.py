@@ -42,9 +42,9 @@ from gptviz.qt.widgets.heatmap import HeatmapView
 
 HISTOGRAM_BINS = 80
 LENS_LABEL_CHARS = 10  # a logit lens cell: long tokens shortened (the tooltip has them whole)
-POSITION_LABEL_CHARS = (
-    12  # the chosen token beside its spin box: a fixed width, so Play never reflows the row
-)
+# The chosen token beside its spin box has a fixed width, so Play never reflows the controls: 7 average
+# characters keep them on one row at 1280 x 720; a longer token ends in …
+POSITION_LABEL_CHARS = 7
 LENS_MIN_COLUMN = 48  # pixels: a lens column is never narrower than a probability ("0.005") needs
 SORTED_NEURONS_SHOWN = 48  # sorting the neurons zooms onto this many of the most active ones
 LN_COLUMNS = (
@@ -142,12 +142,10 @@ class ActivationsPane(QWidget):
         self.position_spin.setKeyboardTracking(False)
         self.position_spin.setToolTip("The token the logit lens and LayerNorm table look at")
         self.position_label = QLabel("")
-        # As wide as the longest label it shows (shortened with …): a token of another length must not move
+        # One width whatever the token (shortened with … to fit): a token of another length must not move
         # the controls after it, or wrap them and push the views down, at every Play redraw.
         metrics = self.position_label.fontMetrics()
-        self.position_label.setFixedWidth(
-            metrics.horizontalAdvance("'" + "w" * POSITION_LABEL_CHARS + "'") + 4
-        )
+        self.position_label.setFixedWidth(metrics.horizontalAdvance("'" + "n" * POSITION_LABEL_CHARS + "'"))
 
         self.residual_title = QLabel("Residual stream (L2 norm)")
         self.residual = HeatmapView(
@@ -340,8 +338,11 @@ class ActivationsPane(QWidget):
             return
         self.residual.mark_column(position)
         piece = snap.pieces[position]
-        self.position_label.setText(f"'{token_label(piece, POSITION_LABEL_CHARS)}'")
-        self.position_label.setToolTip(f"token {position}: {quoted_token(piece)}")
+        label = self.position_label
+        label.setText(
+            label.fontMetrics().elidedText(quoted_token(piece), Qt.TextElideMode.ElideRight, label.width())
+        )
+        label.setToolTip(f"token {position}: {quoted_token(piece)}")
         if redraw_mlp and self.sort_box.isChecked():
             self._draw_mlp()  # the order follows the selected token
         self._fill_ln_table(position)

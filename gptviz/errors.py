@@ -19,3 +19,9 @@ class WeightsError(GptvizError, ValueError):
 
 class TokenizerError(GptvizError, RuntimeError):
     """The bundled tokenizer file is missing or corrupt."""
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks written as \\n and \\r: names read from a user's file (a tensor's key, a
+    config's field) may hold them, and an error is one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")

@@ -324,3 +324,20 @@ def test_nan_weights_are_warned(tmp_path: Path, caplog) -> None:
 def test_checkpoint_meta_is_kept(tmp_path: Path) -> None:
     save_checkpoint(_tiny_model(), tmp_path / "ckpt", meta={"source": "x"})
     assert read_checkpoint_meta(tmp_path / "ckpt") == {"source": "x"}
+
+
+def test_a_key_with_a_line_break_still_makes_a_one_line_error() -> None:
+    """Found by the fuzz test: a nanoGPT file whose key held a newline gave a two-line error."""
+    from gptviz.engine.checkpoint import check_state_dict
+    from gptviz.errors import WeightsError
+
+    model = GPTModel(
+        GPTConfig(vocab_size=64, context_length=8, emb_dim=8, n_heads=2, n_layers=1, drop_rate=0.0)
+    )
+    state = dict(model.state_dict())
+    state["blocks.0.at\ntn.extra"] = torch.zeros(1)
+    with pytest.raises(WeightsError) as caught:
+        check_state_dict(model, state, "ckpt.pt\r")
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message
+    assert "blocks.0.at\\ntn.extra" in message and "ckpt.pt\\r" in message

@@ -2,7 +2,13 @@
 
 
 class GptvizError(Exception):
-    """Base class: the message is written for the user, not the developer."""
+    """Base class: the message is written for the user, not the developer, and is one line: names read
+    from a user's file (a tensor's key, a shard's name) may hold line breaks, written here as \\n."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(GptvizError, ValueError):

@@ -341,3 +341,10 @@ def test_a_key_with_a_line_break_still_makes_a_one_line_error() -> None:
     message = str(caught.value)
     assert "\n" not in message and "\r" not in message
     assert "blocks.0.at\\ntn.extra" in message and "ckpt.pt\\r" in message
+
+
+def test_every_gptviz_error_is_one_line() -> None:
+    from gptviz.errors import ConfigError, DataError, GptvizError
+
+    for kind in (GptvizError, ConfigError, DataError, WeightsError):
+        assert str(kind("tensors: a\nb, c\rd")) == "tensors: a\\nb, c\\rd"

@@ -391,6 +391,14 @@ class PollFollow(Command):
 ALL_COMMANDS: tuple[type[Command], ...] = tuple(Command.__subclasses__())
 
 
+# Channels whose results add to what the window holds rather than replace it. A poll of a followed run that
+# has started reads the run's new lines, and its batch is the only one that will hold them: dropping it as
+# superseded (a newer poll asked for meanwhile: the follow timer, or a watcher firing on every write) lost
+# those records, which happened whenever polls overlapped (seen with the machine under load). A poll that
+# has not started may still be skipped: the next one reads everything.
+ADDED_UP = frozenset({FOLLOW})
+
+
 class Newest:
     """Request ids of the newest request of each kind (a result channel, the sequence, the prompt).
 
@@ -428,5 +436,8 @@ class Newest:
 
     def stale(self, channel: str, request: int) -> bool:
         """True for a result on `channel` of a request older than the newest on that channel (the worker's
-        own results are never stale by this rule)."""
+        own results are never stale by this rule, nor are a followed run's batches: each holds the lines
+        read since the one before, which no later batch repeats)."""
+        if channel in ADDED_UP:
+            return False
         return request != WORKER_ORIGIN and request < self.newest(channel)

@@ -80,6 +80,16 @@ def test_newest_wins_per_channel_and_channels_do_not_interfere():
     assert not newest.stale(cmd.GENERATION, t1)  # nobody asked on this channel: nothing is newer
 
 
+def test_a_followed_runs_poll_that_ran_keeps_its_batch_when_a_newer_poll_was_asked_for():
+    """Each batch of a followed run holds lines no later batch repeats: a poll not yet started may be
+    skipped (the next reads everything), but the result of one that ran is never dropped as stale."""
+    newest = Newest()
+    first, second = _noted(newest, cmd.PollFollow(), cmd.PollFollow())
+    assert newest.superseded(cmd.PollFollow(), first)  # not started: skipped
+    assert not newest.stale(cmd.FOLLOW, first)  # started before the second was asked for: kept
+    assert not newest.stale(cmd.FOLLOW, second)
+
+
 def test_an_older_prompt_still_queued_is_skipped():
     newest = Newest()
     first, second = _noted(newest, cmd.SetPrompt("a"), cmd.SetPrompt("ab"))

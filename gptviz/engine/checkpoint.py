@@ -25,7 +25,7 @@ from gptviz.engine.atomic import backup_name, fsync_file, staged_directory
 from gptviz.engine.memory import check_fits
 from gptviz.engine.path_kind import CHECKPOINT_FORMAT as FORMAT_NAME
 from gptviz.engine.path_kind import CONFIG_FILE, WEIGHTS_FILE
-from gptviz.errors import ConfigError, WeightsError, one_line
+from gptviz.errors import ConfigError, WeightsError
 from gptviz.model.gpt import GPTModel
 
 FORMAT_VERSION = 1
@@ -108,7 +108,7 @@ def read_checkpoint_config(directory: str | os.PathLike) -> GPTConfig:
     try:
         return GPTConfig.from_dict(data["config"])
     except (KeyError, TypeError, ConfigError) as exc:
-        raise WeightsError(f"checkpoint config is invalid: {one_line(str(exc))}") from None
+        raise WeightsError(f"checkpoint config is invalid: {exc}") from None  # one line: see GptvizError
 
 
 def read_checkpoint_meta(directory: str | os.PathLike) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def check_state_dict(model: GPTModel, state: dict[str, torch.Tensor], source: st
     if wrong:
         problems.append("wrong shape: " + ", ".join(wrong))
     if problems:
-        raise WeightsError(one_line(f"{source} does not fit the model: " + "; ".join(problems)))
+        raise WeightsError(f"{source} does not fit the model: " + "; ".join(problems))
 
 
 JUSTIFIED_SLACK = 2**20  # parameters a model may have beyond twice the file's numbers before it is refused

@@ -14,8 +14,8 @@ new token (`Generator.feed`) carries the taps, and this module appends what they
   changes: causality again), and the next-token candidates.
 
 Play makes snapshots only for the tokens the window will draw; the tokens between are followed
-(`update(defer=True)`): their statistics and MLP rows are appended at once, but their attention rows and
-logit lens wait for the next snapshot. The attention rows of those few tokens are then computed together,
+(`update(fed, defer=True)`): their statistics and MLP rows are appended at once, but their attention rows
+and logit lens wait for the next snapshot. The attention rows of those few tokens are then computed together,
 one product a layer that reads the cached keys once instead of once a token (their queries are kept, 37 KB
 a token at 124M; the keys stay in the generator's cache, where nothing before the newest token is
 rewritten until an undo, and an undo past a waiting row drops it here first).
@@ -69,6 +69,19 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _causal_softmax(q: torch.Tensor, k: torch.Tensor, first: int) -> torch.Tensor:
+    """(H, m, S) float32: softmax(q k^T / sqrt(d_head)) of queries q (H, m, hd) at positions first..first+m-1
+    against keys k (H, S, hd), each query's future keys masked."""
+    H, m, hd = q.shape
+    S = k.shape[1]
+    if m == 1 and first + 1 == S:  # the last query sees every key: nothing to mask
+        scores = torch.bmm(q, k.transpose(1, 2)).mul_(1.0 / math.sqrt(hd))  # (H, 1, S)
+    else:
+        bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
+        scores = torch.baddbmm(bias.expand(H, m, S), q, k.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
+    return torch.softmax(scores, dim=-1).cpu()  # (H, m, S)
 
 
 def _triangle(n: int) -> int:
@@ -168,9 +181,9 @@ class LiveInspection:
         self._next = None
         self._rebuild_thumbnails_from(n_tokens)
 
-    def update(self, fed: FedTokens, defer_lens: bool = False) -> bool:
+    def update(self, fed: FedTokens, defer: bool = False) -> bool:
         """Take in what one feed saw. False when it does not continue the rows held here (the caller then
-        feeds the whole window again, which always succeeds). `defer_lens`: a token the window will not draw
+        feeds the whole window again, which always succeeds). `defer`: a token the window will not draw
         (Play makes snapshots only for the tokens the window will draw): keep the logit lens's residual rows
         and the attention's queries, and compute the lens and the attention rows only when a snapshot is made
         (the head product is most of what a token adds, the rows over every cached key most of the rest)."""
@@ -183,7 +196,7 @@ class LiveInspection:
         elif first < self.n:
             self.truncate(first)
         new_ids = list(fed.window_ids[first:])
-        self._append(new_ids, fed, defer_lens)
+        self._append(new_ids, fed, defer)
         return True
 
     # ------------------------------------------------------------------------------------- appending
@@ -214,7 +227,7 @@ class LiveInspection:
         packed[:, :, : self._nbytes] = self._packed[:, :, : self._nbytes]
         self._packed = packed
 
-    def _append(self, new_ids: list[int], fed: FedTokens, defer_lens: bool = False) -> None:
+    def _append(self, new_ids: list[int], fed: FedTokens, defer: bool = False) -> None:
         taps = fed.taps
         first, m = self.n, len(new_ids)
         total = first + m
@@ -224,11 +237,10 @@ class LiveInspection:
         # product over the cached keys is memory-bound and two threads read faster (a follow at 600 tokens
         # 27.5 -> 26.7 ms, at 900 tokens 29.2 -> 28.1 ms; alike at 100). A whole window's rows are not small.
         small = one_thread() if m == 1 and total < ONE_THREAD_MAX_KEYS else contextlib.nullcontext()
-        wait = defer_lens and m == 1 and fed.keys is not None  # Play's followed token: its rows can wait
+        wait = defer and m == 1 and fed.keys is not None  # Play's followed token: its rows can wait
         with torch.no_grad(), small:
             if wait:
-                queries = [taps[f"blocks.{i}.attn.hook_q"][0].float() for i in range(self.n_layers)]
-                self._waiting_q.append(torch.stack(queries).clone())  # (L, H, 1, hd)
+                self._waiting_q.append(self._queries(fed).clone())  # (L, H, 1, hd): the taps are the feed's
                 self._waiting_keys = fed.keys
             elif self._waiting_q and m == 1 and fed.keys is not None:
                 self._settle_waiting(fed)  # the rows that waited and this token's, one product a layer
@@ -247,7 +259,7 @@ class LiveInspection:
                 self._lens_rows = None
             elif first <= lens_at < total and (self._lens is None or self._lens[0] != lens_at):
                 rows = self._stream_rows(taps, lens_at - first, self.n_layers + 1)  # (L+1, D)
-                if defer_lens:
+                if defer:
                     self._lens_rows = (lens_at, rows.clone())  # 37 KB at 124M; the taps are the feed's
                 else:
                     self._lens = (lens_at, *top_tokens(self.model.head(rows), self.top_k))
@@ -268,7 +280,7 @@ class LiveInspection:
         group = self.n_layers if m == 1 else 1
         for lo in range(0, self.n_layers, group):
             layers = range(lo, min(lo + group, self.n_layers))
-            weights = torch.stack([self._attention_rows(i, fed, first, m) for i in layers])  # (G, H, m, S)
+            weights = torch.stack([self._attention_rows(i, fed, first) for i in layers])  # (G, H, m, S)
             self._append_attention(slice(layers.start, layers.stop), weights, first)
 
     def _settle_waiting(self, fed: FedTokens | None = None, limit: int | None = None) -> None:
@@ -282,37 +294,24 @@ class LiveInspection:
             queries = queries[: max(0, limit - first)]
         keys = self._waiting_keys
         if fed is not None:
-            queries = [*queries, torch.stack([t[0].float() for t in self._fed_queries(fed)])]  # (L, H, 1, hd)
+            queries = [*queries, self._queries(fed)]
             keys = fed.keys
         self._waiting_q, self._waiting_keys = [], None
         if not queries:
             return
         assert keys is not None  # rows wait only for a feed that had the cache's keys
         q = torch.cat(queries, dim=2)  # (L, H, m, hd): rows first..first+m-1
-        m = q.shape[2]
-        S = first + m
-        hd = q.shape[-1]
-        bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
+        S = first + q.shape[2]
         weights = torch.stack(
-            [
-                torch.softmax(
-                    torch.baddbmm(
-                        bias.expand(self.n_heads, m, S),
-                        q[layer],
-                        keys[layer][0, :, :S].float().transpose(1, 2),
-                        alpha=1.0 / math.sqrt(hd),
-                    ),
-                    dim=-1,
-                )
-                for layer in range(self.n_layers)
-            ]
-        ).cpu()  # (L, H, m, S)
+            [_causal_softmax(q[i], keys[i][0, :, :S].float(), first) for i in range(self.n_layers)]
+        )  # (L, H, m, S)
         self._append_attention(slice(0, self.n_layers), weights, first)
         self._packed_rows = S
         self._nbytes = packed_attention_nbytes(S)
 
-    def _fed_queries(self, fed: FedTokens) -> list[torch.Tensor]:
-        return [fed.taps[f"blocks.{i}.attn.hook_q"] for i in range(self.n_layers)]  # each (1, H, 1, hd)
+    def _queries(self, fed: FedTokens) -> torch.Tensor:
+        """(L, H, 1, hd) float32: the one fed token's attention queries in every layer."""
+        return torch.stack([fed.taps[f"blocks.{i}.attn.hook_q"][0].float() for i in range(self.n_layers)])
 
     def _stream_rows(self, taps: dict[str, torch.Tensor], row: int, count: int) -> torch.Tensor:
         """(count, D): the residual stream at one fed position after the embeddings, then after each block."""
@@ -328,21 +327,14 @@ class LiveInspection:
             return None
         return self._stream_rows(taps, taps["hook_embed"].shape[1] - 1, self.n_layers)  # (L, D)
 
-    def _attention_rows(self, layer: int, fed: FedTokens, first: int, m: int) -> torch.Tensor:
+    def _attention_rows(self, layer: int, fed: FedTokens, first: int) -> torch.Tensor:
         """(H, m, S) float32: softmax(q k^T / sqrt(d_head)) of the new queries against every key up to them."""
         q = fed.taps[f"blocks.{layer}.attn.hook_q"][0].float()  # (H, m, hd)
         if fed.keys is not None:
             k = fed.keys[layer][0].float()  # (H, S, hd)
         else:
             k = fed.taps[f"blocks.{layer}.attn.hook_k"][0].float()  # (H, S, hd)
-        H, _, hd = q.shape
-        S = k.shape[1]
-        if m == 1:  # the last query sees every key: nothing to mask
-            scores = torch.bmm(q, k.transpose(1, 2)).mul_(1.0 / math.sqrt(hd))  # (H, 1, S)
-        else:
-            bias = causal_bias(m, S, first, q.device, q.dtype)  # (m, S)
-            scores = torch.baddbmm(bias.expand(H, m, S), q, k.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
-        return torch.softmax(scores, dim=-1).cpu()  # (H, m, S)
+        return _causal_softmax(q, k, first)  # (H, m, S)
 
     def _append_attention(self, layers: slice, weights: torch.Tensor, first: int) -> None:
         """Pack the new rows' causal part (G, H, m, S) of `layers` after the rows held, and max them into
@@ -443,7 +435,7 @@ class LiveInspection:
         )
 
     def _lens_from_rows(self) -> None:
-        """A deferred lens (`update(defer_lens=True)`) computed now: its rows through the output head."""
+        """A deferred lens (`update(fed, defer=True)`) computed now: its rows through the output head."""
         kept = self._lens_rows
         if kept is None or kept[0] != self._lens_at():
             return

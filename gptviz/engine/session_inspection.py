@@ -70,18 +70,18 @@ class InspectionTools:
         shown = min(len(self.current_ids()), self.model.cfg.context_length)
         if not -shown <= lens_position < shown:
             lens_position = -1
-        self._live_update(mlp_layer, lens_position, defer_lens=True)
+        self._live_update(mlp_layer, lens_position, defer=True)
 
     def _live_snapshot(self, mlp_layer: int, lens_position: int) -> InspectionSnapshot:
         """Bring the live inspection up to the generator's sequence (usually: the one new token) and return
         its snapshot. A pane's new choice of MLP layer or lens position costs one pass over the window."""
-        live = self._live_update(mlp_layer, lens_position, defer_lens=False)
+        live = self._live_update(mlp_layer, lens_position, defer=False)
         if not live.lens_ready():
             at = live.lens_position % live.n
             live.set_lens(live.lens_position, self._lens_pass(live.ids[: at + 1]))
         return live.snapshot()
 
-    def _live_update(self, mlp_layer: int, lens_position: int, defer_lens: bool) -> LiveInspection:
+    def _live_update(self, mlp_layer: int, lens_position: int, defer: bool) -> LiveInspection:
         """The live inspection, brought up to the generator's sequence (usually: the one new token)."""
         from gptviz.engine.live_inspection import LiveInspection
 
@@ -95,8 +95,8 @@ class InspectionTools:
         window = min(len(gen.ids), self.model.cfg.context_length)  # tokens the snapshot will hold
         live.set_lens(lens_position % window if lens_position < -1 else lens_position)  # -1: follow the last
         names = live.tap_names(with_keys=not gen.use_cache)
-        fed = gen.feed(names, None if defer_lens else live.lens_rows)
-        if fed is not None and not live.update(fed, defer_lens) or live.n == 0:
+        fed = gen.feed(names, None if defer else live.lens_rows)
+        if fed is not None and not live.update(fed, defer) or live.n == 0:
             gen.invalidate_cache()  # the rows held do not continue into this feed: take the whole window
             live.clear()
             fed = gen.feed(names, live.lens_rows)

@@ -27,7 +27,6 @@ HINT = "hover: value \u00b7 drag: pan \u00b7 wheel: zoom"  # one line even in a 
 
 
 @functools.lru_cache(maxsize=1 << 16)  # a 1,000-token axis is relabelled after every generation step
-@functools.lru_cache(maxsize=1 << 16)
 def display_label(text: str) -> str:
     """Any label as a tick label: one line (newlines, tabs and other unprintables made visible as in
     every pane, spaces kept so "block 0" stays readable), long ones shortened with ….

@@ -17,7 +17,7 @@ from torch import nn
 
 from gptviz.config import GPTConfig
 from gptviz.model.few_rows import Linear
-from gptviz.model.head_loss import head_cross_entropy
+from gptviz.model.head_loss import TiedGradient, head_cross_entropy, tied_lookup
 from gptviz.model.hooks import HookPoint, name_hook_points
 
 
@@ -230,13 +230,13 @@ class GPTModel(nn.Module):
         return self.head(self.hidden(idx, cache))  # (B, T, V)
 
     def hidden(
-        self, idx: torch.Tensor, cache: KVCache | None = None, *, sparse_grad: bool = False
+        self, idx: torch.Tensor, cache: KVCache | None = None, *, tied: TiedGradient | None = None
     ) -> torch.Tensor:
         """idx (B, T) -> the residual stream after the last block (B, T, D), before the final norm.
 
         Split from `head` so a caller that needs the logits of one position (a generation step) does not
         pay the output head, the largest matrix of a small GPT, for every position of a prompt.
-        `sparse_grad`: the token table's gradient as the rows looked up (training_loss, tied head only)."""
+        `tied`: the token table's gradient goes into the tied head's (training_loss only; head_loss says why)."""
         B, T = idx.shape
         past = cache.length if cache is not None else 0
         if past + T > self.cfg.context_length:
@@ -244,8 +244,8 @@ class GPTModel(nn.Module):
                 f"{past + T} tokens exceed the model's context length of {self.cfg.context_length}"
             )
         positions = torch.arange(past, past + T, device=idx.device)  # (T,)
-        if sparse_grad:
-            tok = self.hook_tok_emb(F.embedding(idx, self.tok_emb.weight, sparse=True))  # (B, T, D)
+        if tied is not None:
+            tok = self.hook_tok_emb(tied_lookup(idx, self.tok_emb.weight, tied))  # (B, T, D)
         else:
             tok = self.hook_tok_emb(self.tok_emb(idx))  # (B, T, D)
         pos = self.hook_pos_emb(self.pos_emb(positions))  # (T, D)
@@ -268,18 +268,22 @@ class GPTModel(nn.Module):
 
         Two things cost less than in that plain form, and nothing else changes: the head and the loss run as
         one autograd step (gptviz.model.head_loss: no separate (B*T, V) log-probabilities and gradient), and
-        with a tied head the token table's gradient from the lookup arrives as the rows it touched, added in
-        place to the head's dense gradient, instead of as a zeroed (V, D) table plus a (V, D) sum. A tap or an
-        edit on the logits, or autocast, gets the plain form."""
+        with a tied head the lookup's backward adds the rows it touched into the head's dense gradient in
+        place, instead of making a zeroed (V, D) table or a (V, D) sum. A tap or an edit on the logits, or
+        autocast, gets the plain form."""
         tied = self.out_head.weight is self.tok_emb.weight
         logit_hook = self.hook_logits.active or self.hook_logits.edit is not None
         plain = logit_hook or torch.is_autocast_enabled(idx.device.type)
-        sparse = tied and not plain and torch.is_grad_enabled() and self.tok_emb.weight.requires_grad
-        x = self.hook_final_norm(self.final_norm(self.hidden(idx, sparse_grad=sparse)))  # (B, T, D)
+        shared = (
+            TiedGradient()
+            if tied and not plain and torch.is_grad_enabled() and self.tok_emb.weight.requires_grad
+            else None
+        )
+        x = self.hook_final_norm(self.final_norm(self.hidden(idx, tied=shared)))  # (B, T, D)
         if plain:
             logits = self.hook_logits(self.out_head(x))  # (B, T, V)
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())  # ()
-        return head_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten())  # ()
+        return head_cross_entropy(x.flatten(0, 1), self.out_head.weight, targets.flatten(), shared)  # ()
 
     def new_cache(self, batch_size: int = 1) -> KVCache:
         weight = self.tok_emb.weight

@@ -15,6 +15,14 @@ take the (V, N) gradient in the layouts they want (grad_W = G @ x, grad_x = G.T 
 
 Cutting the rows into chunks (so the full (N, V) never exists) was measured and is slower on this CPU: a
 128-row product through the head ran at two thirds of the rate of the 512-row one.
+
+A tied head (GPT-2's: the output head is the token table) gets two gradients for one (V, D) tensor: the
+head's, dense, and the lookup's, a few rows. Left to autograd they cost a fresh (V, D) buffer or two: a dense
+lookup gradient is a zeroed table (33 ms at 124M, page faults included), and a sparse one is added out of
+place, as dense + sparse into a new table (75 ms; torch 2.13). `tied_lookup` instead hands the head's
+gradient, through a `TiedGradient` both steps share, to the lookup's backward, which adds its rows into it in
+place (under 1 ms) before autograd passes it on to `.grad`. The order is certain: the head's input comes from
+the lookup, so the head's backward always runs first.
 """
 
 from __future__ import annotations
@@ -22,11 +30,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+
+
+class TiedGradient:
+    """The head's weight gradient on its way from the head's backward to the token lookup's (one backward)."""
+
+    def __init__(self) -> None:
+        self.head_grad: torch.Tensor | None = None  # (V, D) once the head's backward has run
 
 
 class _HeadCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, tied: TiedGradient | None
+    ) -> torch.Tensor:
         n = x.shape[0]
         logits = weight @ x.t()  # (V, N)
         picked = logits.gather(0, targets.unsqueeze(0)).squeeze(0)  # (N,) the targets' logits
@@ -40,17 +58,51 @@ class _HeadCrossEntropy(torch.autograd.Function):
             shifted.scatter_add_(0, targets.unsqueeze(0), -total.unsqueeze(0))  # (V, N)
             ctx.save_for_backward(x, weight, shifted, total)
             ctx.rows = n
+            ctx.tied = tied
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+    def backward(
+        ctx: Any, grad_out: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         x, weight, grad, total = ctx.saved_tensors  # (N, D), (V, D), (V, N), (N,)
         grad = grad.mul_(grad_out / (ctx.rows * total))  # (V, N) d loss / d logits; the buffer is used once
         grad_x = grad.t() @ weight if ctx.needs_input_grad[0] else None  # (N, D)
         grad_w = grad @ x if ctx.needs_input_grad[1] else None  # (V, D)
-        return grad_x, grad_w, None
+        if ctx.tied is not None:
+            ctx.tied.head_grad = grad_w  # the lookup's backward adds its rows to this very tensor
+        return grad_x, grad_w, None, None
 
 
-def head_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of `targets` (N,) under logits x @ weight.T: x (N, D), weight (V, D) -> ()."""
-    return _HeadCrossEntropy.apply(x, weight, targets)  # ()
+class _TiedLookup(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, ids: torch.Tensor, weight: torch.Tensor, tied: TiedGradient) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.tied = tied
+        ctx.table_shape = weight.shape
+        return F.embedding(ids, weight)  # (..., D)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[None, torch.Tensor | None, None]:
+        (ids,) = ctx.saved_tensors  # (...)
+        rows = grad_out.reshape(-1, grad_out.shape[-1])  # (N, D) one gradient row per lookup
+        head_grad, ctx.tied.head_grad = ctx.tied.head_grad, None  # drop the extra reference: .grad takes it
+        if head_grad is None:  # the head took no gradient: the lookup's own, as a dense table
+            table = torch.zeros(ctx.table_shape, dtype=rows.dtype, device=rows.device)  # (V, D)
+            return None, table.index_add_(0, ids.reshape(-1), rows), None
+        head_grad.index_add_(0, ids.reshape(-1), rows)  # (V, D) in place: autograd holds it for .grad
+        return None, None, None
+
+
+def head_cross_entropy(
+    x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, tied: TiedGradient | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy of `targets` (N,) under logits x @ weight.T: x (N, D), weight (V, D) -> ().
+    `tied`: the one given to `tied_lookup` when the same weight was the token table of this forward."""
+    return _HeadCrossEntropy.apply(x, weight, targets, tied)  # ()
+
+
+def tied_lookup(ids: torch.Tensor, weight: torch.Tensor, tied: TiedGradient) -> torch.Tensor:
+    """F.embedding(ids, weight), ids (...) -> (..., D), whose gradient is added in place to the gradient that
+    `head_cross_entropy(..., weight, ..., tied)` makes for the same weight later in the forward."""
+    return _TiedLookup.apply(ids, weight, tied)  # (..., D)

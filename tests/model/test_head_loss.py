@@ -73,3 +73,39 @@ def test_a_tap_on_the_logits_sees_them_in_training_loss():
         model.hook_logits.sink = None
     assert seen["hook_logits"].shape == (2, 16, 500)
     torch.testing.assert_close(loss, F.cross_entropy(seen["hook_logits"].flatten(0, 1), targets.flatten()))
+
+
+def test_a_tied_table_gradient_is_added_in_place_and_adds_up_over_two_backwards():
+    torch.manual_seed(4)
+    model = GPTModel(SMALL.replace(tie_weights=True)).train()
+    idx = torch.randint(0, 500, (2, 16))  # (B, T)
+    idx[1, :6] = 3
+    targets = torch.randint(0, 500, (2, 16))  # (B, T)
+    for _ in range(2):  # gradient accumulation: the second backward adds to .grad
+        F.cross_entropy(model(idx).flatten(0, 1), targets.flatten()).backward()
+    want = _grads(model)
+    model.zero_grad(set_to_none=True)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        for _ in range(2):
+            model.training_loss(idx, targets).backward()
+    got = _grads(model)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-7, msg=name)
+    table = [500, SMALL.emb_dim]
+    # No fresh (V, D) table: neither a zeroed lookup gradient nor an out-of-place sum of two gradients.
+    made = [
+        e.name for e in prof.events() if e.name in ("aten::zeros", "aten::add") and table in e.input_shapes
+    ]
+    assert made == []
+
+
+def test_a_tied_lookup_without_the_head_gives_its_own_gradient():
+    from gptviz.model.head_loss import TiedGradient, tied_lookup
+
+    torch.manual_seed(5)
+    weight = torch.randn(20, 4, requires_grad=True)  # (V, D)
+    ids = torch.tensor([[1, 2, 2], [0, 19, 1]])  # (B, T)
+    (tied_lookup(ids, weight, TiedGradient()) * torch.arange(4.0)).sum().backward()
+    want = torch.zeros(20, 4)
+    want.index_add_(0, ids.flatten(), torch.arange(4.0).expand(6, 4))
+    torch.testing.assert_close(weight.grad, want)

@@ -55,6 +55,7 @@ from gptviz.engine.train_settings import TrainSettings
 from gptviz.engine.training_diagnostics import PartNorms, weight_histograms
 from gptviz.errors import ConfigError, WeightsError
 from gptviz.model.book_init import book_init_rng_state
+from gptviz.model.dropout import quick_draws
 from gptviz.model.gpt import GPTModel
 from gptviz.tokenizer import Tokenizer, default_tokenizer
 
@@ -301,7 +302,12 @@ class Trainer:
         is not finite rolls back to the last good state and raises TrainingDiverged."""
         inputs, targets = self.batches.for_training_step(step_index)  # (B, T), (B, T)
         self.model.train()
-        with written_out_attention(self.model, self.book_protocol), self.rng.active(), self._autocast():
+        with (
+            written_out_attention(self.model, self.book_protocol),
+            quick_draws(self.model, not self.book_protocol),  # the book's own draws only under its protocol
+            self.rng.active(),
+            self._autocast(),
+        ):
             if self.train_model is self.model:  # not under DDP, whose forward is its gradient hooks' cue
                 loss = self.model.training_loss(inputs, targets)  # () head and loss as one step
             else:

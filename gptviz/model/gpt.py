@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptviz.config import GPTConfig
+from gptviz.model.dropout import Dropout
 from gptviz.model.few_rows import Linear
 from gptviz.model.head_loss import TiedGradient, head_cross_entropy, tied_lookup
 from gptviz.model.hooks import HookPoint, name_hook_points
@@ -95,7 +96,7 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = cfg.head_dim
         self.W_qkv = Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)
         self.out_proj = Linear(cfg.emb_dim, cfg.emb_dim)
-        self.dropout = nn.Dropout(cfg.drop_rate)
+        self.dropout = Dropout(cfg.drop_rate)
         self.use_fused = True  # tests switch this off to compare the two paths
         self.hook_q = HookPoint()
         self.hook_k = HookPoint()
@@ -119,7 +120,10 @@ class MultiHeadAttention(nn.Module):
             k = cache.keys[layer][:, :, : past + T]  # (B, H, S, hd), S = past + T
             v = cache.values[layer][:, :, : past + T]  # (B, H, S, hd)
         S = k.shape[2]
-        explicit = not self.use_fused or any(h.active for h in self._inner_hooks)
+        # Quick dropout draws (gptviz.model.dropout) need the weights written out: the fused kernel draws its own.
+        explicit = (
+            not self.use_fused or any(h.active for h in self._inner_hooks) or self.dropout.draws_quickly(x)
+        )
         if explicit:
             # scores = q k^T / sqrt(hd) with -inf where the causal mask hides a key, in one fused
             # baddbmm: about 2x faster than matmul, divide and masked_fill as three passes over (T, S).
@@ -170,7 +174,7 @@ class TransformerBlock(nn.Module):
         self.attn = MultiHeadAttention(cfg)
         self.norm2 = LayerNorm(cfg.emb_dim)
         self.ff = FeedForward(cfg)
-        self.drop_shortcut = nn.Dropout(cfg.drop_rate)
+        self.drop_shortcut = Dropout(cfg.drop_rate)
         self.hook_ln1 = HookPoint()  # normalised input to attention
         self.hook_resid_mid = HookPoint()  # residual stream after attention + shortcut
         self.hook_ln2 = HookPoint()  # normalised input to the feed-forward
@@ -211,7 +215,7 @@ class GPTModel(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)
-        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.drop_emb = Dropout(cfg.drop_rate)
         self.blocks = Blocks([TransformerBlock(cfg) for _ in range(cfg.n_layers)])
         self.final_norm = LayerNorm(cfg.emb_dim)
         self.out_head = Linear(cfg.emb_dim, cfg.vocab_size, bias=False)

@@ -44,5 +44,8 @@ def test_the_fused_step_trains_as_the_plain_forward_and_loss_do():
         assert abs(a.train_loss - b.train_loss) <= 1e-5, (a.step, a.train_loss, b.train_loss)
         assert abs(a.grad_norm - b.grad_norm) <= 1e-4 * b.grad_norm, (a.step, a.grad_norm, b.grad_norm)
     assert got[-1].train_loss < got[0].train_loss  # it learns: not two flat lines
+    # atol 1e-5: AdamW divides each update by its gradient's running size, so float rounding in a near-zero
+    # gradient (the two paths add the head's products in other orders) can move a weight by a few 1e-6;
+    # six steps at lr 3e-3 can move a weight by 1.8e-2, so a wrong gradient still shows.
     for (name, p), q in zip(fused.model.named_parameters(), plain.model.parameters(), strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)

@@ -59,7 +59,7 @@ class PeerSizes:
     judged: bool
 
 
-FULL = PeerSizes(preset("124M"), 200, 256, 2, 3, 1024, 3, judged=True)
+FULL = PeerSizes(preset("124M"), 200, 256, 2, 6, 1024, 3, judged=True)
 JUDGED_QUICK = dataclasses.replace(FULL, train_steps=2, repeats=1)  # --judged-quick
 QUICK = PeerSizes(
     GPTConfig(context_length=128, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0, name="bench-small"),

@@ -135,6 +135,9 @@ def test_capture_tiny() -> None:
     assert details["captured"] == details["taps"] > 0  # every tap recorded something
     assert details["snapshot_bytes"] == details["snapshot_bytes_formula"]  # measured == shape formula
     assert capture.naive_attention_bytes(GPTConfig(), 1024) == 576 * 2**20
+    inspect = next(f for f in result.figures if f.name == "inspect_tokens / plain forward")
+    assert inspect.target == "<= 1.5x"  # the target for what the panes get
+    assert inspect.passed == (inspect.value <= 1.5)
 
 
 def test_gui_tiny(tmp_path) -> None:

@@ -77,3 +77,24 @@ def test_rows_through_a_tall_weight_go_block_by_block_and_equal_f_linear(rows, m
         few_rows_linear(torch.randn(CHUNKED_MAX_ROWS + 1, 48), weight, None)  # too many: plain
         few_rows_linear(x, torch.randn(CHUNKED_MIN_OUT - 1, 48), None)  # not tall: plain
     assert calls == [1]
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (48, 48), (30, 62)])
+def test_one_row_through_a_wide_weight_is_folded_and_equals_f_linear(shape, monkeypatch):
+    from gptviz.model import few_rows
+
+    folded = []
+    original = few_rows._folded_row
+    monkeypatch.setattr(few_rows, "_folded_row", lambda row, w: folded.append(w.shape) or original(row, w))
+    torch.manual_seed(shape[0])
+    weight, bias = torch.randn(*shape), torch.randn(shape[0])  # (out, in), (out,)
+    for x in (torch.randn(1, 1, shape[1]), torch.randn(shape[1], 3).t()[:1]):  # contiguous, and strided
+        with torch.no_grad():
+            got = few_rows_linear(x, weight, bias)  # (..., out)
+        assert got.shape == (*x.shape[:-1], shape[0]) and got.is_contiguous()
+        torch.testing.assert_close(got, F.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+    assert folded == [shape, shape]
+    with torch.no_grad():
+        few_rows_linear(torch.randn(1, 7), torch.randn(8, 7), None)  # an odd width is not folded
+        few_rows_linear(torch.randn(1, 8), torch.randn(9, 8), None)  # nor a taller weight
+    assert folded == [shape, shape]

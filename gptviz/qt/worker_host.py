@@ -124,6 +124,7 @@ class WorkerHost(QObject):
             self.state.update(playing=bool(payload))
         elif channel == MODEL:
             self.state.set_model(payload)
+            self.gc.refreeze_soon()  # the model and what loading it built live on: later collections skip them
         elif channel == CORPUS:
             self.state.update(corpus=payload)
         elif channel in (PATCH, PATCH_ENDED):

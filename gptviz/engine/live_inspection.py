@@ -130,15 +130,12 @@ class LiveInspection:
         self._thumbs = np.zeros((L, H, 64, 64), dtype=np.float16)
         self._thumbs_skip = np.zeros((L, H, 64, 64), dtype=np.float16)
         self._lens: tuple[int, np.ndarray, np.ndarray] | None = None  # (position, ids, probs) (L+1, k)
-        self._lens_rows: tuple[int, torch.Tensor] | None = (
-            None  # (position, (L+1, D)): a lens not yet computed
-        )
+        # (position, (L+1, D)): a lens not yet computed
+        self._lens_rows: tuple[int, torch.Tensor] | None = None
         self._next: tuple[np.ndarray, np.ndarray] | None = None
         self._handed_out = False
-        self._packed_rows = (
-            0  # rows in the packed store and thumbnails; the rest wait (Play's followed tokens)
-        )
-        self._waiting_q: list[torch.Tensor] = []  # each (L, H, 1, hd): the queries of rows _packed_rows..n-1
+        # Play's followed tokens: each (L, H, 1, hd), the queries of the rows _packed_rows..n-1 still to compute
+        self._waiting_q: list[torch.Tensor] = []
         self._waiting_keys: tuple[torch.Tensor, ...] | None = None  # the latest feed's cached keys (views)
         self.lineage = next(_LINEAGES)
 
@@ -170,7 +167,6 @@ class LiveInspection:
             self._handed_out = False
         self.lineage = next(_LINEAGES)
         self.n = n_tokens
-        self._packed_rows = n_tokens
         self.ids = self.ids[:n_tokens]
         self.pieces = self.pieces[:n_tokens]
         self._nbytes = packed_attention_nbytes(n_tokens)
@@ -268,8 +264,6 @@ class LiveInspection:
         self.ids.extend(new_ids)
         self.pieces.extend(self.tokenizer.piece_or_id(i) for i in new_ids)
         self.n = total
-        if not self._waiting_q:
-            self._packed_rows = total
         self._nbytes = packed_attention_nbytes(self._packed_rows)
 
     def _attention_of_feed(self, fed: FedTokens, first: int, m: int) -> None:
@@ -306,8 +300,12 @@ class LiveInspection:
             [_causal_softmax(q[i], keys[i][0, :, :S].float(), first) for i in range(self.n_layers)]
         )  # (L, H, m, S)
         self._append_attention(slice(0, self.n_layers), weights, first)
-        self._packed_rows = S
         self._nbytes = packed_attention_nbytes(S)
+
+    @property
+    def _packed_rows(self) -> int:
+        """Rows in the packed store and thumbnails; the rest wait (one a followed token)."""
+        return self.n - len(self._waiting_q)
 
     def _queries(self, fed: FedTokens) -> torch.Tensor:
         """(L, H, 1, hd) float32: the one fed token's attention queries in every layer."""

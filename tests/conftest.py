@@ -13,11 +13,18 @@ from gptviz.config import GPTConfig  # noqa: E402
 from gptviz.model.gpt import GPTModel  # noqa: E402
 
 
+@pytest.fixture(scope="session")
+def _session_cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _private_data_dir(tmp_path_factory, monkeypatch):
+def _private_data_dir(tmp_path_factory, monkeypatch, _session_cache_dir):
     """Every test gets its own data folder: the window writes its training runs there (and downloads go
-    there), never into the user's real one."""
+    there), never into the user's real one. The C decoding step (native_decode) is built once per session
+    into a cache folder of the session's own, not the user's."""
     monkeypatch.setenv("GPTVIZ_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("GPTVIZ_CACHE_DIR", str(_session_cache_dir))
 
 
 @pytest.fixture

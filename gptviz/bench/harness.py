@@ -306,6 +306,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     import numpy
     import torch
 
+    from gptviz.model import native_decode
+
     info = {
         "date": now_iso(),
         "cpu": _cpu_model(),
@@ -320,6 +322,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "pyqtgraph": _version("pyqtgraph"),
         "load_average": load_average(),
         "cuda": torch.cuda.is_available(),
+        "native_decode": native_decode.status(),
     }
     if torch.device(device).type == "cuda":
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
@@ -447,6 +450,7 @@ def markdown_report(
         f"| OS | {machine.get('os')} |",
         f"| Python / torch / numpy | {machine.get('python')} / {machine.get('torch')} / {machine.get('numpy')} |",
         f"| PySide6 / pyqtgraph | {machine.get('PySide6')} / {machine.get('pyqtgraph')} |",
+        f"| one-token generation steps in C (`native_decode`) | {machine.get('native_decode', 'not recorded')} |",
     ]
     if machine.get("gpu"):
         lines.append(

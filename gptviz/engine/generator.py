@@ -29,6 +29,7 @@ import torch
 from gptviz.engine.sampling import kept_distribution
 from gptviz.engine.sampling_settings import SamplingSettings
 from gptviz.errors import ConfigError
+from gptviz.model import native_decode
 from gptviz.model.gpt import GPTModel, KVCache
 from gptviz.model.hooks import capture
 from gptviz.tokenizer import END_OF_TEXT_ID, Tokenizer
@@ -374,6 +375,12 @@ class Generator:
                 # Feed at least the last token: its logits are what we need.
                 first = min(cache.length, len(self._ids) - start - 1)
                 cache.truncate(first)
+                if not tap_names and extra_rows is None and first == len(self._ids) - start - 1:
+                    # One token, nothing to show: the step in C, when it applies (native_decode says when).
+                    logits = native_decode.step(model, cache, self._ids[-1])  # (V,) or None
+                    if logits is not None:
+                        self._ready = (len(self._ids), logits, start)
+                        return None
                 new = torch.tensor([self._ids[start + first :]], device=device)  # (1, T_new)
                 hidden = model.hidden(new, cache)  # (1, T_new, D)
                 keys = tuple(k[:, :, : cache.length] for k in cache.keys) if tap_names else None

@@ -1,0 +1,263 @@
+"""A generation step of one token in C (decode_step.c), built on first use with the machine's C compiler.
+
+Why: a batch-1 step reads every weight once, so the time to read them is its floor. Through PyTorch a 124M
+step took ~20.7 ms where that read took 10-14 ms: the products ran at MKL's two-column rate, and ~400 small
+operations with their Python calls added ~6 ms (docs/benchmarks.md, "Where decoding's time goes"). The C
+step does the same arithmetic (gpt.py) in one call, each product split over the cores at the rate of a
+plain sum over its bytes.
+
+When it runs: `Generator` feeds one new token through the KV cache, on the CPU, in float32, with no tap
+capturing and no edit (ablation, patch) on any hook point, and the model is a plain GPTModel in eval mode.
+Everything else (a prompt, the panes' taps, interventions, other dtypes and devices) takes the PyTorch path,
+which stays the reference. Logits agree with it to float32 rounding (the sums add in another order).
+
+The library is compiled once per machine (`cc -O3 -march=native -fopenmp`, without OpenMP or -march if the
+compiler refuses them) into the cache folder: $GPTVIZ_CACHE_DIR, else platformdirs' user cache dir, under a
+name that hashes the source, the compiler and the flags, written to a temporary name and renamed into place.
+No compiler, or a failed build: the PyTorch path, and `status()` says why. GPTVIZ_NATIVE_DECODE=0 turns it
+off. The library links the OpenMP runtime PyTorch already loaded (the same soname), so the two share one
+team of threads instead of fighting over the cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import platformdirs
+import torch
+
+from gptviz.model.gpt import (
+    GELU,
+    FeedForward,
+    GPTModel,
+    KVCache,
+    LayerNorm,
+    MultiHeadAttention,
+    TransformerBlock,
+)
+from gptviz.model.hooks import hook_points
+
+SOURCE = Path(__file__).with_name("decode_step.c")
+CACHE_DIR_ENV = "GPTVIZ_CACHE_DIR"
+SWITCH_ENV = "GPTVIZ_NATIVE_DECODE"  # "0" turns the C step off
+BUILD_TIMEOUT_S = 120
+# Tried in order: the first the compiler accepts is kept (OpenMP splits each product over the cores).
+FLAG_SETS = (
+    ("-O3", "-march=native", "-fopenmp"),
+    ("-O3", "-fopenmp"),
+    ("-O3", "-march=native"),
+    ("-O3",),
+)
+N_DIMS = 6  # decode_step.c: D_LAYERS, D_EMB, D_HEADS, D_CONTEXT, D_VOCAB, D_THREADS
+LAYER_EPS = 1e-5  # decode_step.c LAYER_NORM_EPS
+
+
+class _Library:
+    """The loaded library, or why there is none. Built once per process, on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tried = False
+        self.handle: ctypes.CDLL | None = None
+        self.path: Path | None = None
+        self.reason = "not built yet"
+
+
+_LIB = _Library()
+
+
+def cache_dir() -> Path:
+    """Where built libraries go: $GPTVIZ_CACHE_DIR/native, else the user cache dir's native/."""
+    root = os.environ.get(CACHE_DIR_ENV)
+    base = Path(root) if root else Path(platformdirs.user_cache_dir("gptviz", appauthor=False))
+    return base / "native"
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH_ENV, "1").strip() != "0"
+
+
+def status() -> str:
+    """One line for the report and the CLI: whether steps run in C, and if not, why."""
+    if not enabled():
+        return f"off ({SWITCH_ENV}=0)"
+    lib = library()
+    return f"on ({_LIB.path})" if lib is not None else f"off ({_LIB.reason})"
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled step, building it the first time; None (and `status()` says why) when it cannot be."""
+    if _LIB.tried:
+        return _LIB.handle
+    with _LIB.lock:
+        if not _LIB.tried:
+            try:
+                _LIB.path = _build()
+                _LIB.handle = _load(_LIB.path)
+                _LIB.reason = ""
+            except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+                _LIB.handle, _LIB.reason = None, str(err).splitlines()[0] if str(err) else type(err).__name__
+            _LIB.tried = True
+    return _LIB.handle
+
+
+def forget_library() -> None:
+    """Build or load again on next use (tests switch compilers and cache folders)."""
+    with _LIB.lock:
+        _LIB.tried, _LIB.handle, _LIB.path, _LIB.reason = False, None, None, "not built yet"
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
+
+
+def _build() -> Path:
+    """Compile decode_step.c unless a library built from the same source, compiler and machine exists."""
+    cc = _compiler()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    source = SOURCE.read_bytes()
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(
+            b"\0".join([source, cc.encode(), version.encode(), " ".join(flags).encode(), _machine().encode()])
+        ).hexdigest()[:16]
+        target = folder / f"decode_step-{key}.so"
+        if target.exists():
+            return target
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        os.close(fd)
+        cmd = [cc, *flags, "-shared", "-fPIC", "-std=c11", str(SOURCE), "-o", tmp, "-lm"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return target
+            errors.append(
+                done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            )
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(f"{cc} could not build decode_step.c: {errors[-1]}")
+
+
+def _machine() -> str:
+    """What -march=native depends on: a library built for one CPU may not run on another (a shared home)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    handle = ctypes.CDLL(str(path))  # ctypes lets go of the GIL during the call: the window keeps painting
+    step = handle.gptviz_decode_step
+    step.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    step.restype = ctypes.c_int
+    handle.gptviz_scratch_floats.argtypes = [ctypes.c_void_p]
+    handle.gptviz_scratch_floats.restype = ctypes.c_int64
+    return handle
+
+
+def _tensors(model: GPTModel, cache: KVCache) -> list[torch.Tensor | None] | None:
+    """Every tensor decode_step.c reads, in its table's order; None when the model is not the plain GPT the
+    C step computes (a subclass, another norm, another activation)."""
+    if type(model) is not GPTModel or type(model.final_norm) is not LayerNorm:
+        return None
+    if model.out_head.bias is not None or model.final_norm.eps != LAYER_EPS:
+        return None
+    table: list[torch.Tensor | None] = [
+        model.tok_emb.weight,
+        model.pos_emb.weight,
+        model.final_norm.scale,
+        model.final_norm.shift,
+        model.out_head.weight,
+    ]
+    for layer, block in enumerate(model.blocks):
+        attn, ff = block.attn, block.ff
+        if (
+            type(block) is not TransformerBlock
+            or type(attn) is not MultiHeadAttention
+            or type(ff) is not FeedForward
+            or type(ff.gelu) is not GELU
+            or type(block.norm1) is not LayerNorm
+            or type(block.norm2) is not LayerNorm
+            or block.norm1.eps != LAYER_EPS
+            or block.norm2.eps != LAYER_EPS
+        ):
+            return None
+        table += [
+            block.norm1.scale,
+            block.norm1.shift,
+            attn.W_qkv.weight,
+            attn.W_qkv.bias,
+            attn.out_proj.weight,
+            attn.out_proj.bias,
+            block.norm2.scale,
+            block.norm2.shift,
+            ff.fc1.weight,
+            ff.fc1.bias,
+            ff.fc2.weight,
+            ff.fc2.bias,
+            cache.keys[layer][0],
+            cache.values[layer][0],
+        ]
+    return table
+
+
+def step(model: GPTModel, cache: KVCache, token: int) -> torch.Tensor | None:
+    """Feed `token` at the cache's next position: its keys and values go into the cache (its length grows
+    by one) and the next token's logits (V,) come back. None, with nothing changed, when the C step does
+    not apply (module docstring) or is not built; the caller then takes the PyTorch path."""
+    if not enabled() or model.training or cache.keys[0].shape[0] != 1:
+        return None
+    weight = model.tok_emb.weight
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or cache.keys[0].dtype != torch.float32:
+        return None
+    if any(point.sink is not None or point.edit is not None for point in hook_points(model).values()):
+        return None
+    pos = cache.length
+    if pos >= cache.capacity or not 0 <= token < weight.shape[0]:
+        return None
+    lib = library()
+    if lib is None:
+        return None
+    table = _tensors(model, cache)
+    if table is None or any(
+        t is not None and (t.dtype != torch.float32 or not t.is_contiguous()) for t in table
+    ):
+        return None
+    cfg = model.cfg
+    dims = (ctypes.c_int64 * N_DIMS)(
+        cfg.n_layers, cfg.emb_dim, cfg.n_heads, cache.capacity, weight.shape[0], torch.get_num_threads()
+    )
+    pointers = (ctypes.c_void_p * len(table))(*(t.data_ptr() if t is not None else None for t in table))
+    scratch = torch.empty(lib.gptviz_scratch_floats(dims), dtype=torch.float32)  # see decode_step.c
+    logits = torch.empty(weight.shape[0], dtype=torch.float32)  # (V,)
+    if lib.gptviz_decode_step(pointers, dims, token, pos, logits.data_ptr(), scratch.data_ptr()) != 0:
+        return None
+    cache.length = pos + 1
+    return logits

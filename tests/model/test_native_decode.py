@@ -210,3 +210,37 @@ def test_no_compiler_or_a_failing_one_falls_back_to_pytorch(compiler, tmp_path, 
         assert not list((tmp_path / "native").glob("*.so")) if (tmp_path / "native").exists() else True
     finally:
         native_decode.forget_library()
+
+
+def test_weights_replaced_between_steps_are_the_ones_the_next_step_reads():
+    """The C step keeps its table of weight addresses between steps; a weight replaced in any way a user can
+    (a new Parameter, new data under the old one, a transposed view) must not leave it reading the old."""
+    model = _random_model(CONFIGS[0], seed=15)
+    with torch.inference_mode():
+        cache = model.new_cache(1)
+        model.hidden(torch.tensor([[1, 2, 3]]), cache)
+
+    def next_logits(token: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The PyTorch step's logits and the C step's, each on a copy of the cache at the same length."""
+        with torch.inference_mode():
+            expected = model.head(model.hidden(torch.tensor([[token]]), cache))[0, -1]  # (V,)
+            cache.truncate(cache.length - 1)
+            return expected, native_decode.step(model, cache, token)
+
+    expected, got = next_logits(4)
+    assert got is not None
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+    fc2 = model.blocks[1].ff.fc2
+    fc2.weight = torch.nn.Parameter(torch.randn_like(fc2.weight))  # a new Parameter object
+    expected, got = next_logits(5)
+    assert got is not None
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+    qkv = model.blocks[0].attn.W_qkv
+    qkv.weight.data = torch.randn_like(qkv.weight)  # new data under the same Parameter
+    expected, got = next_logits(6)
+    assert got is not None
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+    proj = model.blocks[0].attn.out_proj
+    proj.weight.data = proj.weight.data.t()  # the same address, no longer contiguous: PyTorch's turn
+    expected, got = next_logits(7)
+    assert got is None

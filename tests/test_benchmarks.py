@@ -112,6 +112,11 @@ def test_training_tiny() -> None:
     assert (result.passed, mfu.passed) == (None, None)  # targets are judged at the full sizes only
     overhead = next(f for f in result.figures if "diagnostics overhead" in f.name)
     assert overhead.unit == "%" and overhead.passed is None and math.isfinite(overhead.value)
+    # the average a user pays: a measuring step's extra time spread over the trainer's measuring period
+    step = next(f for f in result.figures if "a step measuring the update ratios" in f.name)
+    period = result.details["update_ratio_period"]["t ctx 32 batch 2"]
+    assert period >= 1 and f"every {period} step(s)" in overhead.name
+    assert overhead.value == pytest.approx(step.value / period)
     # Same weights and batch (dropout is off in TINY): the first losses agree, near ln(V) for a fresh model.
     losses = result.details["first_losses"]["t ctx 32 batch 2"]
     assert losses["ours"] == pytest.approx(losses["book"], abs=1e-4)

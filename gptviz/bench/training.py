@@ -129,8 +129,11 @@ class CaseResult:
     mfu_book: Stats  # %
     mfu_ours_6n: Stats  # %, counting 6N FLOPs a token only (no attention products)
     first_round_s: float  # ours' untimed first round (kernel choice; torch.compile's compile time)
-    diagnostics_overhead: Stats | None = None  # %, per round: (step with diagnostics / without) − 1
-    ratio_steps: tuple[int, int] = (0, 0)  # ours' timed steps that measured the update ratios, of all
+    # %, per round: a step that measures the update ratios over one without, divided by how many steps the
+    # trainer lets pass between measurements (PartNorms.period): what a user pays on average
+    diagnostics_overhead: Stats | None = None
+    measuring_step_overhead: Stats | None = None  # %, per round: a measuring step over one without, − 1
+    ratio_period: int = 1  # the trainer measures the ratios every this many steps at this size
 
 
 def _corpus_ids() -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,24 +174,28 @@ def run_case(
     position = {"book": 0}
     first: dict[str, float] = {}
 
-    measured = {"timed": False, "ratios": 0, "steps": 0}
-
     def ours() -> None:
         for _ in range(k):
             result = trainer.step()
             first.setdefault("ours", result.train_loss)
-            if measured["timed"]:
-                measured["steps"] += 1
-                measured["ratios"] += result.update_ratios is not None
 
     def plain() -> None:
-        """Ours without the update ratios (TrainSettings.diagnostics False): what measuring them costs."""
+        """Ours without the update ratios (TrainSettings.diagnostics False)."""
         trainer.settings = trainer.settings.replace(diagnostics=False)
         try:
             for _ in range(k):
                 trainer.step()
         finally:
             trainer.settings = trainer.settings.replace(diagnostics=True)
+
+    def measuring() -> None:
+        """Ours measuring the update ratios on every step (the trainer does so every `period` steps)."""
+        trainer.parts.every_step = True
+        try:
+            for _ in range(k):
+                assert trainer.step().update_ratios is not None
+        finally:
+            trainer.parts.every_step = False
 
     def book() -> None:
         start = position["book"]
@@ -204,18 +211,22 @@ def run_case(
     book()
     matmul()
     plain()
-    # Ours without diagnostics runs right beside ours (after it in one round, before it in the next). Placed
-    # last, it followed the matmul burst, while ours followed the book's step (its 2 GB of model and AdamW
-    # state) in every other round; the overhead read 14-15 % in full runs against 1-3.5 % alone, with the
-    # update ratios measured on at most one of ours' three timed steps.
-    timed = {"ours": ours, "plain": plain} if not case.compile else {"ours": ours}
+    measuring()
+    # The diagnostics' cost, as a step that measures the update ratios against one that does not, the two
+    # beside each other (plain between ours and measuring, both orders). It used to be ours against plain,
+    # plain last in a round: ours measured the ratios on at most one of its three timed steps (the trainer
+    # does every few steps), so the figure was two equal steps' difference, 1-3.5 % alone and 14-15 % in full
+    # runs, where ours followed the book's step (its 2 GB of model and AdamW state) every other round.
+    timed = {"ours": ours, "plain": plain, "measuring": measuring} if not case.compile else {"ours": ours}
     timed |= {"book": book, "matmul": matmul}
-    measured["timed"] = True
     times = interleave(timed, case.repeats, warmup=0, sync=sync)
-    overhead = None
+    overhead = measuring_step = None
+    period = 1
     if "plain" in times:
-        pairs = zip(times["ours"], times["plain"], strict=True)
-        overhead = Stats.of([100.0 * (on / off - 1.0) for on, off in pairs])  # % per round
+        pairs = zip(times["measuring"], times["plain"], strict=True)
+        measuring_step = Stats.of([100.0 * (on / off - 1.0) for on, off in pairs])  # % per round
+        period = trainer.parts.period(Stats.of(times["plain"]).median / k)
+        overhead = measuring_step.map(lambda pct: pct / period)
     matmul_rate = Stats.of(times["matmul"]).map(lambda s: matmul_flops / s)
     flops_token = flops_per_token(cfg, cfg.context_length, ours_model.num_parameters())
     flops_6n = flops_token - 12.0 * cfg.n_layers * cfg.context_length * cfg.emb_dim
@@ -236,7 +247,8 @@ def run_case(
         Stats.of([100 * p[2] for p in mfu_triples]),
         first_round,
         overhead,
-        (measured["ratios"], measured["steps"]),
+        measuring_step,
+        period,
     )
 
 
@@ -309,12 +321,20 @@ def run(sizes: TrainingSizes = FULL, device: str = "cpu") -> BenchResult:
             figures.append(Figure(f"{label}: MFU ours, 6N only", c.mfu_ours_6n.median, "%", c.mfu_ours_6n))
             figures.append(Figure(f"{label}: ours' first round (untimed)", c.first_round_s, "s"))
         figures.append(Figure(f"{label}: MFU book", book_mfu.median, "%", book_mfu))
-        if c.diagnostics_overhead is not None:
+        if c.diagnostics_overhead is not None and c.measuring_step_overhead is not None:
             cost = c.diagnostics_overhead
             figures.append(
                 Figure(
-                    f"{label}: diagnostics overhead (update ratios on {c.ratio_steps[0]} of ours' "
-                    f"{c.ratio_steps[1]} timed steps; grad norms per part)",
+                    f"{label}: a step measuring the update ratios against one without",
+                    c.measuring_step_overhead.median,
+                    "%",
+                    c.measuring_step_overhead,
+                )
+            )
+            figures.append(
+                Figure(
+                    f"{label}: diagnostics overhead (that, as the trainer measures every {c.ratio_period} "
+                    "step(s))",
                     cost.median,
                     "%",
                     cost,
@@ -382,6 +402,10 @@ def run(sizes: TrainingSizes = FULL, device: str = "cpu") -> BenchResult:
             "diagnostics_overhead_pct": {
                 _label(c.case): c.diagnostics_overhead.median for c in cases if c.diagnostics_overhead
             },
+            "measuring_step_overhead_pct": {
+                _label(c.case): c.measuring_step_overhead.median for c in cases if c.measuring_step_overhead
+            },
+            "update_ratio_period": {_label(c.case): c.ratio_period for c in cases},
             "failed": failed,
         },
         seconds=time.perf_counter() - started,

@@ -77,16 +77,20 @@ class PartNorms:
         self.cost_s = 0.0  # what measuring the update ratios took, the last time
         self._spent = 0.0  # seconds spent before_step() -> update_ratios() in the current measurement
         self._since = 0  # steps since the ratios were last measured
+        self.every_step = False  # measure on every step regardless of cost (the bench prices one such step)
 
     def due(self, step_s: float) -> bool:
         """Whether to measure this step's update ratios: as often as keeps their cost under
         UPDATE_RATIO_BUDGET of a step taking `step_s` (every step until a cost has been measured)."""
         self._since += 1
-        every = 1 if step_s <= 0 else max(1, math.ceil(self.cost_s / (UPDATE_RATIO_BUDGET * step_s)))
-        if self._since >= every:
+        if self.every_step or self._since >= self.period(step_s):
             self._since = 0
             return True
         return False
+
+    def period(self, step_s: float) -> int:
+        """Measure every this many steps of `step_s` seconds, given what measuring cost the last time."""
+        return 1 if step_s <= 0 else max(1, math.ceil(self.cost_s / (UPDATE_RATIO_BUDGET * step_s)))
 
     def _per_part(self, norms: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Per-tensor norms -> per-part norms (M,): the root of the summed squares."""

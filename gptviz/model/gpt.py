@@ -124,7 +124,10 @@ class MultiHeadAttention(nn.Module):
         explicit = (
             not self.use_fused or any(h.active for h in self._inner_hooks) or self.dropout.draws_quickly(x)
         )
-        if explicit:
+        if explicit and self._in_row_blocks(T):
+            weights, context = blocked_causal_attention(q, k, v, past)  # (B, H, T, S), (B, H, T, hd)
+            self.hook_weights(weights)  # a capture sees every row; nothing edits them here (_in_row_blocks)
+        elif explicit:
             # scores = q k^T / sqrt(hd) with -inf where the causal mask hides a key, in one fused
             # baddbmm: about 2x faster than matmul, divide and masked_fill as three passes over (T, S).
             mask_bias = causal_bias(T, S, past, x.device, q.dtype)  # (T, S), 0 or -inf
@@ -150,6 +153,58 @@ class MultiHeadAttention(nn.Module):
         context = self.hook_head_out(context)  # (B, H, T, hd)
         merged = context.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.hook_out(self.out_proj(merged))  # (B, T, D)
+
+    def _in_row_blocks(self, T: int) -> bool:
+        """Whether the written-out attention may skip the keys each block of query rows cannot see: more
+        rows than one block, no tap or edit on the scores, no edit on the weights, no dropout drawn, and no
+        gradient (it writes into views, which autograd does not follow)."""
+        return (
+            T > ROW_BLOCK
+            and not torch.is_grad_enabled()
+            and not self.hook_scores.active
+            and self.hook_scores.edit is None
+            and self.hook_weights.edit is None
+            and not (self.training and self.dropout.p > 0)
+        )
+
+
+ROW_BLOCK = 256  # query rows per block of the written-out causal attention (blocked_causal_attention)
+
+
+def blocked_causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The written-out causal attention, q (B, H, T, hd) against k and v (B, H, S, hd) with S = past + T, a
+    block of ROW_BLOCK query rows at a time, each against only the keys it may see: rows [r0, r1) see keys
+    [0, past + r1). Returns the weights (B, H, T, S), zero where a key is hidden, and the context
+    (B, H, T, hd): what the one-block form gives, to float32 rounding (each row's sums skip only zeros).
+
+    Why: the panes capture every layer's weights, so attention runs written out, and at 1,024 tokens the
+    one-block form spent about a third of a forward pass on scores, softmax and products over the masked
+    upper half. In blocks of 256 rows, 3/8 of that (T, S) work is skipped."""
+    B, H, T, hd = q.shape
+    S = k.shape[2]
+    BH = B * H
+    q3 = q.reshape(BH, T, hd)  # (BH, T, hd)
+    k3 = k.reshape(BH, S, hd)  # (BH, S, hd)
+    v3 = v.reshape(BH, S, hd)  # (BH, S, hd)
+    weights = q.new_empty(BH, T, S)  # (BH, T, S)
+    context = q.new_empty(BH, T, hd)  # (BH, T, hd)
+    for r0 in range(0, T, ROW_BLOCK):
+        r1 = min(T, r0 + ROW_BLOCK)
+        seen = past + r1  # keys rows r0..r1 may see
+        bias = causal_bias(r1 - r0, seen, past + r0, q.device, q.dtype)  # (rows, seen), 0 or -inf
+        scores = torch.baddbmm(
+            bias.expand(BH, r1 - r0, seen),
+            q3[:, r0:r1],
+            k3[:, :seen].transpose(1, 2),
+            alpha=1.0 / math.sqrt(hd),
+        )  # (BH, rows, seen)
+        block = weights[:, r0:r1, :seen]  # (BH, rows, seen), a view: softmax writes the weights in place
+        torch.softmax(scores, dim=-1, out=block)
+        weights[:, r0:r1, seen:] = 0.0  # keys no row of the block may see
+        torch.bmm(block, v3[:, :seen], out=context[:, r0:r1])  # (BH, rows, hd)
+    return weights.view(B, H, T, S), context.view(B, H, T, hd)
 
 
 def causal_mask(T: int, S: int, past: int, device: torch.device) -> torch.Tensor:

@@ -150,3 +150,80 @@ def test_capture_is_released_after_an_exception(tiny_model):
     with pytest.raises(RuntimeError), capture(tiny_model):
         raise RuntimeError("boom")
     assert all(m.sink is None for m in tiny_model.modules() if hasattr(m, "sink"))
+
+
+def _long_model():
+    from gptviz.config import GPTConfig
+    from gptviz.model.gpt import GPTModel
+
+    cfg = GPTConfig(vocab_size=300, context_length=700, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
+    torch.manual_seed(4)
+    model = GPTModel(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("past", [0, 150])
+def test_attention_in_row_blocks_equals_the_one_block_form(past, monkeypatch):
+    """Past ROW_BLOCK query rows, the written-out attention skips the keys each block cannot see; what the
+    taps and the logits get equals the one-block form (and the fused path), with and without a cache."""
+    import gptviz.model.gpt as gpt
+
+    model = _long_model()
+    idx = torch.randint(0, 300, (1, 600), generator=torch.Generator().manual_seed(0))  # (1, T)
+    names = {"blocks.0.attn.hook_weights", "blocks.1.attn.hook_weights", "blocks.1.hook_resid_post"}
+
+    def run(row_block: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        monkeypatch.setattr(gpt, "ROW_BLOCK", row_block)
+        with torch.no_grad():
+            cache = model.new_cache(1) if past else None
+            if cache is not None:
+                model(idx[:, :past], cache)
+            with capture(model, names) as taps:
+                logits = model(idx[:, past:], cache)  # (1, T, V)
+        return dict(taps), logits
+
+    blocked, blocked_logits = run(128)  # 450 or 600 new rows: 4 or 5 blocks
+    whole, whole_logits = run(10**6)
+    with torch.no_grad():
+        cache = model.new_cache(1) if past else None
+        if cache is not None:
+            model(idx[:, :past], cache)
+        fused = model(idx[:, past:], cache)  # nothing captured: scaled_dot_product_attention
+    torch.testing.assert_close(blocked_logits, whole_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocked_logits, fused, rtol=1e-4, atol=1e-4)
+    for name in names:
+        torch.testing.assert_close(blocked[name], whole[name], rtol=1e-5, atol=1e-6)
+    weights = blocked["blocks.1.attn.hook_weights"][0]  # (H, T, S)
+    T, S = weights.shape[1:]
+    hidden = torch.ones(T, S, dtype=torch.bool).triu(1 + past)  # (T, S) the keys in each row's future
+    assert bool((weights[:, hidden] == 0).all())
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+
+
+def test_scores_taps_edits_and_gradients_take_the_one_block_form(monkeypatch):
+    import gptviz.model.gpt as gpt
+    from gptviz.model.hooks import intervene
+
+    model = _long_model()
+    idx = torch.randint(0, 300, (1, 400), generator=torch.Generator().manual_seed(1))
+    calls = []
+    real = gpt.blocked_causal_attention
+    monkeypatch.setattr(gpt, "blocked_causal_attention", lambda *a: calls.append(1) or real(*a))
+    both = {"blocks.0.attn.hook_weights", "blocks.1.attn.hook_weights"}
+    with torch.no_grad(), capture(model, both):
+        model(idx)
+    assert len(calls) == 2  # both layers, in blocks
+    with torch.no_grad(), capture(model, {"blocks.0.attn.hook_scores", "blocks.1.attn.hook_weights"}):
+        model(idx)
+    assert len(calls) == 3  # layer 1 only: layer 0's scores are captured whole
+    with torch.no_grad(), intervene(model, {"blocks.1.attn.hook_weights": lambda w: w * 1.0}):
+        model.set_fused_attention(False)
+        model(idx)
+        model.set_fused_attention(True)
+    assert len(calls) == 4  # layer 0 only: layer 1's weights are edited
+    with capture(model, both):
+        model(idx).sum().backward()  # a gradient: the one-block form, which autograd follows
+    assert len(calls) == 4

@@ -357,41 +357,48 @@ class Generator:
         device = weight.device
         if self._cache is not None and self._cache_made_for != (device, weight.dtype):
             self._cache = None  # the model moved to another device or dtype since the cache was made
-        with torch.inference_mode(), capture(model, tap_names) as taps:
-            if not self.use_cache:
-                first = 0
-                window = torch.tensor([self._ids[start:]], device=device)  # (1, T)
-                hidden = model.hidden(window)  # (1, T, D)
-                keys = None
+        with torch.inference_mode():
+            first = self._prepare_cache(start) if self.use_cache else 0
+            cache = self._cache
+            fed = None
+            if cache is not None and first == len(self._ids) - start - 1:
+                # One new token: the step in C when it applies (native_decode says when), the head too
+                # unless the caller's extra rows go through it with this token's.
+                fed = native_decode.step(model, cache, self._ids[-1], tap_names, head=extra_rows is None)
+            if fed is not None:
+                hidden, taps, logits = fed.hidden, fed.taps, fed.logits  # (1, 1, D), ..., (V,) or None
             else:
-                if self._cache is None:
-                    self._cache = model.new_cache(1)
-                    self._cache_made_for = (device, weight.dtype)
-                    self._cache_start = start
-                cache = self._cache
-                if start != self._cache_start:  # the window moved: positions shift, cached keys are stale
-                    cache.reset()
-                    self._cache_start = start
-                # Feed at least the last token: its logits are what we need.
-                first = min(cache.length, len(self._ids) - start - 1)
-                cache.truncate(first)
-                if not tap_names and extra_rows is None and first == len(self._ids) - start - 1:
-                    # One token, nothing to show: the step in C, when it applies (native_decode says when).
-                    logits = native_decode.step(model, cache, self._ids[-1])  # (V,) or None
-                    if logits is not None:
-                        self._ready = (len(self._ids), logits, start)
-                        return None
-                new = torch.tensor([self._ids[start + first :]], device=device)  # (1, T_new)
-                hidden = model.hidden(new, cache)  # (1, T_new, D)
-                keys = tuple(k[:, :, : cache.length] for k in cache.keys) if tap_names else None
-            rows = hidden[0, -1:]  # (1, D): only the last position's logits are needed
-            extra = extra_rows(taps) if extra_rows is not None else None  # (k, D) or None
-            if extra is not None:
-                rows = torch.cat([extra.to(rows.dtype), rows])  # (k + 1, D)
-            head = model.head(rows)  # (k + 1, V)
-            logits = head[-1]  # (V,)
+                with capture(model, tap_names) as taps:
+                    new = torch.tensor([self._ids[start + first :]], device=device)  # (1, T_new)
+                    hidden = model.hidden(new, cache)  # (1, T_new, D)
+                logits = None
+            keys = tuple(k[:, :, : cache.length] for k in cache.keys) if tap_names and cache else None
+            extra = head = None
+            if logits is None:
+                rows = hidden[0, -1:]  # (1, D): only the last position's logits are needed
+                extra = extra_rows(taps) if extra_rows is not None else None  # (k, D) or None
+                if extra is not None:
+                    rows = torch.cat([extra.to(rows.dtype), rows])  # (k + 1, D)
+                head = model.head(rows)  # (k + 1, V)
+                logits = head[-1]  # (V,)
         self._ready = (len(self._ids), logits.float().cpu(), start)
         if not tap_names:
             return None
         head_logits = head if extra is not None else None
         return FedTokens(start, first, tuple(self._ids[start:]), dict(taps), keys, logits, head_logits)
+
+    def _prepare_cache(self, start: int) -> int:
+        """Make the KV cache fit the window starting at `start`; return how many of its tokens it already
+        holds (at most all but the last, whose logits a step needs)."""
+        weight = self.model.tok_emb.weight
+        if self._cache is None:
+            self._cache = self.model.new_cache(1)
+            self._cache_made_for = (weight.device, weight.dtype)
+            self._cache_start = start
+        cache = self._cache
+        if start != self._cache_start:  # the window moved: positions shift, cached keys are stale
+            cache.reset()
+            self._cache_start = start
+        first = min(cache.length, len(self._ids) - start - 1)
+        cache.truncate(first)
+        return first

@@ -8,6 +8,9 @@
    microseconds. The arithmetic is the model's own (gptviz/model/gpt.py), in float32, summed in another
    order: values agree with the PyTorch path to float32 rounding, not bit for bit.
 
+   It can also copy out what the panes tap at the new position (the TAP_* table) and stop before the
+   output head, so that the caller puts the logit lens's rows through the head with the token's own.
+
    The caller (Python, through ctypes) passes every tensor as a pointer in a flat table, laid out as the
    P_* and L_* indices below say, and the sizes as a table of int64 (the D_* indices). Nothing is allocated
    here: `scratch` holds D_SCRATCH floats (native_decode.scratch_floats). */
@@ -30,7 +33,23 @@ enum {
     L_COUNT
 };
 
+/* What a step can copy out for the panes (the hook points of gpt.py, one position): the table `taps` holds
+   TAP_GLOBALS pointers, then TAP_COUNT per layer; a NULL entry is not copied. */
+enum { TAP_EMBED, TAP_GLOBALS };                            /* (D) token + position embedding */
+enum {
+    TAP_Q, TAP_K, TAP_V,                                    /* (D) each: (H, hd) */
+    TAP_LN1, TAP_RESID_MID, TAP_LN2,                        /* (D) */
+    TAP_MLP_POST,                                           /* (4D) after GELU */
+    TAP_RESID_POST,                                         /* (D) */
+    TAP_COUNT
+};
+
 #define LAYER_NORM_EPS 1e-5f /* gpt.py LayerNorm */
+
+static void copy_out(float *to, const float *from, int64_t n) {
+    if (to)
+        for (int64_t i = 0; i < n; ++i) to[i] = from[i];
+}
 
 /* w (n,) . x (n,) with 32 independent partial sums (four vector registers of eight), so the adds overlap:
    one running sum would wait on each add and read a weight row at a fraction of the memory's rate. */
@@ -112,11 +131,12 @@ int64_t gptviz_scratch_floats(const int64_t *dims) {
     return d + d + 3 * d + d + 4 * d + dims[D_HEADS] * dims[D_CONTEXT];
 }
 
-/* Feed `token` at position `pos` (0-based within the cache's window; pos < context), write its keys and
-   values into the cache at `pos`, and the next token's logits (V,) into `logits`. Returns 0, or -1 when an
-   argument is out of range (nothing written then). */
+/* Feed `token` at position `pos` (0-based within the cache's window; pos < context) and write its keys and
+   values into the cache at `pos`. Then: the next token's logits (V,) into `logits` (NULL: no final norm and
+   head), the residual stream after the last block (D,) into `hidden` (NULL: not kept), and what `taps` asks
+   for (NULL: nothing). Returns 0, or -1 when an argument is out of range (nothing written then). */
 int gptviz_decode_step(const float *const *p, const int64_t *dims, int64_t token, int64_t pos, float *logits,
-                       float *scratch) {
+                       float *hidden_out, float *const *taps, float *scratch) {
     const int64_t n_layers = dims[D_LAYERS], d = dims[D_EMB], heads = dims[D_HEADS];
     const int64_t ctx = dims[D_CONTEXT], vocab = dims[D_VOCAB];
     const int threads = (int)(dims[D_THREADS] > 0 ? dims[D_THREADS] : 1);
@@ -133,14 +153,22 @@ int gptviz_decode_step(const float *const *p, const int64_t *dims, int64_t token
     const float *tok = p[P_TOK_EMB] + token * d;
     const float *where = p[P_POS_EMB] + pos * d;
     for (int64_t i = 0; i < d; ++i) x[i] = tok[i] + where[i];
+    if (taps) copy_out(taps[TAP_EMBED], x, d);
 
     for (int64_t layer = 0; layer < n_layers; ++layer) {
         const float *const *L = p + P_GLOBALS + layer * L_COUNT;
+        float *const *T = taps ? taps + TAP_GLOBALS + layer * TAP_COUNT : NULL;
         float *keys = (float *)L[L_KEYS];
         float *values = (float *)L[L_VALUES];
 
         layer_norm(x, L[L_NORM1_SCALE], L[L_NORM1_SHIFT], normed, d);
+        if (T) copy_out(T[TAP_LN1], normed, d);
         matvec(L[L_QKV], L[L_QKV_BIAS], normed, qkv, 3 * d, d, threads, 0);
+        if (T) {
+            copy_out(T[TAP_Q], qkv, d);
+            copy_out(T[TAP_K], qkv + d, d);
+            copy_out(T[TAP_V], qkv + 2 * d, d);
+        }
         for (int64_t h = 0; h < heads; ++h)
             for (int64_t i = 0; i < head_dim; ++i) {
                 keys[(h * ctx + pos) * head_dim + i] = qkv[d + h * head_dim + i];
@@ -149,13 +177,20 @@ int gptviz_decode_step(const float *const *p, const int64_t *dims, int64_t token
         attend(qkv, keys, values, context, scores, heads, head_dim, ctx, pos, threads);
         matvec(L[L_PROJ], L[L_PROJ_BIAS], context, hidden, d, d, threads, 0);
         for (int64_t i = 0; i < d; ++i) x[i] += hidden[i];
+        if (T) copy_out(T[TAP_RESID_MID], x, d);
 
         layer_norm(x, L[L_NORM2_SCALE], L[L_NORM2_SHIFT], normed, d);
+        if (T) copy_out(T[TAP_LN2], normed, d);
         matvec(L[L_FC1], L[L_FC1_BIAS], normed, hidden, 4 * d, d, threads, 1);
+        if (T) copy_out(T[TAP_MLP_POST], hidden, 4 * d);
         matvec(L[L_FC2], L[L_FC2_BIAS], hidden, context, d, 4 * d, threads, 0);
         for (int64_t i = 0; i < d; ++i) x[i] += context[i];
+        if (T) copy_out(T[TAP_RESID_POST], x, d);
     }
-    layer_norm(x, p[P_FINAL_SCALE], p[P_FINAL_SHIFT], normed, d);
-    matvec(p[P_HEAD], NULL, normed, logits, vocab, d, threads, 0);
+    copy_out(hidden_out, x, d);
+    if (logits) {
+        layer_norm(x, p[P_FINAL_SCALE], p[P_FINAL_SHIFT], normed, d);
+        matvec(p[P_HEAD], NULL, normed, logits, vocab, d, threads, 0);
+    }
     return 0;
 }

@@ -6,10 +6,13 @@ operations with their Python calls added ~6 ms (docs/benchmarks.md, "Where decod
 step does the same arithmetic (gpt.py) in one call, each product split over the cores at the rate of a
 plain sum over its bytes.
 
-When it runs: `Generator` feeds one new token through the KV cache, on the CPU, in float32, with no tap
-capturing and no edit (ablation, patch) on any hook point, and the model is a plain GPTModel in eval mode.
-Everything else (a prompt, the panes' taps, interventions, other dtypes and devices) takes the PyTorch path,
-which stays the reference. Logits agree with it to float32 rounding (the sums add in another order).
+When it runs: `Generator` feeds one new token through the KV cache, on the CPU, in float32, the model is a
+plain GPTModel in eval mode, no edit (ablation, patch) sits on any hook point, and the taps asked for are
+ones the step copies out (LAYER_TAPS and the embedding: what the live panes read at each Step). Everything
+else (a prompt, the attention weights' taps, interventions, other dtypes and devices) takes the PyTorch
+path, which stays the reference. Values agree with it to float32 rounding (the sums add in another order).
+When the caller puts extra rows through the output head with the token's own (the logit lens), the step
+stops before the head and the caller runs it, so the head is read once.
 
 The library is compiled once per machine (`cc -O3 -march=native -fopenmp`, without OpenMP or -march if the
 compiler refuses them) into the cache folder: $GPTVIZ_CACHE_DIR, else platformdirs' user cache dir, under a
@@ -30,6 +33,7 @@ import subprocess
 import tempfile
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -170,12 +174,14 @@ def _load(path: Path) -> ctypes.CDLL:
     handle = ctypes.CDLL(str(path))  # ctypes lets go of the GIL during the call: the window keeps painting
     step = handle.gptviz_decode_step
     step.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
+        ctypes.c_void_p,  # the model's tensors (_Table)
+        ctypes.c_void_p,  # sizes
+        ctypes.c_int64,  # token
+        ctypes.c_int64,  # position
+        ctypes.c_void_p,  # logits (V,) or NULL
+        ctypes.c_void_p,  # hidden (D,) or NULL
+        ctypes.c_void_p,  # the taps' table or NULL
+        ctypes.c_void_p,  # scratch
     ]
     step.restype = ctypes.c_int
     handle.gptviz_scratch_floats.argtypes = [ctypes.c_void_p]
@@ -291,10 +297,43 @@ _TABLE = _Table()
 _TABLE_LOCK = threading.Lock()
 
 
-def step(model: GPTModel, cache: KVCache, token: int) -> torch.Tensor | None:
+# The hook points a C step can fill, per layer, in decode_step.c's TAP_* order (the embedding is its own).
+LAYER_TAPS = (
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "hook_ln1",
+    "hook_resid_mid",
+    "hook_ln2",
+    "ff.hook_post",
+    "hook_resid_post",
+)
+EMBED_TAP = "hook_embed"
+
+
+@dataclass(frozen=True)
+class Fed:
+    """What one token fed through the C step gives: the next token's logits (None when the head was left to
+    the caller), the residual stream after the last block, and the taps asked for, each shaped as the
+    PyTorch path's hook point shapes it for one position (B = T = 1)."""
+
+    logits: torch.Tensor | None  # (V,)
+    hidden: torch.Tensor  # (1, 1, D)
+    taps: dict[str, torch.Tensor]
+
+
+def step(
+    model: GPTModel,
+    cache: KVCache,
+    token: int,
+    tap_names: frozenset[str] | set[str] = frozenset(),
+    head: bool = True,
+) -> Fed | None:
     """Feed `token` at the cache's next position: its keys and values go into the cache (its length grows
-    by one) and the next token's logits (V,) come back. None, with nothing changed, when the C step does
-    not apply (module docstring) or is not built; the caller then takes the PyTorch path."""
+    by one), and the next token's logits come back (`head`; else the caller runs the head, e.g. with the
+    logit lens's rows), with the taps in `tap_names` (hook point names; see LAYER_TAPS). None, with nothing
+    changed, when the C step does not apply (module docstring), a tap is one it cannot fill, or it is not
+    built; the caller then takes the PyTorch path."""
     if not enabled() or model.training or cache.keys[0].shape[0] != 1:
         return None
     weight = model.tok_emb.weight
@@ -302,8 +341,14 @@ def step(model: GPTModel, cache: KVCache, token: int) -> torch.Tensor | None:
         return None
     if any(point.sink is not None or point.edit is not None for point in hook_points(model).values()):
         return None
+    if any(method in vars(model) for method in ("forward", "hidden", "head")):
+        return None  # replaced on this model (a test counting head passes, a wrapper): it must run
     pos = cache.length
     if pos >= cache.capacity or not 0 <= token < weight.shape[0]:
+        return None
+    cfg = model.cfg
+    slots = _tap_slots(tap_names, cfg.n_layers)
+    if slots is None:
         return None
     lib = library()
     if lib is None:
@@ -312,13 +357,59 @@ def step(model: GPTModel, cache: KVCache, token: int) -> torch.Tensor | None:
         pointers = _TABLE.for_step(model, cache)
     if pointers is None:
         return None
-    cfg = model.cfg
     dims = (ctypes.c_int64 * N_DIMS)(
         cfg.n_layers, cfg.emb_dim, cfg.n_heads, cache.capacity, weight.shape[0], torch.get_num_threads()
     )
+    D = cfg.emb_dim
     scratch = torch.empty(lib.gptviz_scratch_floats(dims), dtype=torch.float32)  # see decode_step.c
-    logits = torch.empty(weight.shape[0], dtype=torch.float32)  # (V,)
-    if lib.gptviz_decode_step(pointers, dims, token, pos, logits.data_ptr(), scratch.data_ptr()) != 0:
+    logits = torch.empty(weight.shape[0], dtype=torch.float32) if head else None  # (V,)
+    hidden = torch.empty(1, 1, D, dtype=torch.float32)  # (1, 1, D)
+    taps: dict[str, torch.Tensor] = {}
+    table = None
+    if slots:
+        sizes = {name: (4 * D if name.endswith("ff.hook_post") else D) for name in slots}
+        room = torch.empty(sum(sizes.values()), dtype=torch.float32)  # every tap's values, one after another
+        table = (ctypes.c_void_p * (1 + cfg.n_layers * len(LAYER_TAPS)))()
+        offset = 0
+        for name, slot in slots.items():
+            part = room[offset : offset + sizes[name]]
+            offset += sizes[name]
+            table[slot] = part.data_ptr()
+            taps[name] = _shaped(name, part, cfg.n_heads)
+    done = lib.gptviz_decode_step(
+        pointers,
+        dims,
+        token,
+        pos,
+        logits.data_ptr() if logits is not None else None,
+        hidden.data_ptr(),
+        table,
+        scratch.data_ptr(),
+    )
+    if done != 0:
         return None
     cache.length = pos + 1
-    return logits
+    return Fed(logits, hidden, taps)
+
+
+def _tap_slots(names: frozenset[str] | set[str], n_layers: int) -> dict[str, int] | None:
+    """Each tap name's entry in decode_step.c's tap table; None when one is not a tap the C step fills."""
+    slots = {}
+    for name in names:
+        if name == EMBED_TAP:
+            slots[name] = 0
+            continue
+        layer, _, rest = name.removeprefix("blocks.").partition(".")
+        if not name.startswith("blocks.") or not layer.isdigit() or rest not in LAYER_TAPS:
+            return None
+        if int(layer) >= n_layers:
+            return None
+        slots[name] = 1 + int(layer) * len(LAYER_TAPS) + LAYER_TAPS.index(rest)
+    return slots
+
+
+def _shaped(name: str, values: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """One position's values as the hook point holds them: (1, H, 1, hd) for Q, K and V, else (1, 1, n)."""
+    if name.endswith(("attn.hook_q", "attn.hook_k", "attn.hook_v")):
+        return values.view(1, n_heads, 1, -1)  # (B, H, T, hd)
+    return values.view(1, 1, -1)  # (B, T, D) or (B, T, 4D)

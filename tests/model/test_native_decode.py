@@ -73,8 +73,9 @@ def test_each_step_equals_the_pytorch_step_and_fills_the_same_cache(cfg):
         model.hidden(ids[None, :5], ours)
         for pos in range(5, cfg.context_length):
             expected = model.head(model.hidden(ids[None, pos : pos + 1], theirs))[0, -1]  # (V,)
-            got = native_decode.step(model, ours, int(ids[pos]))  # (V,)
-            assert got is not None and ours.length == theirs.length == pos + 1
+            fed = native_decode.step(model, ours, int(ids[pos]))
+            assert fed is not None and fed.logits is not None and ours.length == theirs.length == pos + 1
+            got = fed.logits  # (V,)
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
         for mine, reference in zip(ours.keys + ours.values, theirs.keys + theirs.values, strict=True):
             torch.testing.assert_close(mine, reference, rtol=1e-5, atol=2e-5)
@@ -94,9 +95,9 @@ def test_steps_equal_hf_gpt2s_logits(tmp_path):
         cache = model.new_cache(1)
         model.hidden(ids[:, :3], cache)
         for pos in range(3, 20):
-            got = native_decode.step(model, cache, int(ids[0, pos]))  # (V,)
-            assert got is not None
-            torch.testing.assert_close(got, reference[pos], rtol=1e-4, atol=1e-4)
+            fed = native_decode.step(model, cache, int(ids[0, pos]))
+            assert fed is not None and fed.logits is not None
+            torch.testing.assert_close(fed.logits, reference[pos], rtol=1e-4, atol=1e-4)
     assert isinstance(transformers.__version__, str)
 
 
@@ -114,10 +115,10 @@ def test_generation_chooses_the_same_ids_in_c_and_in_pytorch_across_the_context_
     fed_in_c = []
     real = native_decode.step
 
-    def counted(*args):
-        logits = real(*args)
-        fed_in_c.append(logits is not None)
-        return logits
+    def counted(*args, **kwargs):
+        fed = real(*args, **kwargs)
+        fed_in_c.append(fed is not None)
+        return fed
 
     monkeypatch.setattr(native_decode, "step", counted)
     assert _greedy_ids(model, 40) == plain
@@ -221,11 +222,12 @@ def test_weights_replaced_between_steps_are_the_ones_the_next_step_reads():
         model.hidden(torch.tensor([[1, 2, 3]]), cache)
 
     def next_logits(token: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The PyTorch step's logits and the C step's, each on a copy of the cache at the same length."""
+        """The PyTorch step's logits and the C step's, the second fed again at the same position."""
         with torch.inference_mode():
             expected = model.head(model.hidden(torch.tensor([[token]]), cache))[0, -1]  # (V,)
             cache.truncate(cache.length - 1)
-            return expected, native_decode.step(model, cache, token)
+            fed = native_decode.step(model, cache, token)
+            return expected, fed.logits if fed is not None else None
 
     expected, got = next_logits(4)
     assert got is not None
@@ -244,3 +246,67 @@ def test_weights_replaced_between_steps_are_the_ones_the_next_step_reads():
     proj.weight.data = proj.weight.data.t()  # the same address, no longer contiguous: PyTorch's turn
     expected, got = next_logits(7)
     assert got is None
+
+
+def test_the_taps_a_c_step_fills_equal_the_pytorch_steps_hook_points():
+    cfg = CONFIGS[1]  # a bias on Q/K/V, three heads
+    model = _random_model(cfg, seed=17)
+    names = {native_decode.EMBED_TAP} | {
+        f"blocks.{i}.{tap}" for i in range(cfg.n_layers) for tap in native_decode.LAYER_TAPS
+    }
+    with torch.inference_mode():
+        theirs, ours = model.new_cache(1), model.new_cache(1)
+        model.hidden(torch.tensor([[1, 2, 3, 4]]), theirs)
+        model.hidden(torch.tensor([[1, 2, 3, 4]]), ours)
+        with capture(model, names) as expected:
+            hidden = model.hidden(torch.tensor([[5]]), theirs)  # (1, 1, D)
+        fed = native_decode.step(model, ours, 5, frozenset(names), head=False)
+        assert fed is not None and fed.logits is None  # the head is left to the caller
+        assert set(fed.taps) == names
+        for name in names:
+            assert fed.taps[name].shape == expected[name].shape, name
+            torch.testing.assert_close(fed.taps[name], expected[name], rtol=1e-5, atol=2e-5)
+        torch.testing.assert_close(fed.hidden, hidden, rtol=1e-5, atol=2e-5)
+        # a tap the C step does not fill (the attention weights): PyTorch's turn, nothing fed
+        assert native_decode.step(model, ours, 6, frozenset({"blocks.0.attn.hook_weights"})) is None
+        assert ours.length == 5
+
+
+def test_a_generator_feed_for_the_panes_is_the_same_in_c_and_in_pytorch(monkeypatch):
+    """What the live panes ask of each Step (their taps, the logit lens's rows through the head with the
+    token's own) comes out the same either way."""
+    from gptviz.engine.live_inspection import LiveInspection
+
+    model = _random_model(CONFIGS[0], seed=19)
+    tok = default_tokenizer()
+    prompt = tok.encode("The cat sat on")
+
+    def feeds() -> list:
+        gen = Generator(model, tok, prompt, GREEDY)
+        live = LiveInspection(model, tok)
+        names = live.tap_names()
+        out = [gen.feed(names, live.lens_rows)]
+        for _ in range(5):
+            gen.step()
+            out.append(gen.feed(names, live.lens_rows))
+        return out
+
+    monkeypatch.setenv(native_decode.SWITCH_ENV, "0")
+    plain = feeds()
+    monkeypatch.setenv(native_decode.SWITCH_ENV, "1")
+    calls = []
+    real = native_decode.step
+    monkeypatch.setattr(native_decode, "step", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    native = feeds()
+    assert sum(fed is not None for fed in calls) == 5  # every fed token after the prompt went through C
+    for a, b in zip(plain, native, strict=True):
+        assert (a.start, a.first, a.window_ids) == (b.start, b.first, b.window_ids)
+        assert set(a.taps) == set(b.taps)
+        for name in a.taps:
+            torch.testing.assert_close(b.taps[name], a.taps[name], rtol=1e-5, atol=2e-5)
+        torch.testing.assert_close(b.logits, a.logits, rtol=1e-5, atol=2e-5)
+        assert (a.head_logits is None) == (b.head_logits is None)
+        if a.head_logits is not None:
+            torch.testing.assert_close(b.head_logits, a.head_logits, rtol=1e-5, atol=2e-5)
+        for ka, kb in zip(a.keys, b.keys, strict=True):
+            torch.testing.assert_close(kb, ka, rtol=1e-5, atol=2e-5)

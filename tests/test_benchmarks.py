@@ -139,6 +139,10 @@ def test_capture_tiny() -> None:
     assert naive.value == pytest.approx(2 * 4 * 1024 * 1024 * 4 / 2**20)
     details = result.details
     assert details["captured"] == details["taps"] > 0  # every tap recorded something
+    assert details["panes_captured"] == details["panes_taps"] == 2 * 5 + 2  # 5 a layer, embed, one MLP
+    assert result.ours_label == "forward with the panes' taps captured" and result.target == "<= 1.3x"
+    every = next(f for f in result.figures if f.name.startswith("every tap / plain"))
+    assert every.target in (None, "") and every.value > 0  # shown, not judged
     assert details["snapshot_bytes"] == details["snapshot_bytes_formula"]  # measured == shape formula
     assert capture.naive_attention_bytes(GPTConfig(), 1024) == 576 * 2**20
     inspect = next(f for f in result.figures if f.name == "inspect_tokens / plain forward")

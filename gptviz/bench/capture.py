@@ -1,7 +1,11 @@
-"""Capture: a forward pass with every tap recording against a plain forward pass, and what the panes keep.
+"""Capture: a forward pass with the taps the panes use against a plain forward pass, and what the panes keep.
 
-Every tap includes the attention scores and weights, which switch attention from the fused kernel to the
-explicit path (scores -> mask -> softmax), so this is the most a capture can cost. `inspect_tokens` is what
+The judged ratio is the issue's: a forward with every tap the panes use (`inspection._needed_taps`: the
+attention weights, the residual stream around each norm, one MLP layer) over a plain forward, both with the
+full output head. The attention weights switch attention from the fused kernel to the written-out path,
+which then skips the keys each block of query rows cannot see (`gpt.blocked_causal_attention`). A capture of
+every hook point (the attention scores, Q, K and V too) is shown beside it, not judged: the scores keep
+attention in one block, so it is the most a capture can cost. `inspect_tokens` is what
 the app actually runs for the Attention and Activations panes: the taps they need plus packing everything
 into an `InspectionSnapshot`; its `nbytes` is the memory the panes hold, against the naive all-heads fp32
 attention of L * H * T^2 * 4 bytes.
@@ -22,7 +26,7 @@ import torch
 from gptviz.bench.harness import BenchResult, Figure, Stats, at_most, device_sync, interleave
 from gptviz.config import GPTConfig, preset
 from gptviz.data import BUILTIN, load_corpus
-from gptviz.engine.inspection import inspect_tokens, mib, snapshot_nbytes
+from gptviz.engine.inspection import _needed_taps, inspect_tokens, mib, snapshot_nbytes
 from gptviz.model.gpt import GPTModel
 from gptviz.model.hooks import capture, hook_names
 from gptviz.tokenizer import default_tokenizer
@@ -68,6 +72,14 @@ def run(sizes: CaptureSizes = FULL, device: str = "cpu") -> BenchResult:
         with torch.no_grad():
             model(idx)  # (1, T, V)
 
+    panes_names = _needed_taps(cfg.n_layers, 0)
+
+    def panes_taps() -> None:
+        with torch.no_grad(), capture(model, panes_names) as store:
+            model(idx)  # (1, T, V)
+        kept["panes taps"] = len(store)
+        del store
+
     def every_tap() -> None:
         with torch.no_grad(), capture(model) as store:
             model(idx)  # (1, T, V)
@@ -77,12 +89,12 @@ def run(sizes: CaptureSizes = FULL, device: str = "cpu") -> BenchResult:
     def inspect() -> None:
         kept["snapshot"] = inspect_tokens(model, tokenizer, ids)
 
-    times = interleave(
-        {"plain": plain, "every tap": every_tap, "inspect": inspect}, sizes.repeats, sync=device_sync(device)
-    )
-    plain_s, taps_s, inspect_s = (Stats.of(times[k]) for k in ("plain", "every tap", "inspect"))
+    variants = {"plain": plain, "panes' taps": panes_taps, "every tap": every_tap, "inspect": inspect}
+    times = interleave(variants, sizes.repeats, sync=device_sync(device))
+    plain_s, taps_s, every_s, inspect_s = (Stats.of(times[k]) for k in variants)
     ratio = taps_s.median / plain_s.median
-    per_repeat = Stats.of([t / p for t, p in zip(times["every tap"], times["plain"], strict=True)])
+    per_repeat = Stats.of([t / p for t, p in zip(times["panes' taps"], times["plain"], strict=True)])
+    every_ratio = every_s.median / plain_s.median
     inspect_ratio = inspect_s.median / plain_s.median
 
     snapshot = kept["snapshot"]
@@ -90,7 +102,8 @@ def run(sizes: CaptureSizes = FULL, device: str = "cpu") -> BenchResult:
     measured = snapshot.nbytes  # type: ignore[attr-defined]
     formula_here = snapshot_nbytes(cfg.n_layers, cfg.n_heads, len(ids), cfg.emb_dim)
     notes = [
-        f"{n_taps} taps in the model; a capture of every one recorded {kept['taps']} tensors a pass.",
+        f"{n_taps} taps in the model; a capture of every one recorded {kept['taps']} tensors a pass; the panes "
+        f"use {len(panes_names)} of them ({kept['panes taps']} recorded).",
         f"At {len(ids)} tokens the snapshot held {mib(measured):.2f} MiB (the shape formula says "
         f"{mib(formula_here):.2f} MiB).",
     ]
@@ -110,12 +123,14 @@ def run(sizes: CaptureSizes = FULL, device: str = "cpu") -> BenchResult:
         ratio=ratio,
         target=f"<= {RATIO_TARGET:g}x",
         passed=at_most(ratio, RATIO_TARGET),
-        ours_label="forward with every tap captured",
+        ours_label="forward with the panes' taps captured",
         baseline_label="plain forward",
         ours_stats=taps_s,
         baseline_stats=plain_s,
         figures=[
-            Figure("every tap / plain, per repeat", per_repeat.median, "x", per_repeat),
+            Figure("the panes' taps / plain, per repeat", per_repeat.median, "x", per_repeat),
+            Figure(f"every tap ({n_taps} hook points, the scores too)", every_s.median, "s", every_s),
+            Figure("every tap / plain (the most a capture costs; not judged)", every_ratio, "x"),
             Figure("inspect_tokens (what the panes get)", inspect_s.median, "s", inspect_s),
             Figure(
                 "inspect_tokens / plain forward",
@@ -145,6 +160,8 @@ def run(sizes: CaptureSizes = FULL, device: str = "cpu") -> BenchResult:
         details={
             "taps": n_taps,
             "captured": kept_taps,
+            "panes_taps": len(panes_names),
+            "panes_captured": kept["panes taps"],
             "tokens": len(ids),
             "snapshot_bytes": measured,
             "snapshot_bytes_formula": formula_here,

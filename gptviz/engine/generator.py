@@ -372,7 +372,11 @@ class Generator:
                     new = torch.tensor([self._ids[start + first :]], device=device)  # (1, T_new)
                     hidden = model.hidden(new, cache)  # (1, T_new, D)
                 logits = None
-            keys = tuple(k[:, :, : cache.length] for k in cache.keys) if tap_names and cache else None
+            keys = (
+                tuple(k[:, :, : cache.length] for k in cache.keys)
+                if tap_names and cache is not None
+                else None
+            )
             extra = head = None
             if logits is None:
                 rows = hidden[0, -1:]  # (1, D): only the last position's logits are needed

@@ -131,14 +131,12 @@ def _build() -> Path:
     """Compile decode_step.c unless a library built from the same source, compiler and machine exists."""
     cc = _compiler()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-    source = SOURCE.read_bytes()
+    built_for = b"\0".join([SOURCE.read_bytes(), cc.encode(), version.encode(), _machine().encode()])
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     errors = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256(
-            b"\0".join([source, cc.encode(), version.encode(), " ".join(flags).encode(), _machine().encode()])
-        ).hexdigest()[:16]
+        key = hashlib.sha256(built_for + b"\0" + " ".join(flags).encode()).hexdigest()[:16]
         target = folder / f"decode_step-{key}.so"
         if target.exists():
             return target
